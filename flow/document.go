@@ -1,0 +1,152 @@
+package flow
+
+import (
+	"encoding/hex"
+	"net/netip"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Document is the stored form of a Record: one MongoDB document per flow,
+// and one JSON object per line on the probe's --stdout. Field names of the
+// original prototype are kept (sourceIPv4Address … mqttCorrelationData);
+// the others are new. Timestamps are dates (millisecond precision in BSON)
+// plus an integer nanoseconds-since-epoch twin that keeps full precision.
+type Document struct {
+	ID string `bson:"_id,omitempty" json:"_id,omitempty"`
+
+	SourceIPv4Address        string `bson:"sourceIPv4Address,omitempty" json:"sourceIPv4Address,omitempty"`
+	DestinationIPv4Address   string `bson:"destinationIPv4Address,omitempty" json:"destinationIPv4Address,omitempty"`
+	SourceIPv6Address        string `bson:"sourceIPv6Address,omitempty" json:"sourceIPv6Address,omitempty"`
+	DestinationIPv6Address   string `bson:"destinationIPv6Address,omitempty" json:"destinationIPv6Address,omitempty"`
+	SourceTransportPort      uint16 `bson:"sourceTransportPort" json:"sourceTransportPort"`
+	DestinationTransportPort uint16 `bson:"destinationTransportPort" json:"destinationTransportPort"`
+	Protocol                 uint8  `bson:"protocol" json:"protocol"`
+
+	FlowStart                time.Time `bson:"flowStartNanoseconds" json:"flowStartNanoseconds"`
+	FlowEnd                  time.Time `bson:"flowEndNanoseconds" json:"flowEndNanoseconds"`
+	FlowStartNs              int64     `bson:"flowStartNs" json:"flowStartNs"`
+	FlowEndNs                int64     `bson:"flowEndNs" json:"flowEndNs"`
+	FlowDurationMicroseconds int64     `bson:"flowDurationMicroseconds" json:"flowDurationMicroseconds"`
+	PacketDeltaCount         uint64    `bson:"packetDeltaCount" json:"packetDeltaCount"`
+	OctetDeltaCount          uint64    `bson:"octetDeltaCount" json:"octetDeltaCount"`
+	FlowEndReason            string    `bson:"flowEndReason" json:"flowEndReason"`
+	FlowID                   uint64    `bson:"flowId,omitempty" json:"flowId,omitempty"`
+
+	MQTTTopic           string `bson:"mqttTopic" json:"mqttTopic"`
+	MQTTPacketID        uint16 `bson:"mqttPacketId" json:"mqttPacketId"`
+	MQTTQoS             uint8  `bson:"mqttQoS" json:"mqttQoS"`
+	MQTTControlType     uint8  `bson:"mqttControlType" json:"mqttControlType"`
+	MQTTControlTypeName string `bson:"mqttControlTypeName" json:"mqttControlTypeName"`
+	MQTTSrcClientID     string `bson:"mqttSrcClientId" json:"mqttSrcClientId"`
+	MQTTDstClientID     string `bson:"mqttDstClientId" json:"mqttDstClientId"`
+	// MQTTCorrelationData is the text form: the bytes if they are valid
+	// UTF-8, else their lowercase hex. MQTTCorrelationDataRaw keeps the bytes.
+	MQTTCorrelationData    string   `bson:"mqttCorrelationData" json:"mqttCorrelationData"`
+	MQTTCorrelationDataRaw []byte   `bson:"mqttCorrelationDataRaw,omitempty" json:"mqttCorrelationDataRaw,omitempty"`
+	MQTTCorrelationSource  string   `bson:"mqttCorrelationSource" json:"mqttCorrelationSource"`
+	MQTTProtocolVersion    uint8    `bson:"mqttProtocolVersion,omitempty" json:"mqttProtocolVersion,omitempty"`
+	MQTTReasonCode         *uint8   `bson:"mqttReasonCode,omitempty" json:"mqttReasonCode,omitempty"`
+	MQTTRetain             bool     `bson:"mqttRetain" json:"mqttRetain"`
+	MQTTDup                bool     `bson:"mqttDup" json:"mqttDup"`
+	MQTTPayloadLength      uint32   `bson:"mqttPayloadLength" json:"mqttPayloadLength"`
+	MQTTTopicFilters       []string `bson:"mqttTopicFilters,omitempty" json:"mqttTopicFilters,omitempty"`
+	MQTTResponseTopic      string   `bson:"mqttResponseTopic,omitempty" json:"mqttResponseTopic,omitempty"`
+	MQTTUsername           string   `bson:"mqttUsername,omitempty" json:"mqttUsername,omitempty"`
+
+	ExporterAddress      string     `bson:"exporterAddress,omitempty" json:"exporterAddress,omitempty"`
+	ObservationDomainID  uint32     `bson:"observationDomainId" json:"observationDomainId"`
+	CollectorReceiveTime *time.Time `bson:"collectorReceiveTime,omitempty" json:"collectorReceiveTime,omitempty"`
+}
+
+// CorrelationText returns the text form of correlation data: the bytes if
+// they are valid UTF-8 made of printable characters, else their lowercase hex encoding.
+func CorrelationText(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if utf8.Valid(b) {
+		printable := true
+		for _, c := range string(b) {
+			if !unicode.IsPrint(c) && c != ' ' {
+				printable = false
+				break
+			}
+		}
+		if printable {
+			return string(b)
+		}
+	}
+	return hex.EncodeToString(b)
+}
+
+// ToDocument converts a Record to its stored form. The document's _id is
+// left empty; the store sets it.
+func (r *Record) ToDocument() Document {
+	d := Document{
+		SourceTransportPort:      r.SrcPort,
+		DestinationTransportPort: r.DstPort,
+		Protocol:                 r.Protocol,
+		FlowStart:                r.Start.UTC(),
+		FlowEnd:                  r.End.UTC(),
+		FlowStartNs:              unixNano(r.Start),
+		FlowEndNs:                unixNano(r.End),
+		FlowDurationMicroseconds: r.Duration().Microseconds(),
+		PacketDeltaCount:         r.Packets,
+		OctetDeltaCount:          r.Octets,
+		FlowEndReason:            r.EndReason.String(),
+		FlowID:                   r.FlowID,
+		MQTTTopic:                r.Topic,
+		MQTTPacketID:             r.PacketID,
+		MQTTQoS:                  r.QoS,
+		MQTTControlType:          uint8(r.ControlType),
+		MQTTControlTypeName:      r.ControlType.String(),
+		MQTTSrcClientID:          r.SrcClientID,
+		MQTTDstClientID:          r.DstClientID,
+		MQTTCorrelationData:      CorrelationText(r.CorrelationData),
+		MQTTCorrelationSource:    r.CorrelationSource.String(),
+		MQTTProtocolVersion:      r.ProtocolVersion,
+		MQTTRetain:               r.Retain,
+		MQTTDup:                  r.Dup,
+		MQTTPayloadLength:        r.PayloadLength,
+		MQTTTopicFilters:         r.TopicFilters,
+		MQTTResponseTopic:        r.ResponseTopic,
+		MQTTUsername:             r.Username,
+		ObservationDomainID:      r.ObservationDomain,
+	}
+	if len(r.CorrelationData) > 0 {
+		d.MQTTCorrelationDataRaw = r.CorrelationData
+	}
+	if r.HasReasonCode {
+		rc := r.ReasonCode
+		d.MQTTReasonCode = &rc
+	}
+	setAddr(r.SrcAddr, &d.SourceIPv4Address, &d.SourceIPv6Address)
+	setAddr(r.DstAddr, &d.DestinationIPv4Address, &d.DestinationIPv6Address)
+	if r.Exporter.IsValid() {
+		d.ExporterAddress = r.Exporter.String()
+	}
+	if !r.Received.IsZero() {
+		t := r.Received.UTC()
+		d.CollectorReceiveTime = &t
+	}
+	return d
+}
+
+func setAddr(a netip.Addr, v4, v6 *string) {
+	switch {
+	case !a.IsValid():
+	case a.Is4() || a.Is4In6():
+		*v4 = a.Unmap().String()
+	default:
+		*v6 = a.String()
+	}
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
