@@ -1,0 +1,342 @@
+package mqttparse
+
+import "strconv"
+
+// PropertyID is an MQTT 5.0 property identifier.
+type PropertyID byte
+
+// The 27 MQTT 5.0 properties (section 2.2.2.2).
+const (
+	PropPayloadFormatIndicator          PropertyID = 0x01
+	PropMessageExpiryInterval           PropertyID = 0x02
+	PropContentType                     PropertyID = 0x03
+	PropResponseTopic                   PropertyID = 0x08
+	PropCorrelationData                 PropertyID = 0x09
+	PropSubscriptionIdentifier          PropertyID = 0x0B
+	PropSessionExpiryInterval           PropertyID = 0x11
+	PropAssignedClientIdentifier        PropertyID = 0x12
+	PropServerKeepAlive                 PropertyID = 0x13
+	PropAuthenticationMethod            PropertyID = 0x15
+	PropAuthenticationData              PropertyID = 0x16
+	PropRequestProblemInformation       PropertyID = 0x17
+	PropWillDelayInterval               PropertyID = 0x18
+	PropRequestResponseInformation      PropertyID = 0x19
+	PropResponseInformation             PropertyID = 0x1A
+	PropServerReference                 PropertyID = 0x1C
+	PropReasonString                    PropertyID = 0x1F
+	PropReceiveMaximum                  PropertyID = 0x21
+	PropTopicAliasMaximum               PropertyID = 0x22
+	PropTopicAlias                      PropertyID = 0x23
+	PropMaximumQoS                      PropertyID = 0x24
+	PropRetainAvailable                 PropertyID = 0x25
+	PropUserProperty                    PropertyID = 0x26
+	PropMaximumPacketSize               PropertyID = 0x27
+	PropWildcardSubscriptionAvailable   PropertyID = 0x28
+	PropSubscriptionIdentifierAvailable PropertyID = 0x29
+	PropSharedSubscriptionAvailable     PropertyID = 0x2A
+)
+
+// PropertyType is the wire type of a property value.
+type PropertyType byte
+
+// Property wire types (section 1.5).
+const (
+	TypeByte PropertyType = iota + 1
+	TypeUint16
+	TypeUint32
+	TypeVarint
+	TypeUTF8
+	TypeBinary
+	TypeUTF8Pair
+)
+
+// willKind is the pseudo packet kind for CONNECT will properties.
+const willKind = 16
+
+type propInfo struct {
+	name    string
+	typ     PropertyType
+	allowed uint32 // bit per packet Type, bit willKind for will properties
+}
+
+func kinds(ts ...int) uint32 {
+	var m uint32
+	for _, t := range ts {
+		m |= 1 << t
+	}
+	return m
+}
+
+// propTable is read-only, indexed by PropertyID; typ 0 means undefined.
+var propTable = [256]propInfo{
+	0x01: {"Payload Format Indicator", TypeByte, kinds(3, willKind)},
+	0x02: {"Message Expiry Interval", TypeUint32, kinds(3, willKind)},
+	0x03: {"Content Type", TypeUTF8, kinds(3, willKind)},
+	0x08: {"Response Topic", TypeUTF8, kinds(3, willKind)},
+	0x09: {"Correlation Data", TypeBinary, kinds(3, willKind)},
+	0x0B: {"Subscription Identifier", TypeVarint, kinds(3, 8)},
+	0x11: {"Session Expiry Interval", TypeUint32, kinds(1, 2, 14)},
+	0x12: {"Assigned Client Identifier", TypeUTF8, kinds(2)},
+	0x13: {"Server Keep Alive", TypeUint16, kinds(2)},
+	0x15: {"Authentication Method", TypeUTF8, kinds(1, 2, 15)},
+	0x16: {"Authentication Data", TypeBinary, kinds(1, 2, 15)},
+	0x17: {"Request Problem Information", TypeByte, kinds(1)},
+	0x18: {"Will Delay Interval", TypeUint32, kinds(willKind)},
+	0x19: {"Request Response Information", TypeByte, kinds(1)},
+	0x1A: {"Response Information", TypeUTF8, kinds(2)},
+	0x1C: {"Server Reference", TypeUTF8, kinds(2, 14)},
+	0x1F: {"Reason String", TypeUTF8, kinds(2, 4, 5, 6, 7, 9, 11, 14, 15)},
+	0x21: {"Receive Maximum", TypeUint16, kinds(1, 2)},
+	0x22: {"Topic Alias Maximum", TypeUint16, kinds(1, 2)},
+	0x23: {"Topic Alias", TypeUint16, kinds(3)},
+	0x24: {"Maximum QoS", TypeByte, kinds(2)},
+	0x25: {"Retain Available", TypeByte, kinds(2)},
+	0x26: {"User Property", TypeUTF8Pair, kinds(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 15, willKind)},
+	0x27: {"Maximum Packet Size", TypeUint32, kinds(1, 2)},
+	0x28: {"Wildcard Subscription Available", TypeByte, kinds(2)},
+	0x29: {"Subscription Identifier Available", TypeByte, kinds(2)},
+	0x2A: {"Shared Subscription Available", TypeByte, kinds(2)},
+}
+
+func (id PropertyID) String() string {
+	if n := propTable[id].name; n != "" {
+		return n
+	}
+	return "property 0x" + strconv.FormatUint(uint64(id), 16)
+}
+
+// Type returns the wire type of the property, 0 if undefined.
+func (id PropertyID) Type() PropertyType { return propTable[id].typ }
+
+// AllowedIn reports whether the property may appear in packets of type t
+// (will properties: use AllowedInWill).
+func (id PropertyID) AllowedIn(t Type) bool { return t < 16 && propTable[id].allowed&(1<<t) != 0 }
+
+// AllowedInWill reports whether the property may appear in CONNECT will properties.
+func (id PropertyID) AllowedInWill() bool { return propTable[id].allowed&(1<<willKind) != 0 }
+
+// Caps on the repeated entries kept per packet. Entries beyond a cap are
+// still read and validated, but not stored, and Packet.Truncated is set.
+// They bound the memory a hostile peer can make a reused Packet hold.
+const (
+	MaxUserProperties  = 64
+	MaxSubscriptionIDs = 32
+	MaxTopicFilters    = 1024
+	MaxReasonCodes     = 1024
+)
+
+// UserProperty is one User Property; Key and Value are views into the input.
+type UserProperty struct {
+	Key, Value []byte
+}
+
+// Properties holds MQTT 5.0 properties. Byte slices are views into the
+// input. A property is present iff Has reports it (scalar zero values are
+// legal values). Repeatable properties (User Property, Subscription
+// Identifier in PUBLISH) keep wire order.
+type Properties struct {
+	present uint64 // bit per PropertyID (all ids are < 64)
+	Len     int    // declared length of the property block (0 if absent)
+
+	PayloadFormatIndicator          byte
+	MessageExpiryInterval           uint32
+	ContentType                     []byte
+	ResponseTopic                   []byte
+	CorrelationData                 []byte
+	SubscriptionIdentifiers         []uint32
+	SessionExpiryInterval           uint32
+	AssignedClientIdentifier        []byte
+	ServerKeepAlive                 uint16
+	AuthenticationMethod            []byte
+	AuthenticationData              []byte
+	RequestProblemInformation       byte
+	WillDelayInterval               uint32
+	RequestResponseInformation      byte
+	ResponseInformation             []byte
+	ServerReference                 []byte
+	ReasonString                    []byte
+	ReceiveMaximum                  uint16
+	TopicAliasMaximum               uint16
+	TopicAlias                      uint16
+	MaximumQoS                      byte
+	RetainAvailable                 byte
+	User                            []UserProperty
+	MaximumPacketSize               uint32
+	WildcardSubscriptionAvailable   byte
+	SubscriptionIdentifierAvailable byte
+	SharedSubscriptionAvailable     byte
+}
+
+// Has reports whether property id was present.
+func (p *Properties) Has(id PropertyID) bool { return id < 64 && p.present&(1<<id) != 0 }
+
+// UserValue returns the value of the first User Property named key.
+func (p *Properties) UserValue(key string) ([]byte, bool) {
+	for i := range p.User {
+		if string(p.User[i].Key) == key {
+			return p.User[i].Value, true
+		}
+	}
+	return nil, false
+}
+
+// reset clears p and keeps the capacity of its slices.
+func (p *Properties) reset() {
+	*p = Properties{User: p.User[:0], SubscriptionIdentifiers: p.SubscriptionIdentifiers[:0]}
+}
+
+// decodeProperties reads a property block (length, then properties) at off
+// in b for packet kind (a Type or willKind). Properties are read only inside
+// the declared length: b is re-sliced to the block's end before any property
+// is read, so a short declared length cannot pull bytes from the payload.
+func (d *decoder) decodeProperties(b []byte, off int, kind int, p *Properties) (int, error) {
+	p.reset()
+	plen, off, nonMin, err := readVarint(b, off)
+	if err != nil {
+		return off, d.fail("property length", off, err)
+	}
+	if nonMin {
+		d.v |= ViolationNonMinimalLength
+	}
+	if int(plen) > len(b)-off {
+		return off, d.fail("property length", off, ErrTruncated)
+	}
+	end := off + int(plen)
+	blk := b[:end]
+	p.Len = int(plen)
+	for off < end {
+		start := off
+		id := PropertyID(blk[off])
+		off++
+		info := &propTable[id]
+		if info.typ == 0 {
+			return start, d.fail("property identifier", start, ErrUnknownProperty)
+		}
+		if info.allowed&(1<<kind) == 0 {
+			d.v |= ViolationPropertyNotAllowed
+		}
+		bit := uint64(1) << id
+		if p.present&bit != 0 && id != PropUserProperty && !(id == PropSubscriptionIdentifier && kind == int(Publish)) {
+			d.v |= ViolationDuplicateProperty
+		}
+		p.present |= bit
+		var (
+			u8  byte
+			u16 uint16
+			u32 uint32
+			bin []byte
+		)
+		switch info.typ {
+		case TypeByte:
+			u8, off, err = readByte(blk, off)
+			if err == nil && u8 > 1 && id != PropMaximumQoS {
+				d.v |= ViolationPropertyValue // all byte properties but Maximum QoS are 0/1
+			}
+		case TypeUint16:
+			u16, off, err = readUint16(blk, off)
+			if err == nil && u16 == 0 && (id == PropReceiveMaximum || id == PropTopicAlias) {
+				d.v |= ViolationPropertyValue
+			}
+		case TypeUint32:
+			u32, off, err = readUint32(blk, off)
+			if err == nil && u32 == 0 && id == PropMaximumPacketSize {
+				d.v |= ViolationPropertyValue
+			}
+		case TypeVarint:
+			var nm bool
+			u32, off, nm, err = readVarint(blk, off)
+			if nm {
+				d.v |= ViolationNonMinimalLength
+			}
+			if err == nil && u32 == 0 {
+				d.v |= ViolationPropertyValue
+			}
+		case TypeUTF8, TypeBinary:
+			bin, off, err = readBinary(blk, off)
+			if err == nil && info.typ == TypeUTF8 && !utf8Check(bin) {
+				d.v |= ViolationInvalidUTF8
+			}
+		case TypeUTF8Pair:
+			var k, v []byte
+			k, off, err = readBinary(blk, off)
+			if err == nil {
+				v, off, err = readBinary(blk, off)
+			}
+			if err == nil {
+				if !utf8Check(k) || !utf8Check(v) {
+					d.v |= ViolationInvalidUTF8
+				}
+				if len(p.User) < MaxUserProperties {
+					p.User = append(p.User, UserProperty{Key: k, Value: v})
+				} else {
+					d.truncated = true
+				}
+			}
+		}
+		if err != nil {
+			return off, d.fail(info.name, start, err)
+		}
+		switch id {
+		case PropPayloadFormatIndicator:
+			p.PayloadFormatIndicator = u8
+		case PropMessageExpiryInterval:
+			p.MessageExpiryInterval = u32
+		case PropContentType:
+			p.ContentType = bin
+		case PropResponseTopic:
+			p.ResponseTopic = bin
+		case PropCorrelationData:
+			p.CorrelationData = bin
+		case PropSubscriptionIdentifier:
+			if len(p.SubscriptionIdentifiers) < MaxSubscriptionIDs {
+				p.SubscriptionIdentifiers = append(p.SubscriptionIdentifiers, u32)
+			} else {
+				d.truncated = true
+			}
+		case PropSessionExpiryInterval:
+			p.SessionExpiryInterval = u32
+		case PropAssignedClientIdentifier:
+			p.AssignedClientIdentifier = bin
+		case PropServerKeepAlive:
+			p.ServerKeepAlive = u16
+		case PropAuthenticationMethod:
+			p.AuthenticationMethod = bin
+		case PropAuthenticationData:
+			p.AuthenticationData = bin
+		case PropRequestProblemInformation:
+			p.RequestProblemInformation = u8
+		case PropWillDelayInterval:
+			p.WillDelayInterval = u32
+		case PropRequestResponseInformation:
+			p.RequestResponseInformation = u8
+		case PropResponseInformation:
+			p.ResponseInformation = bin
+		case PropServerReference:
+			p.ServerReference = bin
+		case PropReasonString:
+			p.ReasonString = bin
+		case PropReceiveMaximum:
+			p.ReceiveMaximum = u16
+		case PropTopicAliasMaximum:
+			p.TopicAliasMaximum = u16
+		case PropTopicAlias:
+			p.TopicAlias = u16
+		case PropMaximumQoS:
+			p.MaximumQoS = u8
+			if u8 > 1 {
+				d.v |= ViolationPropertyValue
+			}
+		case PropRetainAvailable:
+			p.RetainAvailable = u8
+		case PropMaximumPacketSize:
+			p.MaximumPacketSize = u32
+		case PropWildcardSubscriptionAvailable:
+			p.WildcardSubscriptionAvailable = u8
+		case PropSubscriptionIdentifierAvailable:
+			p.SubscriptionIdentifierAvailable = u8
+		case PropSharedSubscriptionAvailable:
+			p.SharedSubscriptionAvailable = u8
+		}
+	}
+	return end, nil
+}

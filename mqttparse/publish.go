@@ -1,0 +1,51 @@
+package mqttparse
+
+// publish decodes a PUBLISH body: topic name, packet identifier when
+// QoS > 0 (also for the invalid QoS 3), 5.0 properties, payload. It is the
+// probe's hot path and allocates nothing.
+func (d *decoder) publish(b []byte) error {
+	p := d.p
+	h := &p.Header
+	if h.Dup && h.QoS == 0 {
+		d.v |= ViolationDupQoS0
+	}
+	topic, off, err := readBinary(b, 0)
+	if err != nil {
+		return d.fail("topic name", 0, err)
+	}
+	p.Topic = topic
+	if !topicNameValid(topic) {
+		d.v |= ViolationTopic
+	}
+	if !utf8Check(topic) {
+		d.v |= ViolationInvalidUTF8
+	}
+	if h.QoS > 0 {
+		if off, err = d.packetID(b, off); err != nil {
+			return err
+		}
+	}
+	if d.ver == Version5 {
+		if off, err = d.decodeProperties(b, off, int(Publish), &p.Properties); err != nil {
+			return err
+		}
+		if len(topic) == 0 && p.Properties.Has(PropTopicAlias) {
+			d.v &^= ViolationTopic // an empty topic name is fine with an alias [MQTT-3.3.2-8]
+		}
+	}
+	p.Payload = b[off:]
+	return nil
+}
+
+// topicNameValid: not empty and without wildcards [MQTT-4.7.3-1], [MQTT-3.3.2-2].
+func topicNameValid(t []byte) bool {
+	if len(t) == 0 {
+		return false
+	}
+	for _, c := range t {
+		if c == '+' || c == '#' {
+			return false
+		}
+	}
+	return true
+}
