@@ -1,0 +1,351 @@
+package capture
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// MaxFrame bounds the bytes read for one packet or pcapng block; a file
+// that declares more is malformed (262144 is libpcap's largest snaplen).
+const MaxFrame = 256 * 1024
+
+// ErrBadFile marks a capture file that is not pcap/pcapng or is corrupt.
+var ErrBadFile = errors.New("capture: malformed capture file")
+
+// OpenFile opens a pcap or pcapng file (the format is detected from its
+// magic number). Packets are read as fast as the caller asks for them.
+func OpenFile(path string) (Source, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open capture file: %w", err)
+	}
+	src, err := NewFileReader(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &fileSource{reader: src, f: f}, nil
+}
+
+type fileSource struct {
+	reader Source
+	f      *os.File
+}
+
+func (s *fileSource) ReadPacket(p *Packet) error { return s.reader.ReadPacket(p) }
+func (s *fileSource) Stats() (Stats, error)      { return s.reader.Stats() }
+func (s *fileSource) Close() error               { return s.f.Close() }
+
+// NewFileReader reads pcap or pcapng from r.
+func NewFileReader(r io.Reader) (Source, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	magic, err := br.Peek(4)
+	if err != nil {
+		return nil, fmt.Errorf("%w: too short for a capture file header", ErrBadFile)
+	}
+	switch binary.LittleEndian.Uint32(magic) {
+	case 0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1:
+		return newPcapReader(br)
+	case 0x0a0d0d0a:
+		return newPcapngReader(br)
+	}
+	return nil, fmt.Errorf("%w: unknown magic %x (want pcap or pcapng)", ErrBadFile, magic)
+}
+
+// pcapReader reads the classic libpcap format.
+type pcapReader struct {
+	r        *bufio.Reader
+	order    binary.ByteOrder
+	nanos    bool
+	linkType LinkType
+	hdr      [16]byte
+	buf      []byte
+	n        uint64
+}
+
+func newPcapReader(r *bufio.Reader) (*pcapReader, error) {
+	var h [24]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, fmt.Errorf("%w: pcap header: %v", ErrBadFile, err)
+	}
+	p := &pcapReader{r: r, buf: make([]byte, 0, 65536)}
+	switch binary.LittleEndian.Uint32(h[:4]) {
+	case 0xa1b2c3d4:
+		p.order = binary.LittleEndian
+	case 0xa1b23c4d:
+		p.order, p.nanos = binary.LittleEndian, true
+	case 0xd4c3b2a1:
+		p.order = binary.BigEndian
+	case 0x4d3cb2a1:
+		p.order, p.nanos = binary.BigEndian, true
+	}
+	// The low 16 bits are the link type; the upper bits carry FCS flags.
+	p.linkType = LinkType(p.order.Uint32(h[20:24]) & 0xffff)
+	return p, nil
+}
+
+func (p *pcapReader) ReadPacket(pkt *Packet) error {
+	if _, err := io.ReadFull(p.r, p.hdr[:]); err != nil {
+		if err == io.EOF {
+			return io.EOF
+		}
+		return fmt.Errorf("%w: packet %d header: %v", ErrBadFile, p.n+1, err)
+	}
+	sec := p.order.Uint32(p.hdr[0:4])
+	frac := p.order.Uint32(p.hdr[4:8])
+	capLen := p.order.Uint32(p.hdr[8:12])
+	origLen := p.order.Uint32(p.hdr[12:16])
+	if capLen > MaxFrame {
+		return fmt.Errorf("%w: packet %d declares %d captured bytes (max %d)", ErrBadFile, p.n+1, capLen, MaxFrame)
+	}
+	if cap(p.buf) < int(capLen) {
+		p.buf = make([]byte, capLen)
+	}
+	p.buf = p.buf[:capLen]
+	if _, err := io.ReadFull(p.r, p.buf); err != nil {
+		return fmt.Errorf("%w: packet %d truncated: %v", ErrBadFile, p.n+1, err)
+	}
+	p.n++
+	ns := int64(frac)
+	if !p.nanos {
+		ns *= 1000
+	}
+	pkt.Data = p.buf
+	pkt.Timestamp = time.Unix(int64(sec), ns)
+	pkt.Length = int(origLen)
+	pkt.LinkType = p.linkType
+	return nil
+}
+
+func (p *pcapReader) Stats() (Stats, error) { return Stats{Received: p.n}, nil }
+func (p *pcapReader) Close() error          { return nil }
+
+// pcapngReader reads pcapng (draft-ietf-opsawg-pcapng): section header,
+// interface description, enhanced/simple/obsolete packet blocks; every other
+// block is skipped. Each interface keeps its own link type and timestamp
+// resolution.
+type pcapngReader struct {
+	r      *bufio.Reader
+	order  binary.ByteOrder
+	ifaces []ngIface
+	buf    []byte
+	n      uint64
+}
+
+type ngIface struct {
+	linkType LinkType
+	snaplen  uint32
+	// timestamp units per second and offset in seconds
+	unitsPerSec uint64
+	offset      int64
+}
+
+const (
+	ngSectionHeader = 0x0a0d0d0a
+	ngInterface     = 0x00000001
+	ngPacketObs     = 0x00000002
+	ngSimplePacket  = 0x00000003
+	ngEnhanced      = 0x00000006
+	ngMaxInterfaces = 1024
+)
+
+func newPcapngReader(r *bufio.Reader) (*pcapngReader, error) {
+	p := &pcapngReader{r: r, buf: make([]byte, 0, 65536)}
+	typ, body, err := p.readBlock()
+	if err != nil {
+		return nil, err
+	}
+	if typ != ngSectionHeader {
+		return nil, fmt.Errorf("%w: pcapng does not start with a section header", ErrBadFile)
+	}
+	_ = body
+	return p, nil
+}
+
+// readBlock reads one block and returns its type and body (without the
+// type, lengths); a section header resets byte order and interfaces.
+func (p *pcapngReader) readBlock() (uint32, []byte, error) {
+	var h [12]byte
+	if _, err := io.ReadFull(p.r, h[:8]); err != nil {
+		if err == io.EOF {
+			return 0, nil, io.EOF
+		}
+		return 0, nil, fmt.Errorf("%w: pcapng block header: %v", ErrBadFile, err)
+	}
+	if binary.LittleEndian.Uint32(h[:4]) == ngSectionHeader {
+		// The byte-order magic follows the length; read it to learn the order.
+		if _, err := io.ReadFull(p.r, h[8:12]); err != nil {
+			return 0, nil, fmt.Errorf("%w: pcapng section header: %v", ErrBadFile, err)
+		}
+		switch binary.LittleEndian.Uint32(h[8:12]) {
+		case 0x1a2b3c4d:
+			p.order = binary.LittleEndian
+		case 0x4d3c2b1a:
+			p.order = binary.BigEndian
+		default:
+			return 0, nil, fmt.Errorf("%w: pcapng byte-order magic %x", ErrBadFile, h[8:12])
+		}
+		p.ifaces = p.ifaces[:0]
+		total := p.order.Uint32(h[4:8])
+		if total < 28 || total > MaxFrame || total%4 != 0 {
+			return 0, nil, fmt.Errorf("%w: pcapng section header length %d", ErrBadFile, total)
+		}
+		body, err := p.readBody(int(total) - 12)
+		if err != nil {
+			return 0, nil, err
+		}
+		return ngSectionHeader, body[:len(body)-4], nil
+	}
+	if p.order == nil {
+		return 0, nil, fmt.Errorf("%w: pcapng block before section header", ErrBadFile)
+	}
+	typ := p.order.Uint32(h[:4])
+	total := p.order.Uint32(h[4:8])
+	if total < 12 || total > MaxFrame || total%4 != 0 {
+		return 0, nil, fmt.Errorf("%w: pcapng block length %d", ErrBadFile, total)
+	}
+	body, err := p.readBody(int(total) - 8)
+	if err != nil {
+		return 0, nil, err
+	}
+	if trailer := p.order.Uint32(body[len(body)-4:]); trailer != total {
+		return 0, nil, fmt.Errorf("%w: pcapng block trailer %d != length %d", ErrBadFile, trailer, total)
+	}
+	return typ, body[:len(body)-4], nil
+}
+
+func (p *pcapngReader) readBody(n int) ([]byte, error) {
+	if cap(p.buf) < n {
+		p.buf = make([]byte, n)
+	}
+	p.buf = p.buf[:n]
+	if _, err := io.ReadFull(p.r, p.buf); err != nil {
+		return nil, fmt.Errorf("%w: pcapng block truncated: %v", ErrBadFile, err)
+	}
+	return p.buf, nil
+}
+
+func (p *pcapngReader) addInterface(body []byte) error {
+	if len(body) < 8 {
+		return fmt.Errorf("%w: pcapng interface block too short", ErrBadFile)
+	}
+	if len(p.ifaces) >= ngMaxInterfaces {
+		return fmt.Errorf("%w: more than %d interfaces in a section", ErrBadFile, ngMaxInterfaces)
+	}
+	ifc := ngIface{
+		linkType:    LinkType(p.order.Uint16(body[0:2])),
+		snaplen:     p.order.Uint32(body[4:8]),
+		unitsPerSec: 1_000_000,
+	}
+	opts := body[8:]
+	for len(opts) >= 4 {
+		code := p.order.Uint16(opts[0:2])
+		olen := int(p.order.Uint16(opts[2:4]))
+		if 4+olen > len(opts) {
+			break
+		}
+		val := opts[4 : 4+olen]
+		switch {
+		case code == 0: // opt_endofopt
+			opts = nil
+			continue
+		case code == 9 && olen >= 1: // if_tsresol
+			res := val[0]
+			exp := uint64(res & 0x7f)
+			var units uint64 = 1
+			base := uint64(10)
+			if res&0x80 != 0 {
+				base = 2
+			}
+			for i := uint64(0); i < exp && units < 1e18/base; i++ {
+				units *= base
+			}
+			ifc.unitsPerSec = units
+		case code == 14 && olen >= 8: // if_tsoffset
+			ifc.offset = int64(p.order.Uint64(val))
+		}
+		pad := (olen + 3) &^ 3
+		if 4+pad > len(opts) {
+			break
+		}
+		opts = opts[4+pad:]
+	}
+	p.ifaces = append(p.ifaces, ifc)
+	return nil
+}
+
+func (p *pcapngReader) ReadPacket(pkt *Packet) error {
+	for {
+		typ, body, err := p.readBlock()
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case ngInterface:
+			if err := p.addInterface(body); err != nil {
+				return err
+			}
+		case ngEnhanced, ngPacketObs:
+			if len(body) < 20 {
+				return fmt.Errorf("%w: pcapng packet block too short", ErrBadFile)
+			}
+			var ifID uint32
+			if typ == ngEnhanced {
+				ifID = p.order.Uint32(body[0:4])
+			} else {
+				ifID = uint32(p.order.Uint16(body[0:2]))
+			}
+			if int(ifID) >= len(p.ifaces) {
+				return fmt.Errorf("%w: packet references interface %d of %d", ErrBadFile, ifID, len(p.ifaces))
+			}
+			ifc := &p.ifaces[ifID]
+			ts := uint64(p.order.Uint32(body[4:8]))<<32 | uint64(p.order.Uint32(body[8:12]))
+			capLen := p.order.Uint32(body[12:16])
+			origLen := p.order.Uint32(body[16:20])
+			if int(capLen) > len(body)-20 {
+				return fmt.Errorf("%w: packet captured length %d exceeds its block", ErrBadFile, capLen)
+			}
+			p.n++
+			pkt.Data = body[20 : 20+capLen]
+			pkt.Length = int(origLen)
+			pkt.LinkType = ifc.linkType
+			pkt.Timestamp = ngTime(ts, ifc)
+			return nil
+		case ngSimplePacket:
+			if len(body) < 4 || len(p.ifaces) == 0 {
+				return fmt.Errorf("%w: pcapng simple packet block without interface", ErrBadFile)
+			}
+			origLen := p.order.Uint32(body[0:4])
+			data := body[4:]
+			if int(origLen) < len(data) {
+				data = data[:origLen]
+			}
+			p.n++
+			pkt.Data = data
+			pkt.Length = int(origLen)
+			pkt.LinkType = p.ifaces[0].linkType
+			pkt.Timestamp = time.Time{}
+			return nil
+		}
+	}
+}
+
+func ngTime(ts uint64, ifc *ngIface) time.Time {
+	sec := ts / ifc.unitsPerSec
+	rem := ts % ifc.unitsPerSec
+	var ns uint64
+	if ifc.unitsPerSec > 1_000_000_000 {
+		ns = rem / (ifc.unitsPerSec / 1_000_000_000)
+	} else {
+		ns = rem * (1_000_000_000 / ifc.unitsPerSec) // exact for decimal resolutions up to ns
+	}
+	return time.Unix(int64(sec)+ifc.offset, int64(ns))
+}
+
+func (p *pcapngReader) Stats() (Stats, error) { return Stats{Received: p.n}, nil }
+func (p *pcapngReader) Close() error          { return nil }

@@ -1,0 +1,187 @@
+package capture
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+	"github.com/stretchr/testify/require"
+)
+
+type testPacket struct {
+	ts   time.Time
+	data []byte
+}
+
+func samplePackets(t testing.TB) []testPacket {
+	base := time.Date(2026, 11, 25, 12, 0, 0, 123456789, time.UTC)
+	var out []testPacket
+	for i := 0; i < 5; i++ {
+		ip := ipv4("10.0.0.1", "10.0.0.2")
+		tcp, pl := tcpLayer(40000, 1883, string(bytes.Repeat([]byte{byte('a' + i)}, 10*i+1)))
+		require.NoError(t, tcp.SetNetworkLayerForChecksum(ip))
+		out = append(out, testPacket{base.Add(time.Duration(i) * 1500 * time.Microsecond), append(ethHeader(layers.EthernetTypeIPv4), frame(t, ip, tcp, pl)...)})
+	}
+	return out
+}
+
+func writePcap(t *testing.T, path string, nanos bool, pkts []testPacket) {
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	defer f.Close()
+	w := pcapgo.NewWriter(f)
+	if nanos {
+		w = pcapgo.NewWriterNanos(f)
+	}
+	require.NoError(t, w.WriteFileHeader(65535, layers.LinkTypeEthernet))
+	for _, p := range pkts {
+		require.NoError(t, w.WritePacket(gopacket.CaptureInfo{Timestamp: p.ts, CaptureLength: len(p.data), Length: len(p.data)}, p.data))
+	}
+}
+
+func readAll(t *testing.T, path string) ([]testPacket, []LinkType) {
+	src, err := OpenFile(path)
+	require.NoError(t, err)
+	defer src.Close()
+	var out []testPacket
+	var lts []LinkType
+	for {
+		var p Packet
+		err := src.ReadPacket(&p)
+		if err == io.EOF {
+			return out, lts
+		}
+		require.NoError(t, err)
+		out = append(out, testPacket{p.Timestamp, append([]byte(nil), p.Data...)})
+		lts = append(lts, p.LinkType)
+	}
+}
+
+// TestReadFileFormats reads the same packets as pcap (µs and ns) and as
+// pcapng converted by Wireshark's editcap, an independent writer.
+func TestReadFileFormats(t *testing.T) {
+	editcap, err := exec.LookPath("editcap")
+	require.NoError(t, err, "editcap is needed (apt-get install tshark)")
+	dir := t.TempDir()
+	pkts := samplePackets(t)
+	nsPath := filepath.Join(dir, "ns.pcap")
+	writePcap(t, nsPath, true, pkts)
+	usPath := filepath.Join(dir, "us.pcap")
+	writePcap(t, usPath, false, pkts)
+	ngPath := filepath.Join(dir, "ng.pcapng")
+	out, err := exec.Command(editcap, "-F", "pcapng", nsPath, ngPath).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	ngUsPath := filepath.Join(dir, "ngus.pcapng")
+	out, err = exec.Command(editcap, "-F", "pcapng", usPath, ngUsPath).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	for _, tc := range []struct {
+		path string
+		res  time.Duration
+	}{{nsPath, time.Nanosecond}, {usPath, time.Microsecond}, {ngPath, time.Nanosecond}, {ngUsPath, time.Microsecond}} {
+		got, lts := readAll(t, tc.path)
+		require.Len(t, got, len(pkts), tc.path)
+		for i := range pkts {
+			require.Equal(t, pkts[i].data, got[i].data, tc.path)
+			require.True(t, pkts[i].ts.Truncate(tc.res).Equal(got[i].ts), "%s: %v != %v", tc.path, pkts[i].ts, got[i].ts)
+			require.Equal(t, LinkEthernet, lts[i])
+		}
+	}
+}
+
+// TestReadSLL2 checks that link types above 255 survive (gopacket's readers
+// truncate them to 8 bits).
+func TestReadSLL2(t *testing.T) {
+	var buf bytes.Buffer
+	hdr := make([]byte, 24)
+	binary.LittleEndian.PutUint32(hdr[0:], 0xa1b2c3d4)
+	binary.LittleEndian.PutUint16(hdr[4:], 2)
+	binary.LittleEndian.PutUint16(hdr[6:], 4)
+	binary.LittleEndian.PutUint32(hdr[16:], 65535)
+	binary.LittleEndian.PutUint32(hdr[20:], uint32(LinkLinuxSLL2))
+	buf.Write(hdr)
+	data := []byte{0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0}
+	rec := make([]byte, 16)
+	binary.LittleEndian.PutUint32(rec[0:], 1700000000)
+	binary.LittleEndian.PutUint32(rec[8:], uint32(len(data)))
+	binary.LittleEndian.PutUint32(rec[12:], uint32(len(data)))
+	buf.Write(rec)
+	buf.Write(data)
+	src, err := NewFileReader(&buf)
+	require.NoError(t, err)
+	var p Packet
+	require.NoError(t, src.ReadPacket(&p))
+	require.Equal(t, LinkLinuxSLL2, p.LinkType)
+	require.Equal(t, data, p.Data)
+	require.ErrorIs(t, src.ReadPacket(&p), io.EOF)
+}
+
+func TestReadCorruptFiles(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.pcap")
+	writePcap(t, good, true, samplePackets(t))
+	raw, err := os.ReadFile(good)
+	require.NoError(t, err)
+
+	_, err = NewFileReader(bytes.NewReader([]byte("hello world, not a capture")))
+	require.ErrorIs(t, err, ErrBadFile)
+	_, err = NewFileReader(bytes.NewReader(nil))
+	require.ErrorIs(t, err, ErrBadFile)
+
+	// A packet record declaring a huge captured length is refused, not allocated.
+	huge := append([]byte(nil), raw...)
+	binary.LittleEndian.PutUint32(huge[24+8:], 1<<30)
+	src, err := NewFileReader(bytes.NewReader(huge))
+	require.NoError(t, err)
+	var p Packet
+	require.ErrorIs(t, src.ReadPacket(&p), ErrBadFile)
+
+	// A file cut mid-packet ends with an error, not a short packet.
+	src, err = NewFileReader(bytes.NewReader(raw[:len(raw)-3]))
+	require.NoError(t, err)
+	var n int
+	for {
+		err = src.ReadPacket(&p)
+		if err != nil {
+			break
+		}
+		n++
+	}
+	require.ErrorIs(t, err, ErrBadFile)
+	require.Equal(t, 4, n)
+}
+
+func FuzzFileReader(f *testing.F) {
+	var buf bytes.Buffer
+	w := pcapgo.NewWriterNanos(&buf)
+	_ = w.WriteFileHeader(65535, layers.LinkTypeEthernet)
+	for _, p := range samplePackets(f) {
+		_ = w.WritePacket(gopacket.CaptureInfo{Timestamp: p.ts, CaptureLength: len(p.data), Length: len(p.data)}, p.data)
+	}
+	f.Add(buf.Bytes())
+	if ng, err := os.ReadFile(filepath.Join("testdata", "sample.pcapng")); err == nil {
+		f.Add(ng)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		src, err := NewFileReader(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		var p Packet
+		for i := 0; i < 1000; i++ {
+			if err := src.ReadPacket(&p); err != nil {
+				return
+			}
+			var seg Segment
+			_ = DecodeTCP(p.LinkType, p.Data, &seg)
+		}
+	})
+}
