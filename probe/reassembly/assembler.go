@@ -1,0 +1,435 @@
+package reassembly
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Segment is the part of a TCP packet the assembler needs.
+type Segment struct {
+	Src, Dst netip.AddrPort
+	Seq, Ack uint32
+	SYN      bool
+	ACK      bool
+	FIN      bool
+	RST      bool
+	Payload  []byte // may point into the capture buffer; copied only if buffered
+}
+
+// Assembler tracks connections and reassembles their streams.
+type Assembler struct {
+	cfg      Config
+	h        Handler
+	conns    map[connKey]*Conn
+	lruHead  *Conn // least recently active
+	lruTail  *Conn
+	buffered int
+	stats    Stats
+	pool     [][]byte  // spare out-of-order buffers
+	scratch  []segment // reused by bufferUncovered
+}
+
+// New returns an assembler that delivers to h.
+func New(cfg Config, h Handler) *Assembler {
+	cfg.defaults()
+	return &Assembler{cfg: cfg, h: h, conns: make(map[connKey]*Conn)}
+}
+
+// Stats returns the counters.
+func (a *Assembler) Stats() Stats {
+	s := a.stats
+	s.Connections = len(a.conns)
+	s.BufferedBytes = a.buffered
+	return s
+}
+
+// Assemble processes one segment captured at ts.
+func (a *Assembler) Assemble(s *Segment, ts time.Time) {
+	a.stats.Segments++
+	a.stats.PayloadBytes += uint64(len(s.Payload))
+	key := makeKey(s.Src, s.Dst)
+	c := a.conns[key]
+	if c != nil && s.SYN && !s.ACK && c.isReuse(s) {
+		a.release(c, CloseReused, ts)
+		c = nil
+	}
+	if c == nil {
+		// A stray ACK or FIN of a connection we no longer (or never)
+		// track creates no state; a SYN or data does.
+		if !s.SYN && len(s.Payload) == 0 {
+			return
+		}
+		if s.RST {
+			return
+		}
+		c = a.open(key, s, ts)
+	}
+	c.lastSeen = ts
+	a.touch(c)
+
+	dir := ClientToServer
+	if s.Src != c.Client {
+		dir = ServerToClient
+	}
+	h := &c.half[dir]
+
+	if s.RST {
+		a.release(c, CloseRST, ts)
+		return
+	}
+
+	// The peer's acknowledgement tells what the other direction delivered.
+	if s.ACK {
+		a.ackFromPeer(c, dir.Reverse(), s.Ack, ts)
+		if c.released() {
+			return
+		}
+	}
+
+	seq := s.Seq
+	if s.SYN {
+		if !h.seen || !h.synSeen {
+			h.next = seq + 1
+			h.seen, h.synSeen, h.midstream = true, true, false
+		}
+		seq++ // SYN occupies one sequence number; TFO data follows it
+	}
+	if !h.seen {
+		h.seen = true
+		h.next = seq
+		h.midstream = true
+		a.stats.Midstream++
+	}
+	if len(s.Payload) > 0 {
+		a.data(c, dir, seq, s.Payload, ts)
+		if c.released() {
+			return
+		}
+	}
+	if s.FIN && !h.finSeen {
+		h.finSeen = true
+		h.finSeq = seq + uint32(len(s.Payload))
+	}
+	a.checkFinished(c, dir, ts)
+}
+
+func (c *Conn) released() bool { return c.key == connKey{} }
+
+// isReuse reports whether a SYN on a tracked 4-tuple starts a new
+// connection rather than retransmitting the old SYN.
+func (c *Conn) isReuse(s *Segment) bool {
+	h := &c.half[ClientToServer]
+	if s.Src != c.Client {
+		return true
+	}
+	return !h.synSeen || s.Seq != h.next-1
+}
+
+func (a *Assembler) open(key connKey, s *Segment, ts time.Time) *Conn {
+	if len(a.conns) >= a.cfg.MaxConnections && a.lruHead != nil {
+		a.release(a.lruHead, CloseEvicted, ts)
+	}
+	c := &Conn{key: key, lastSeen: ts}
+	switch {
+	case s.SYN && !s.ACK:
+		c.Client, c.Server = s.Src, s.Dst
+	case s.SYN && s.ACK:
+		c.Client, c.Server = s.Dst, s.Src
+	case a.cfg.ServerPort != nil && a.cfg.ServerPort(s.Dst.Port()):
+		c.Client, c.Server = s.Src, s.Dst
+	case a.cfg.ServerPort != nil && a.cfg.ServerPort(s.Src.Port()):
+		c.Client, c.Server = s.Dst, s.Src
+	default:
+		c.Client, c.Server = s.Src, s.Dst
+	}
+	a.conns[key] = c
+	a.pushBack(c)
+	a.stats.ConnectionsOpened++
+	a.h.Open(c)
+	return c
+}
+
+// data handles payload of direction dir starting at seq.
+func (a *Assembler) data(c *Conn, dir Direction, seq uint32, p []byte, ts time.Time) {
+	h := &c.half[dir]
+	if h.finished {
+		a.stats.RetransmitBytes += uint64(len(p))
+		return
+	}
+	diff := seqDiff(seq, h.next)
+	if diff < 0 {
+		if -diff >= len(p) {
+			a.stats.RetransmitBytes += uint64(len(p))
+			return
+		}
+		a.stats.RetransmitBytes += uint64(-diff)
+		p = p[-diff:]
+		diff = 0
+	}
+	if diff == 0 {
+		a.deliver(c, dir, p, ts)
+		a.drain(c, dir, ts)
+		return
+	}
+	// Early data. If the peer already acknowledged bytes at or beyond this
+	// segment's start, the hole was received by the peer but never
+	// captured: it is lost for us, not late.
+	if h.acked && seqDiff(h.ackedTo, seq) >= 0 {
+		a.skipTo(c, dir, seq, ts)
+		a.deliver(c, dir, p, ts)
+		a.drain(c, dir, ts)
+		return
+	}
+	a.stats.OutOfOrder++
+	if h.oooBytes+len(p) > a.cfg.MaxBufferedDir || a.buffered+len(p) > a.cfg.MaxBufferedAll {
+		// No room: give up on the hole, deliver what is buffered, then
+		// this segment if it still fits in sequence.
+		a.stats.BufferOverflows++
+		a.skipTo(c, dir, a.firstBuffered(h, seq), ts)
+		a.drain(c, dir, ts)
+		a.data(c, dir, seq, p, ts)
+		return
+	}
+	a.bufferUncovered(h, seq, p)
+}
+
+// bufferUncovered buffers the parts of p that no buffered segment covers
+// yet, so the first captured copy of every byte wins.
+func (a *Assembler) bufferUncovered(h *half, seq uint32, p []byte) {
+	pieces := a.scratch[:0]
+	for _, b := range h.ooo {
+		if len(p) == 0 {
+			break
+		}
+		bs, be := b.seq, b.seq+uint32(len(b.data))
+		if seqDiff(be, seq) <= 0 {
+			continue
+		}
+		if seqDiff(bs, seq+uint32(len(p))) >= 0 {
+			break
+		}
+		if head := seqDiff(bs, seq); head > 0 {
+			pieces = append(pieces, segment{seq: seq, data: p[:head]})
+			p, seq = p[head:], bs
+		}
+		covered := min(seqDiff(be, seq), len(p))
+		a.stats.RetransmitBytes += uint64(covered)
+		p, seq = p[covered:], seq+uint32(covered)
+	}
+	if len(p) > 0 {
+		pieces = append(pieces, segment{seq: seq, data: p})
+	}
+	for _, pc := range pieces {
+		a.buffer(h, pc.seq, pc.data)
+	}
+	clear(pieces)
+	a.scratch = pieces[:0]
+}
+
+// buffer keeps a copy of an early segment, ordered by sequence number.
+func (a *Assembler) buffer(h *half, seq uint32, p []byte) {
+	var b []byte
+	if n := len(a.pool); n > 0 && cap(a.pool[n-1]) >= len(p) {
+		b = a.pool[n-1][:len(p)]
+		a.pool = a.pool[:n-1]
+	} else {
+		b = make([]byte, len(p))
+	}
+	copy(b, p)
+	i := len(h.ooo)
+	for i > 0 && seqDiff(h.ooo[i-1].seq, seq) > 0 {
+		i--
+	}
+	h.ooo = append(h.ooo, segment{})
+	copy(h.ooo[i+1:], h.ooo[i:])
+	h.ooo[i] = segment{seq: seq, data: b}
+	h.oooBytes += len(p)
+	a.buffered += len(p)
+}
+
+func (a *Assembler) firstBuffered(h *half, fallback uint32) uint32 {
+	if len(h.ooo) > 0 && seqDiff(h.ooo[0].seq, fallback) < 0 {
+		return h.ooo[0].seq
+	}
+	return fallback
+}
+
+// drain delivers buffered segments that have become contiguous.
+func (a *Assembler) drain(c *Conn, dir Direction, ts time.Time) {
+	h := &c.half[dir]
+	for len(h.ooo) > 0 && !c.released() {
+		s := h.ooo[0]
+		diff := seqDiff(s.seq, h.next)
+		if diff > 0 {
+			return
+		}
+		a.popFront(h)
+		if -diff < len(s.data) {
+			a.stats.RetransmitBytes += uint64(-diff)
+			a.deliver(c, dir, s.data[-diff:], ts)
+		} else {
+			a.stats.RetransmitBytes += uint64(len(s.data))
+		}
+		a.recycle(s.data)
+	}
+}
+
+func (a *Assembler) popFront(h *half) {
+	s := h.ooo[0]
+	h.oooBytes -= len(s.data)
+	a.buffered -= len(s.data)
+	copy(h.ooo, h.ooo[1:])
+	h.ooo[len(h.ooo)-1] = segment{}
+	h.ooo = h.ooo[:len(h.ooo)-1]
+}
+
+func (a *Assembler) recycle(b []byte) {
+	if cap(b) >= 512 && cap(b) <= 64<<10 && len(a.pool) < 1024 {
+		a.pool = append(a.pool, b[:0])
+	}
+}
+
+// skipTo declares the bytes from next up to seq lost.
+func (a *Assembler) skipTo(c *Conn, dir Direction, seq uint32, ts time.Time) {
+	h := &c.half[dir]
+	lost := seqDiff(seq, h.next)
+	if lost <= 0 {
+		return
+	}
+	a.stats.Gaps++
+	a.stats.LostBytes += uint64(lost)
+	h.next = seq
+	// The gap is announced with the next delivery.
+	h.pendingLost(lost)
+}
+
+// pendingLost records lost bytes to report with the next chunk.
+func (h *half) pendingLost(n int) { h.lost += n }
+
+func (a *Assembler) deliver(c *Conn, dir Direction, p []byte, ts time.Time) {
+	h := &c.half[dir]
+	ch := Chunk{Data: p, Timestamp: ts, Lost: h.lost, Midstream: h.midstream}
+	h.lost = 0
+	h.midstream = false
+	h.next += uint32(len(p))
+	a.stats.DeliveredBytes += uint64(len(p))
+	a.h.Data(c, dir, ch)
+}
+
+// ackFromPeer notes that the peer acknowledged dir's bytes up to ack. Bytes
+// acknowledged but never captured are lost; buffered data behind that hole
+// can then be delivered.
+func (a *Assembler) ackFromPeer(c *Conn, dir Direction, ack uint32, ts time.Time) {
+	h := &c.half[dir]
+	if !h.seen {
+		return
+	}
+	if !h.acked || seqDiff(ack, h.ackedTo) > 0 {
+		h.ackedTo, h.acked = ack, true
+	}
+	switch {
+	case len(h.ooo) > 0 && seqDiff(h.ooo[0].seq, ack) <= 0:
+		a.skipTo(c, dir, h.ooo[0].seq, ts)
+		a.drain(c, dir, ts)
+	case len(h.ooo) == 0 && h.finSeen && !h.finished && seqDiff(ack, h.finSeq) > 0:
+		// The FIN was acknowledged: whatever is missing before it is lost.
+		a.skipTo(c, dir, h.finSeq, ts)
+		h.next = h.finSeq
+	default:
+		return
+	}
+	a.checkFinished(c, dir, ts)
+}
+
+// checkFinished marks a direction finished once everything up to its FIN
+// was delivered, and releases the connection when both are.
+func (a *Assembler) checkFinished(c *Conn, dir Direction, ts time.Time) {
+	if c.released() {
+		return
+	}
+	h := &c.half[dir]
+	if h.finSeen && !h.finished && seqDiff(h.next, h.finSeq) >= 0 {
+		h.finished = true
+	}
+	if c.half[0].finished && c.half[1].finished {
+		a.release(c, CloseFIN, ts)
+	}
+}
+
+// Advance expires connections idle since before now − IdleTimeout. Call it
+// with the capture time (packet timestamps, or the wall clock when idle).
+func (a *Assembler) Advance(now time.Time) {
+	limit := now.Add(-a.cfg.IdleTimeout)
+	for a.lruHead != nil && a.lruHead.lastSeen.Before(limit) {
+		a.release(a.lruHead, CloseIdle, now)
+	}
+}
+
+// FlushAll releases every connection (end of capture or shutdown).
+func (a *Assembler) FlushAll(now time.Time) {
+	for a.lruHead != nil {
+		a.release(a.lruHead, CloseShutdown, now)
+	}
+}
+
+// release delivers what is buffered (announcing the holes), tells the
+// handler, and forgets the connection.
+func (a *Assembler) release(c *Conn, reason CloseReason, ts time.Time) {
+	for dir := ClientToServer; dir <= ServerToClient; dir++ {
+		h := &c.half[dir]
+		for len(h.ooo) > 0 {
+			a.skipTo(c, dir, h.ooo[0].seq, ts)
+			a.drain(c, dir, ts)
+		}
+	}
+	switch reason {
+	case CloseFIN:
+		a.stats.ClosedFIN++
+	case CloseRST:
+		a.stats.ClosedRST++
+	case CloseIdle:
+		a.stats.ClosedIdle++
+	case CloseEvicted:
+		a.stats.Evicted++
+	case CloseReused:
+		a.stats.ClosedReused++
+	case CloseShutdown:
+		a.stats.ClosedShutdown++
+	}
+	delete(a.conns, c.key)
+	a.unlink(c)
+	a.h.Close(c, reason, ts)
+	c.key = connKey{}
+}
+
+func (a *Assembler) pushBack(c *Conn) {
+	c.prev, c.next = a.lruTail, nil
+	if a.lruTail != nil {
+		a.lruTail.next = c
+	} else {
+		a.lruHead = c
+	}
+	a.lruTail = c
+}
+
+func (a *Assembler) unlink(c *Conn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if a.lruHead == c {
+		a.lruHead = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else if a.lruTail == c {
+		a.lruTail = c.prev
+	}
+	c.prev, c.next = nil, nil
+}
+
+func (a *Assembler) touch(c *Conn) {
+	if a.lruTail == c {
+		return
+	}
+	a.unlink(c)
+	a.pushBack(c)
+}
