@@ -5,6 +5,7 @@ package mqttparse
 // version; p.Version is set to that level when it is 3, 4 or 5.
 func (d *decoder) connect(b []byte) error {
 	c := &d.p.Connect
+	d.p.connectSet = true
 	name, off, err := readBinary(b, 0)
 	if err != nil {
 		return d.fail("protocol name", 0, err)

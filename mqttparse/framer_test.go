@@ -89,8 +89,8 @@ func TestFramerFeedWithUnreadBytes(t *testing.T) {
 
 func TestFramerTooLargeSkippedInSync(t *testing.T) {
 	big := append([]byte{0x30, 0x80, 0x08}, make([]byte, 1024)...) // PUBLISH, remaining length 1024
-	big[3], big[4], big[5] = 0, 1, 't'                            // topic "t"
-	small := []byte{0xC0, 0}                                      // PINGREQ
+	big[3], big[4], big[5] = 0, 1, 't'                             // topic "t"
+	small := []byte{0xC0, 0}                                       // PINGREQ
 	stream := append(append(append([]byte{}, small...), big...), small...)
 	for split := 0; split <= len(stream); split++ {
 		f := NewFramer(100)

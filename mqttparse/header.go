@@ -96,32 +96,47 @@ func (h FixedHeader) Len() int { return h.HeaderLen + h.RemainingLength }
 // byte: MQTT allows at most 4 bytes, whatever follows. It does not look at
 // the body, so b may hold just the first bytes of a packet.
 func ParseFixedHeader(b []byte) (FixedHeader, error) {
-	if len(b) < 2 {
-		return FixedHeader{}, ErrIncomplete
-	}
 	var h FixedHeader
-	h.Type = Type(b[0] >> 4)
-	h.Flags = b[0] & 0x0f
+	err := parseHeader(b, &h)
+	return h, err
+}
+
+// parseHeader is ParseFixedHeader into a caller's struct (no copies on the
+// fast path). h is unspecified on error.
+func parseHeader(b []byte, h *FixedHeader) error {
+	if len(b) < 2 {
+		return ErrIncomplete
+	}
+	b0 := b[0]
+	h.Type = Type(b0 >> 4)
+	h.Flags = b0 & 0x0f
+	h.Dup = h.Type == Publish && b0&0x08 != 0
+	h.QoS = 0
 	if h.Type == Publish {
-		h.Dup = h.Flags&0x08 != 0
-		h.QoS = (h.Flags >> 1) & 0x03
-		h.Retain = h.Flags&0x01 != 0
+		h.QoS = (b0 >> 1) & 0x03
+	}
+	h.Retain = h.Type == Publish && b0&0x01 != 0
+	h.NonMinimal = false
+	if b[1] < 0x80 { // one length byte: the common case
+		h.RemainingLength = int(b[1])
+		h.HeaderLen = 2
+		return nil
 	}
 	var rl uint32
 	for i := 0; i < 4; i++ {
 		if 1+i >= len(b) {
-			return FixedHeader{}, ErrIncomplete
+			return ErrIncomplete
 		}
 		c := b[1+i]
 		rl |= uint32(c&0x7f) << (7 * i)
 		if c&0x80 == 0 {
 			h.RemainingLength = int(rl)
 			h.HeaderLen = 2 + i
-			h.NonMinimal = i > 0 && c == 0
-			return h, nil
+			h.NonMinimal = c == 0
+			return nil
 		}
 	}
-	return FixedHeader{}, ErrRemainingLength
+	return ErrRemainingLength
 }
 
 // flagsValid reports whether the fixed-header flags are the ones the spec

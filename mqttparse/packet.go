@@ -39,6 +39,8 @@ type Packet struct {
 	Connect ConnectFields // CONNECT only
 
 	Properties Properties // 5.0 properties of the packet (not the will's)
+
+	connectSet bool // Connect was filled by the last decode
 }
 
 // ConnectFields is the variable header and payload of a CONNECT. The
@@ -74,15 +76,27 @@ type Subscription struct {
 	RetainHandling    byte // 5.0 (bits 5-4)
 }
 
-// reset clears p for a new decode, keeping slice capacity.
+// reset clears p for a new decode, keeping slice capacity. It touches only
+// what a previous decode may have set, to keep the fast path short.
 func (p *Packet) reset() {
-	props := p.Properties
-	will := p.Connect.WillProperties
-	*p = Packet{ReasonCodes: p.ReasonCodes[:0], Filters: p.Filters[:0]}
-	props.reset()
-	will.reset()
-	p.Properties = props
-	p.Connect.WillProperties = will
+	p.Version = VersionUnknown
+	p.VersionGuessed = false
+	p.Violations = 0
+	p.Truncated = false
+	p.PacketID = 0
+	p.Topic = nil
+	p.Payload = nil
+	p.ReasonCode = Success
+	p.SessionPresent = false
+	p.ReasonCodes = p.ReasonCodes[:0]
+	p.Filters = p.Filters[:0]
+	if p.connectSet {
+		will := &p.Connect.WillProperties
+		will.reset()
+		p.Connect = ConnectFields{WillProperties: *will}
+		p.connectSet = false
+	}
+	p.Properties.reset()
 }
 
 // decoder carries the state of one Decode call. It lives on the stack.
@@ -131,39 +145,39 @@ func (d *decoder) fail(field string, off int, err error) error {
 // keep the first guess made on a packet that has properties and pass it
 // explicitly afterwards.
 func Decode(b []byte, v Version, p *Packet) (n int, err error) {
-	h, err := ParseFixedHeader(b)
-	if err != nil {
+	h := &p.Header
+	if err = parseHeader(b, h); err != nil {
 		return 0, err
 	}
-	n = h.Len()
+	n = h.HeaderLen + h.RemainingLength
 	if len(b) < n {
 		return 0, ErrIncomplete
 	}
 	body := b[h.HeaderLen:n:n]
 	if v != VersionUnknown || h.Type == Connect {
-		err = decodeWith(h, body, v, p)
-		return n, err
+		return n, decodeWith(body, v, p)
 	}
-	err = decodeWith(h, body, Version5, p)
+	err = decodeWith(body, Version5, p)
 	if err == nil {
 		p.VersionGuessed = true
 		return n, nil
 	}
 	err5 := err
-	err = decodeWith(h, body, Version311, p)
+	err = decodeWith(body, Version311, p)
 	if err == nil || !(err5 == ErrViolation && err != ErrViolation) {
 		p.VersionGuessed = true
 		return n, err
 	}
-	err = decodeWith(h, body, Version5, p)
+	err = decodeWith(body, Version5, p)
 	p.VersionGuessed = true
 	return n, err
 }
 
-func decodeWith(h FixedHeader, body []byte, v Version, p *Packet) error {
+// decodeWith decodes body under v into p, whose Header is already set.
+func decodeWith(body []byte, v Version, p *Packet) error {
 	p.reset()
-	p.Header = h
 	p.Version = v
+	h := &p.Header
 	d := decoder{p: p, t: h.Type, ver: v, hl: h.HeaderLen}
 	if h.NonMinimal {
 		d.v |= ViolationNonMinimalLength
@@ -173,12 +187,12 @@ func decodeWith(h FixedHeader, body []byte, v Version, p *Packet) error {
 	}
 	var err error
 	switch h.Type {
+	case Publish: // first: the hot path
+		err = d.publish(body)
 	case Connect:
 		err = d.connect(body)
 	case Connack:
 		err = d.connack(body)
-	case Publish:
-		err = d.publish(body)
 	case Puback, Pubrec, Pubrel, Pubcomp:
 		err = d.pubAck(body)
 	case Subscribe:

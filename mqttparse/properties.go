@@ -182,6 +182,9 @@ func (p *Properties) UserValue(key string) ([]byte, bool) {
 
 // reset clears p and keeps the capacity of its slices.
 func (p *Properties) reset() {
+	if p.present == 0 && p.Len == 0 {
+		return // nothing was set (appending to a slice sets a present bit first)
+	}
 	*p = Properties{User: p.User[:0], SubscriptionIdentifiers: p.SubscriptionIdentifiers[:0]}
 }
 
@@ -202,7 +205,7 @@ func (d *decoder) decodeProperties(b []byte, off int, kind int, p *Properties) (
 		return off, d.fail("property length", off, ErrTruncated)
 	}
 	end := off + int(plen)
-	blk := b[:end]
+	blk := b[:end:end]
 	p.Len = int(plen)
 	for off < end {
 		start := off
@@ -215,128 +218,117 @@ func (d *decoder) decodeProperties(b []byte, off int, kind int, p *Properties) (
 		if info.allowed&(1<<kind) == 0 {
 			d.v |= ViolationPropertyNotAllowed
 		}
-		bit := uint64(1) << id
-		if p.present&bit != 0 && id != PropUserProperty && !(id == PropSubscriptionIdentifier && kind == int(Publish)) {
+		bit := uint64(1) << (id & 63)
+		if p.present&bit != 0 && id != PropUserProperty && (id != PropSubscriptionIdentifier || kind != int(Publish)) {
 			d.v |= ViolationDuplicateProperty
 		}
 		p.present |= bit
-		var (
-			u8  byte
-			u16 uint16
-			u32 uint32
-			bin []byte
-		)
-		switch info.typ {
-		case TypeByte:
-			u8, off, err = readByte(blk, off)
-			if err == nil && u8 > 1 && id != PropMaximumQoS {
-				d.v |= ViolationPropertyValue // all byte properties but Maximum QoS are 0/1
-			}
-		case TypeUint16:
-			u16, off, err = readUint16(blk, off)
-			if err == nil && u16 == 0 && (id == PropReceiveMaximum || id == PropTopicAlias) {
-				d.v |= ViolationPropertyValue
-			}
-		case TypeUint32:
-			u32, off, err = readUint32(blk, off)
-			if err == nil && u32 == 0 && id == PropMaximumPacketSize {
-				d.v |= ViolationPropertyValue
-			}
-		case TypeVarint:
+		var bad bool // value out of range
+		switch id {
+		case PropPayloadFormatIndicator:
+			p.PayloadFormatIndicator, off, err = readByte(blk, off)
+			bad = p.PayloadFormatIndicator > 1
+		case PropMessageExpiryInterval:
+			p.MessageExpiryInterval, off, err = readUint32(blk, off)
+		case PropContentType:
+			p.ContentType, off, err = d.propUTF8(blk, off)
+		case PropResponseTopic:
+			p.ResponseTopic, off, err = d.propUTF8(blk, off)
+		case PropCorrelationData:
+			p.CorrelationData, off, err = readBinary(blk, off)
+		case PropSubscriptionIdentifier:
+			var v uint32
 			var nm bool
-			u32, off, nm, err = readVarint(blk, off)
+			v, off, nm, err = readVarint(blk, off)
 			if nm {
 				d.v |= ViolationNonMinimalLength
 			}
-			if err == nil && u32 == 0 {
-				d.v |= ViolationPropertyValue
-			}
-		case TypeUTF8, TypeBinary:
-			bin, off, err = readBinary(blk, off)
-			if err == nil && info.typ == TypeUTF8 && !utf8Check(bin) {
-				d.v |= ViolationInvalidUTF8
-			}
-		case TypeUTF8Pair:
-			var k, v []byte
-			k, off, err = readBinary(blk, off)
+			bad = v == 0
 			if err == nil {
-				v, off, err = readBinary(blk, off)
-			}
-			if err == nil {
-				if !utf8Check(k) || !utf8Check(v) {
-					d.v |= ViolationInvalidUTF8
+				if len(p.SubscriptionIdentifiers) < MaxSubscriptionIDs {
+					p.SubscriptionIdentifiers = append(p.SubscriptionIdentifiers, v)
+				} else {
+					d.truncated = true
 				}
+			}
+		case PropSessionExpiryInterval:
+			p.SessionExpiryInterval, off, err = readUint32(blk, off)
+		case PropAssignedClientIdentifier:
+			p.AssignedClientIdentifier, off, err = d.propUTF8(blk, off)
+		case PropServerKeepAlive:
+			p.ServerKeepAlive, off, err = readUint16(blk, off)
+		case PropAuthenticationMethod:
+			p.AuthenticationMethod, off, err = d.propUTF8(blk, off)
+		case PropAuthenticationData:
+			p.AuthenticationData, off, err = readBinary(blk, off)
+		case PropRequestProblemInformation:
+			p.RequestProblemInformation, off, err = readByte(blk, off)
+			bad = p.RequestProblemInformation > 1
+		case PropWillDelayInterval:
+			p.WillDelayInterval, off, err = readUint32(blk, off)
+		case PropRequestResponseInformation:
+			p.RequestResponseInformation, off, err = readByte(blk, off)
+			bad = p.RequestResponseInformation > 1
+		case PropResponseInformation:
+			p.ResponseInformation, off, err = d.propUTF8(blk, off)
+		case PropServerReference:
+			p.ServerReference, off, err = d.propUTF8(blk, off)
+		case PropReasonString:
+			p.ReasonString, off, err = d.propUTF8(blk, off)
+		case PropReceiveMaximum:
+			p.ReceiveMaximum, off, err = readUint16(blk, off)
+			bad = p.ReceiveMaximum == 0
+		case PropTopicAliasMaximum:
+			p.TopicAliasMaximum, off, err = readUint16(blk, off)
+		case PropTopicAlias:
+			p.TopicAlias, off, err = readUint16(blk, off)
+			bad = p.TopicAlias == 0
+		case PropMaximumQoS:
+			p.MaximumQoS, off, err = readByte(blk, off)
+			bad = p.MaximumQoS > 1
+		case PropRetainAvailable:
+			p.RetainAvailable, off, err = readByte(blk, off)
+			bad = p.RetainAvailable > 1
+		case PropUserProperty:
+			var k, v []byte
+			if k, off, err = d.propUTF8(blk, off); err == nil {
+				v, off, err = d.propUTF8(blk, off)
+			}
+			if err == nil {
 				if len(p.User) < MaxUserProperties {
 					p.User = append(p.User, UserProperty{Key: k, Value: v})
 				} else {
 					d.truncated = true
 				}
 			}
+		case PropMaximumPacketSize:
+			p.MaximumPacketSize, off, err = readUint32(blk, off)
+			bad = p.MaximumPacketSize == 0
+		case PropWildcardSubscriptionAvailable:
+			p.WildcardSubscriptionAvailable, off, err = readByte(blk, off)
+			bad = p.WildcardSubscriptionAvailable > 1
+		case PropSubscriptionIdentifierAvailable:
+			p.SubscriptionIdentifierAvailable, off, err = readByte(blk, off)
+			bad = p.SubscriptionIdentifierAvailable > 1
+		case PropSharedSubscriptionAvailable:
+			p.SharedSubscriptionAvailable, off, err = readByte(blk, off)
+			bad = p.SharedSubscriptionAvailable > 1
 		}
 		if err != nil {
 			return off, d.fail(info.name, start, err)
 		}
-		switch id {
-		case PropPayloadFormatIndicator:
-			p.PayloadFormatIndicator = u8
-		case PropMessageExpiryInterval:
-			p.MessageExpiryInterval = u32
-		case PropContentType:
-			p.ContentType = bin
-		case PropResponseTopic:
-			p.ResponseTopic = bin
-		case PropCorrelationData:
-			p.CorrelationData = bin
-		case PropSubscriptionIdentifier:
-			if len(p.SubscriptionIdentifiers) < MaxSubscriptionIDs {
-				p.SubscriptionIdentifiers = append(p.SubscriptionIdentifiers, u32)
-			} else {
-				d.truncated = true
-			}
-		case PropSessionExpiryInterval:
-			p.SessionExpiryInterval = u32
-		case PropAssignedClientIdentifier:
-			p.AssignedClientIdentifier = bin
-		case PropServerKeepAlive:
-			p.ServerKeepAlive = u16
-		case PropAuthenticationMethod:
-			p.AuthenticationMethod = bin
-		case PropAuthenticationData:
-			p.AuthenticationData = bin
-		case PropRequestProblemInformation:
-			p.RequestProblemInformation = u8
-		case PropWillDelayInterval:
-			p.WillDelayInterval = u32
-		case PropRequestResponseInformation:
-			p.RequestResponseInformation = u8
-		case PropResponseInformation:
-			p.ResponseInformation = bin
-		case PropServerReference:
-			p.ServerReference = bin
-		case PropReasonString:
-			p.ReasonString = bin
-		case PropReceiveMaximum:
-			p.ReceiveMaximum = u16
-		case PropTopicAliasMaximum:
-			p.TopicAliasMaximum = u16
-		case PropTopicAlias:
-			p.TopicAlias = u16
-		case PropMaximumQoS:
-			p.MaximumQoS = u8
-			if u8 > 1 {
-				d.v |= ViolationPropertyValue
-			}
-		case PropRetainAvailable:
-			p.RetainAvailable = u8
-		case PropMaximumPacketSize:
-			p.MaximumPacketSize = u32
-		case PropWildcardSubscriptionAvailable:
-			p.WildcardSubscriptionAvailable = u8
-		case PropSubscriptionIdentifierAvailable:
-			p.SubscriptionIdentifierAvailable = u8
-		case PropSharedSubscriptionAvailable:
-			p.SharedSubscriptionAvailable = u8
+		if bad {
+			d.v |= ViolationPropertyValue
 		}
 	}
 	return end, nil
+}
+
+// propUTF8 reads a UTF-8 string inside a property block.
+func (d *decoder) propUTF8(b []byte, off int) ([]byte, int, error) {
+	s, next, err := readBinary(b, off)
+	if err == nil && !utf8Check(s) {
+		d.v |= ViolationInvalidUTF8
+	}
+	return s, next, err
 }

@@ -14,11 +14,13 @@ func (d *decoder) publish(b []byte) error {
 		return d.fail("topic name", 0, err)
 	}
 	p.Topic = topic
-	if !topicNameValid(topic) {
-		d.v |= ViolationTopic
-	}
-	if !utf8Check(topic) {
-		d.v |= ViolationInvalidUTF8
+	if len(topic) == 0 || !plainTopic(topic) { // slow path: find out what is wrong
+		if !topicNameValid(topic) {
+			d.v |= ViolationTopic
+		}
+		if !utf8Check(topic) {
+			d.v |= ViolationInvalidUTF8
+		}
 	}
 	if h.QoS > 0 {
 		if off, err = d.packetID(b, off); err != nil {

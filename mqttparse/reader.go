@@ -2,6 +2,7 @@ package mqttparse
 
 import (
 	"bytes"
+	"encoding/binary"
 	"unicode/utf8"
 )
 
@@ -60,19 +61,55 @@ func readVarint(b []byte, off int) (v uint32, next int, nonMinimal bool, err err
 	return 0, off, false, ErrRemainingLength
 }
 
-// utf8Check reports whether s is a well-formed MQTT UTF-8 string: valid
-// UTF-8 without U+0000 [MQTT-1.5.4-1], [MQTT-1.5.4-2]. It is a byte loop for
-// ASCII and falls back to utf8.Valid only when it meets a high byte.
-func utf8Check(s []byte) bool {
-	for i, c := range s {
-		if c == 0 {
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// hasZeroByte is non-zero iff some byte of x is 0.
+func hasZeroByte(x uint64) uint64 { return (x - lsb) &^ x & msb }
+
+// asciiNoNUL reports whether s is ASCII without NUL, 8 bytes at a time.
+// For a word x, (x | (x - lsb)) & msb is non-zero if a byte has its high bit
+// set or is zero (the lowest zero byte always shows; borrows only add false
+// positives). false only means the exact checks must run.
+func asciiNoNUL(s []byte) bool {
+	for len(s) >= 8 {
+		x := binary.LittleEndian.Uint64(s)
+		if (x|(x-lsb))&msb != 0 {
 			return false
 		}
-		if c >= 0x80 {
-			return validUTF8NoNUL(s[i:])
+		s = s[8:]
+	}
+	for _, c := range s {
+		if c-1 >= 0x7f { // c == 0 or c >= 0x80
+			return false
 		}
 	}
 	return true
+}
+
+// plainTopic is asciiNoNUL that also rejects the wildcards '+' and '#'.
+func plainTopic(s []byte) bool {
+	for len(s) >= 8 {
+		x := binary.LittleEndian.Uint64(s)
+		if (x|(x-lsb)|hasZeroByte(x^(lsb*'+'))|hasZeroByte(x^(lsb*'#')))&msb != 0 {
+			return false
+		}
+		s = s[8:]
+	}
+	for _, c := range s {
+		if c-1 >= 0x7f || c == '+' || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// utf8Check reports whether s is a well-formed MQTT UTF-8 string: valid
+// UTF-8 without U+0000 [MQTT-1.5.4-1], [MQTT-1.5.4-2].
+func utf8Check(s []byte) bool {
+	return asciiNoNUL(s) || validUTF8NoNUL(s)
 }
 
 func validUTF8NoNUL(s []byte) bool {
