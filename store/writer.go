@@ -1,0 +1,336 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/mission-ids/mission/flow"
+)
+
+const (
+	minProbePause = 100 * time.Millisecond
+	maxProbePause = 2 * time.Second
+	maxPingTime   = 2 * time.Second
+)
+
+// Put queues one document; see PutBatch.
+func (w *Writer) Put(doc flow.Document) error {
+	return w.PutBatch([]flow.Document{doc})
+}
+
+// PutBatch queues documents for storing and returns without waiting for the
+// database. Each document gets an _id if it has none (DocumentID) and a
+// collectorReceiveTime of now if it has none; the caller's values are not
+// modified. When the queue is full the documents go to the spool, a disk
+// write. It returns an error wrapping ErrDropped when the spool was full too
+// (the lost documents are counted in Stats.Dropped and logged), ErrClosed
+// after Close, or an encoding error for documents that cannot be stored.
+func (w *Writer) PutBatch(docs []flow.Document) error {
+	raws := make([][]byte, 0, len(docs))
+	now := time.Now().UTC()
+	var encErrs []error
+	for i := range docs {
+		d := docs[i]
+		if d.ID == "" {
+			d.ID = DocumentID(&d)
+		}
+		if d.CollectorReceiveTime == nil {
+			d.CollectorReceiveTime = &now
+		}
+		raw, err := encode(&d)
+		if err != nil {
+			w.c.rejected.Add(1)
+			encErrs = append(encErrs, fmt.Errorf("store: encode flow %d as BSON: %w", d.FlowID, err))
+			continue
+		}
+		raws = append(raws, raw)
+	}
+	if len(encErrs) > 0 && w.logEvery(&w.rejectLog) {
+		w.log.Error().Err(encErrs[0]).Int("documents", len(encErrs)).Msg("store: cannot encode documents; they are not stored")
+	}
+
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	queued := 0
+queue:
+	for _, raw := range raws {
+		select {
+		case w.queue <- raw:
+			queued++
+		default:
+			break queue
+		}
+	}
+	w.c.accepted.Add(uint64(queued))
+	if queued < len(raws) {
+		if err := w.spill(raws[queued:], fromPut); err != nil {
+			encErrs = append(encErrs, err)
+		}
+	}
+	return errors.Join(encErrs...)
+}
+
+// Where spilled documents come from.
+type spillOrigin int
+
+const (
+	fromPut   spillOrigin = iota // the queue was full
+	fromQueue                    // the database is unreachable
+	fromRetry                    // their insert failed
+)
+
+// spill writes documents to the spool and counts what did not fit as
+// dropped.
+func (w *Writer) spill(docs [][]byte, origin spillOrigin) error {
+	n, err := w.spool.append(docs)
+	w.c.spooled.Add(uint64(n))
+	switch origin {
+	case fromPut:
+		w.c.accepted.Add(uint64(n))
+	case fromRetry:
+		w.c.retried.Add(uint64(n))
+	}
+	lost := len(docs) - n
+	if lost == 0 {
+		return nil
+	}
+	total := w.c.dropped.Add(uint64(lost))
+	if w.logEvery(&w.dropLog) {
+		ev := w.log.Error().Int("dropped", lost).Uint64("droppedTotal", total).Int64("spoolMaxBytes", w.cfg.SpoolMaxBytes)
+		if err != nil {
+			ev = ev.Err(err)
+		}
+		ev.Msg("store: flows dropped: the database is unreachable or slow and the spool is full (or unwritable); raise --spool-max-bytes or fix the database")
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %d documents: %w", ErrDropped, lost, err)
+	}
+	return fmt.Errorf("%w: %d documents", ErrDropped, lost)
+}
+
+// logEvery reports whether a throttled message may be logged now (at most
+// once a second per message kind).
+func (w *Writer) logEvery(last *atomic.Int64) bool {
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	return now-prev >= int64(time.Second) && last.CompareAndSwap(prev, now)
+}
+
+// run is the writer goroutine: batches from the queue, inserts, probes an
+// unreachable database, replays the spool, and drains the queue at Close.
+func (w *Writer) run() {
+	defer close(w.done)
+	ctx := w.runCtx
+	batch := make([][]byte, 0, w.cfg.BatchSize)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		hurry := w.c.healthy.Load() && (w.replay != nil || w.spool.stats().records > 0)
+		var open bool
+		batch, open = w.fill(batch, hurry, timer)
+		if len(batch) > 0 {
+			w.flush(ctx, batch)
+			batch = batch[:0]
+		}
+		if !open {
+			w.drain(ctx, batch)
+			return
+		}
+		w.maintain(ctx)
+	}
+}
+
+// fill adds queued documents to batch until it is full, FlushInterval has
+// passed since fill began, or (hurry) the queue is momentarily empty. It
+// returns false once the queue is closed and empty.
+func (w *Writer) fill(batch [][]byte, hurry bool, timer *time.Timer) ([][]byte, bool) {
+	timer.Reset(w.cfg.FlushInterval)
+	for len(batch) < w.cfg.BatchSize {
+		select {
+		case d, ok := <-w.queue:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, d)
+			continue
+		default:
+		}
+		if hurry {
+			return batch, true
+		}
+		select {
+		case d, ok := <-w.queue:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, d)
+		case <-timer.C:
+			return batch, true
+		}
+	}
+	return batch, true
+}
+
+// flush stores a batch from the queue, or spools it when the database is
+// unreachable or the insert fails.
+func (w *Writer) flush(ctx context.Context, batch [][]byte) {
+	if !w.c.healthy.Load() {
+		_ = w.spill(batch, fromQueue) // counted and logged
+		return
+	}
+	if err := w.insert(ctx, batch); err != nil {
+		w.unhealthy(err)
+		_ = w.spill(batch, fromRetry)
+	}
+}
+
+// drain empties the closed queue at Close: into the database while it
+// answers (one last probe if it did not), else into the spool.
+func (w *Writer) drain(ctx context.Context, batch [][]byte) {
+	probed := false
+	flush := func(b [][]byte) {
+		if !w.c.healthy.Load() && !probed && ctx.Err() == nil {
+			probed = true
+			w.probe(ctx)
+		}
+		w.flush(ctx, b)
+	}
+	for d := range w.queue {
+		batch = append(batch, d)
+		if len(batch) == w.cfg.BatchSize {
+			flush(batch)
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		flush(batch)
+	}
+}
+
+// maintain probes an unreachable database when its pause is over, and
+// replays one batch from the spool when the database answers.
+func (w *Writer) maintain(ctx context.Context) {
+	if !w.c.healthy.Load() {
+		if time.Now().Before(w.nextProbe) {
+			return
+		}
+		if !w.probe(ctx) {
+			return
+		}
+	}
+	if w.replay == nil {
+		seg, err := w.spool.oldest()
+		if err != nil {
+			w.log.Error().Err(err).Msg("store: spool replay")
+			return
+		}
+		if seg == nil {
+			return
+		}
+		if w.replay, err = openSegmentReader(seg); err != nil {
+			w.log.Error().Err(err).Msg("store: spool replay")
+			return
+		}
+	}
+	recs := w.replay.next(w.cfg.BatchSize)
+	if len(recs) > 0 {
+		if err := w.insert(ctx, recs); err != nil {
+			w.unhealthy(err)
+			return // the records stay in the segment for the next attempt
+		}
+		w.replay.advance(len(recs))
+		w.spool.replayed(w.replay.seg, int64(len(recs)))
+		w.c.replayed.Add(uint64(len(recs)))
+	}
+	if w.replay.done() {
+		if err := w.spool.remove(w.replay.seg); err != nil {
+			w.log.Error().Err(err).Msg("store: spool replay")
+		}
+		w.replay = nil
+		if st := w.spool.stats(); st.records == 0 {
+			w.log.Info().Uint64("replayed", w.c.replayed.Load()).Msg("store: spool replayed")
+		}
+	}
+}
+
+// probe pings the database; on success it marks it healthy.
+func (w *Writer) probe(ctx context.Context) bool {
+	pctx, cancel := context.WithTimeout(ctx, min(w.cfg.WriteTimeout, maxPingTime))
+	err := w.client.Ping(pctx, nil)
+	cancel()
+	if err != nil {
+		w.c.pingErrors.Add(1)
+		w.probePause = min(max(w.probePause*2, minProbePause), maxProbePause)
+		w.nextProbe = time.Now().Add(w.probePause)
+		return false
+	}
+	w.probePause = 0
+	w.c.healthy.Store(true)
+	st := w.spool.stats()
+	w.log.Info().Int64("spooled", st.records).Msg("store: database reachable again; replaying the spool")
+	return true
+}
+
+func (w *Writer) unhealthy(err error) {
+	if w.c.healthy.Swap(false) {
+		w.log.Warn().Err(err).Str("url", redactURL(w.url)).
+			Msg("store: database write failed; spooling flows to disk until it answers again")
+	}
+	w.probePause = minProbePause
+	w.nextProbe = time.Now().Add(w.probePause)
+}
+
+// insert stores docs with one unordered InsertMany. Duplicate keys count as
+// stored; other per-document errors are counted as rejected and logged. An
+// error means the command failed as a whole and nothing can be assumed
+// about which documents were stored.
+func (w *Writer) insert(ctx context.Context, docs [][]byte) error {
+	ictx, cancel := context.WithTimeout(ctx, w.cfg.WriteTimeout)
+	defer cancel()
+	ds := make([]any, len(docs))
+	for i, d := range docs {
+		ds[i] = bson.Raw(d)
+	}
+	start := time.Now()
+	_, err := w.coll.InsertMany(ictx, ds, options.InsertMany().SetOrdered(false))
+	elapsed := time.Since(start)
+	if err != nil {
+		var bwe mongo.BulkWriteException
+		if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+			w.c.insertErrors.Add(1)
+			return fmt.Errorf("store: insert %d documents: %w", len(docs), err)
+		}
+		var dups, rejected int
+		for _, we := range bwe.WriteErrors {
+			if isDuplicateKey(we.Code) {
+				dups++
+				continue
+			}
+			rejected++
+			if w.logEvery(&w.rejectLog) {
+				w.log.Error().Int("code", we.Code).Str("error", we.Message).
+					Msg("store: the database refused a flow document; it is not stored")
+			}
+		}
+		w.c.duplicates.Add(uint64(dups))
+		w.c.rejected.Add(uint64(rejected))
+		w.c.inserted.Add(uint64(len(docs) - dups - rejected))
+	} else {
+		w.c.inserted.Add(uint64(len(docs)))
+	}
+	w.c.insertBatches.Add(1)
+	w.c.observeLatency(elapsed)
+	return nil
+}
+
+func isDuplicateKey(code int) bool { return code == 11000 || code == 11001 || code == 12582 }
