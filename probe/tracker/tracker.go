@@ -1,0 +1,281 @@
+// Package tracker turns reassembled MQTT streams into flow records: it
+// frames and decodes each direction with mqttparse, keeps the MQTT session
+// of each connection (protocol level, client id, topic aliases) and matches
+// requests with their responses into transactions (../shared/DESIGN.md,
+// "What a flow is").
+//
+// It implements reassembly.Handler, so the probe wires it directly behind
+// the TCP assembler. Time is always the capture time of packets; Advance
+// drives the idle timeout, so a file replay yields the flows of the live run.
+//
+// Memory is bounded: open transactions (MaxTransactions, oldest evicted
+// with flowEndReason "lack of resources"), topic aliases per direction and
+// resynchronisation buffers. Every packet that does not become part of a
+// flow is counted in Stats.
+//
+// A Tracker is not safe for concurrent use.
+package tracker
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"time"
+
+	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/mqttparse"
+	"github.com/mission-ids/mission/probe/reassembly"
+)
+
+// Sink receives finished flows. The *Record is reused after Flow returns;
+// its strings and slices are not, so a sink may keep a copy of the struct.
+type Sink interface {
+	Flow(r *flow.Record)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(r *flow.Record)
+
+// Flow calls f.
+func (f SinkFunc) Flow(r *flow.Record) { f(r) }
+
+// Config bounds the tracker. Zero values take the defaults.
+type Config struct {
+	IdleTimeout     time.Duration // end a transaction without packets for this long; default 30 s
+	MaxTransactions int           // open at once; default 1,000,000
+	MaxPacketSize   int           // larger MQTT packets are skipped and counted; default 1 MiB
+	MaxAliases      int           // topic aliases kept per direction; default 1024
+	MaxResync       int           // bytes kept while looking for a packet boundary; default 64 KiB
+	// FlowIDs generates flow ids; default: a random 24-bit prefix per
+	// tracker and a 40-bit counter.
+	FlowIDs func() uint64
+}
+
+func (c *Config) defaults() {
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 30 * time.Second
+	}
+	if c.MaxTransactions <= 0 {
+		c.MaxTransactions = 1_000_000
+	}
+	if c.MaxPacketSize <= 0 {
+		c.MaxPacketSize = mqttparse.DefaultMaxPacketSize
+	}
+	if c.MaxAliases <= 0 {
+		c.MaxAliases = 1024
+	}
+	if c.MaxResync <= 0 {
+		c.MaxResync = 64 << 10
+	}
+	if c.FlowIDs == nil {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		prefix := binary.BigEndian.Uint64(b[:]) & 0xffffff << 40
+		var n uint64
+		c.FlowIDs = func() uint64 { n++; return prefix | n&(1<<40-1) }
+	}
+}
+
+// Stats are cumulative counters, plus current table sizes.
+type Stats struct {
+	Packets         [16]uint64 // MQTT control packets decoded, by type
+	Bytes           uint64     // MQTT bytes decoded
+	Malformed       uint64     // packets whose body did not decode (skipped)
+	Violations      uint64     // packets that broke a MUST (still used)
+	ViolationsByBit [32]uint64 // by mqttparse.Violations bit
+	TooLarge        uint64     // packets over MaxPacketSize, skipped by length
+	FramingErrors   uint64     // directions whose framing broke (resynchronised)
+	Resyncs         uint64     // times a direction found a packet boundary again
+	ResyncDropped   uint64     // bytes discarded while looking for a boundary
+	VersionGuessed  uint64     // packets decoded without a known protocol level
+	Unmatched       [16]uint64 // responses without an open request, by type
+	Superseded      uint64     // open transactions replaced by a new request with the same key
+	Flows           [16]uint64 // flows emitted, by initiating type
+	FlowsByEnd      [6]uint64  // flows emitted, by flowEndReason
+	Sessions        int        // connections tracked now
+	Open            int        // open transactions now
+}
+
+// Tracker implements reassembly.Handler.
+type Tracker struct {
+	cfg   Config
+	sink  Sink
+	pkt   mqttparse.Packet
+	rec   flow.Record
+	txs   map[txKey]*tx
+	head  *tx // least recently active open transaction
+	tail  *tx
+	free  []*tx
+	names interner
+	stats Stats
+	sess  int
+}
+
+// New returns a tracker that emits flows to sink.
+func New(cfg Config, sink Sink) *Tracker {
+	cfg.defaults()
+	return &Tracker{cfg: cfg, sink: sink, txs: make(map[txKey]*tx), names: newInterner(1 << 16)}
+}
+
+// Stats returns the counters.
+func (t *Tracker) Stats() Stats {
+	s := t.stats
+	s.Open = len(t.txs)
+	s.Sessions = t.sess
+	return s
+}
+
+// Advance ends transactions idle since before now − IdleTimeout.
+func (t *Tracker) Advance(now time.Time) {
+	limit := now.Add(-t.cfg.IdleTimeout)
+	for t.head != nil && t.head.last.Before(limit) {
+		t.end(t.head, flow.EndIdleTimeout)
+	}
+}
+
+// FlushAll ends every open transaction (shutdown).
+func (t *Tracker) FlushAll() {
+	for t.head != nil {
+		t.end(t.head, flow.EndForced)
+	}
+}
+
+// session is the MQTT state of one TCP connection.
+type session struct {
+	conn     *reassembly.Conn
+	version  mqttparse.Version // from CONNECT; or the first guess on a packet with properties
+	known    bool              // version learned from a CONNECT
+	clientID string
+	username string
+	dirs     [2]dirState
+	txHead   *tx // this session's open transactions
+}
+
+type dirState struct {
+	framer  *mqttparse.Framer
+	syncing bool
+	syncBuf []byte
+	aliases map[uint16]string
+}
+
+// Open implements reassembly.Handler.
+func (t *Tracker) Open(c *reassembly.Conn) {
+	t.sess++
+	c.State = &session{conn: c}
+}
+
+// Close implements reassembly.Handler: open transactions of the connection
+// end with flowEndReason "forced end"; bytes still waiting for a packet
+// boundary are given one last chance.
+func (t *Tracker) Close(c *reassembly.Conn, reason reassembly.CloseReason, ts time.Time) {
+	s, ok := c.State.(*session)
+	if !ok {
+		return
+	}
+	for dir := reassembly.ClientToServer; dir <= reassembly.ServerToClient; dir++ {
+		d := &s.dirs[dir]
+		if d.syncing && len(d.syncBuf) > 0 {
+			if off, ok := mqttparse.FindSync(d.syncBuf, 1, t.cfg.MaxPacketSize); ok {
+				t.resume(s, dir, off, ts)
+			} else {
+				t.stats.ResyncDropped += uint64(len(d.syncBuf))
+			}
+		}
+	}
+	endReason := flow.EndForced
+	if reason == reassembly.CloseEvicted {
+		endReason = flow.EndLackOfResources
+	}
+	for s.txHead != nil {
+		t.end(s.txHead, endReason)
+	}
+	c.State = nil
+	t.sess--
+}
+
+// Data implements reassembly.Handler.
+func (t *Tracker) Data(c *reassembly.Conn, dir reassembly.Direction, ch reassembly.Chunk) {
+	s, ok := c.State.(*session)
+	if !ok {
+		return
+	}
+	d := &s.dirs[dir]
+	if d.framer == nil {
+		d.framer = mqttparse.NewFramer(t.cfg.MaxPacketSize)
+	}
+	if ch.Lost > 0 || ch.Midstream {
+		// The stream may resume inside a packet: find a provable boundary.
+		if d.framer.Buffered() > 0 {
+			t.stats.ResyncDropped += uint64(d.framer.Buffered())
+		}
+		d.syncing = true
+		d.syncBuf = d.syncBuf[:0]
+	}
+	if d.syncing {
+		t.syncAppend(s, dir, ch.Data, ch.Timestamp)
+		return
+	}
+	d.framer.Feed(ch.Data)
+	t.drainFramer(s, dir, ch.Timestamp)
+}
+
+// syncAppend collects bytes until FindSync proves a packet boundary.
+func (t *Tracker) syncAppend(s *session, dir reassembly.Direction, data []byte, ts time.Time) {
+	d := &s.dirs[dir]
+	if over := len(d.syncBuf) + len(data) - t.cfg.MaxResync; over > 0 {
+		// Keep the newest bytes: a boundary is more likely found there.
+		if over >= len(d.syncBuf) {
+			t.stats.ResyncDropped += uint64(len(d.syncBuf))
+			over -= len(d.syncBuf)
+			d.syncBuf = d.syncBuf[:0]
+			t.stats.ResyncDropped += uint64(over)
+			data = data[over:]
+		} else {
+			t.stats.ResyncDropped += uint64(over)
+			d.syncBuf = append(d.syncBuf[:0], d.syncBuf[over:]...)
+		}
+	}
+	d.syncBuf = append(d.syncBuf, data...)
+	off, ok := mqttparse.FindSync(d.syncBuf, 2, t.cfg.MaxPacketSize)
+	if !ok {
+		return
+	}
+	t.resume(s, dir, off, ts)
+}
+
+// resume restarts framing at syncBuf[off:].
+func (t *Tracker) resume(s *session, dir reassembly.Direction, off int, ts time.Time) {
+	d := &s.dirs[dir]
+	t.stats.Resyncs++
+	t.stats.ResyncDropped += uint64(off)
+	d.syncing = false
+	d.framer.Reset(0)
+	d.framer.Feed(d.syncBuf[off:])
+	t.drainFramer(s, dir, ts)
+	// The framer copied any incomplete tail; the buffer can be reused.
+	d.syncBuf = d.syncBuf[:0]
+	if cap(d.syncBuf) > 4096 {
+		d.syncBuf = nil
+	}
+}
+
+func (t *Tracker) drainFramer(s *session, dir reassembly.Direction, ts time.Time) {
+	d := &s.dirs[dir]
+	for {
+		raw, err := d.framer.Next()
+		if err != nil {
+			if isTooLarge(err) {
+				t.stats.TooLarge++
+				continue
+			}
+			// Broken framing: look for a boundary in what comes next.
+			t.stats.FramingErrors++
+			d.syncing = true
+			d.syncBuf = d.syncBuf[:0]
+			return
+		}
+		if raw == nil {
+			return
+		}
+		t.packet(s, dir, raw, ts)
+	}
+}

@@ -1,0 +1,409 @@
+package tracker
+
+import (
+	"errors"
+	"math/bits"
+	"time"
+
+	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/mqttparse"
+	"github.com/mission-ids/mission/probe/reassembly"
+)
+
+// Transaction kinds: what an open transaction waits for.
+const (
+	kindConnect uint8 = iota + 1
+	kindPublish
+	kindSubscribe
+	kindUnsubscribe
+	kindPing
+)
+
+// txKey identifies an open transaction: the session, the direction of its
+// initiator, its kind and packet identifier (0 where the type has none).
+// Client and broker have separate packet identifier spaces, hence dir.
+type txKey struct {
+	s    *session
+	dir  reassembly.Direction
+	kind uint8
+	pid  uint16
+}
+
+type tx struct {
+	key        txKey
+	rec        flow.Record
+	last       time.Time
+	prev, next *tx // tracker LRU, least recently active first
+	sprev      *tx // session list
+	snext      *tx
+}
+
+func isTooLarge(err error) bool { return errors.Is(err, mqttparse.ErrTooLarge) }
+
+// packet handles one complete MQTT packet of direction dir.
+func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts time.Time) {
+	p := &t.pkt
+	v := s.version
+	_, err := mqttparse.Decode(raw, v, p)
+	if err != nil {
+		if !errors.Is(err, mqttparse.ErrViolation) {
+			t.stats.Malformed++
+			return
+		}
+		t.stats.Violations++
+		for w := uint32(p.Violations); w != 0; w &= w - 1 {
+			t.stats.ViolationsByBit[bits.TrailingZeros32(w)]++
+		}
+	}
+	if p.VersionGuessed {
+		t.stats.VersionGuessed++
+		// Keep the first guess made on a packet with properties (the
+		// decoder's advice) and decode by it from then on.
+		if !s.known && p.Version == mqttparse.Version5 && p.Properties.Len > 0 {
+			s.version = mqttparse.Version5
+		}
+	}
+	typ := p.Header.Type
+	t.stats.Packets[typ&15]++
+	t.stats.Bytes += uint64(len(raw))
+	n := uint64(len(raw))
+
+	switch typ {
+	case mqttparse.Connect:
+		if lvl := mqttparse.Version(p.Connect.ProtocolLevel); lvl >= mqttparse.Version31 && lvl <= mqttparse.Version5 {
+			s.version, s.known = lvl, true
+		}
+		s.clientID = t.names.get(p.Connect.ClientID)
+		s.username = t.names.get(p.Connect.Username)
+		t.begin(s, dir, kindConnect, 0, ts, n)
+	case mqttparse.Connack:
+		tx := t.txs[txKey{s, dir.Reverse(), kindConnect, 0}]
+		if tx == nil {
+			t.stats.Unmatched[typ]++
+			return
+		}
+		if s.clientID == "" && len(p.Properties.AssignedClientIdentifier) > 0 {
+			s.clientID = t.names.get(p.Properties.AssignedClientIdentifier)
+			tx.rec.SrcClientID = s.clientID
+		}
+		t.attach(tx, ts, n)
+		tx.rec.ReasonCode, tx.rec.HasReasonCode = byte(p.ReasonCode), true
+		t.end(tx, flow.EndOfFlow)
+	case mqttparse.Publish:
+		t.publish(s, dir, ts, n)
+	case mqttparse.Puback, mqttparse.Pubrec, mqttparse.Pubcomp:
+		tx := t.txs[txKey{s, dir.Reverse(), kindPublish, p.PacketID}]
+		if tx == nil || (typ == mqttparse.Puback) != (tx.rec.QoS == 1) {
+			t.stats.Unmatched[typ]++
+			return
+		}
+		t.attach(tx, ts, n)
+		if !tx.rec.HasReasonCode || tx.rec.ReasonCode < 0x80 {
+			tx.rec.ReasonCode, tx.rec.HasReasonCode = byte(p.ReasonCode), true
+		}
+		// A failed PUBREC (>= 0x80) ends a QoS 2 exchange too.
+		if typ != mqttparse.Pubrec || p.ReasonCode >= 0x80 {
+			t.end(tx, flow.EndOfFlow)
+		}
+	case mqttparse.Pubrel:
+		tx := t.txs[txKey{s, dir, kindPublish, p.PacketID}]
+		if tx == nil || tx.rec.QoS != 2 {
+			t.stats.Unmatched[typ]++
+			return
+		}
+		t.attach(tx, ts, n)
+	case mqttparse.Subscribe, mqttparse.Unsubscribe:
+		kind := kindSubscribe
+		if typ == mqttparse.Unsubscribe {
+			kind = kindUnsubscribe
+		}
+		r := t.begin(s, dir, kind, p.PacketID, ts, n)
+		if r == nil {
+			return
+		}
+		if len(p.Filters) > 0 {
+			r.TopicFilters = make([]string, len(p.Filters))
+			for i, f := range p.Filters {
+				r.TopicFilters[i] = t.names.get(f.Filter)
+			}
+			r.Topic = r.TopicFilters[0]
+			r.QoS = p.Filters[0].QoS
+		}
+	case mqttparse.Suback, mqttparse.Unsuback:
+		kind := kindSubscribe
+		if typ == mqttparse.Unsuback {
+			kind = kindUnsubscribe
+		}
+		tx := t.txs[txKey{s, dir.Reverse(), kind, p.PacketID}]
+		if tx == nil {
+			t.stats.Unmatched[typ]++
+			return
+		}
+		t.attach(tx, ts, n)
+		if len(p.ReasonCodes) > 0 {
+			// The first failure, else the first code (the granted QoS).
+			rc := p.ReasonCodes[0]
+			for _, c := range p.ReasonCodes {
+				if c >= 0x80 {
+					rc = c
+					break
+				}
+			}
+			tx.rec.ReasonCode, tx.rec.HasReasonCode = byte(rc), true
+		}
+		t.end(tx, flow.EndOfFlow)
+	case mqttparse.Pingreq:
+		t.begin(s, dir, kindPing, 0, ts, n)
+	case mqttparse.Pingresp:
+		tx := t.txs[txKey{s, dir.Reverse(), kindPing, 0}]
+		if tx == nil {
+			t.stats.Unmatched[typ]++
+			return
+		}
+		t.attach(tx, ts, n)
+		t.end(tx, flow.EndOfFlow)
+	case mqttparse.Disconnect, mqttparse.Auth:
+		t.single(s, dir, ts, n, func(r *flow.Record) {
+			if s.version == mqttparse.Version5 || typ == mqttparse.Auth {
+				r.ReasonCode, r.HasReasonCode = byte(p.ReasonCode), true
+			}
+		})
+	}
+}
+
+// publish handles a PUBLISH: QoS 0 is a flow of its own; QoS 1 and 2 open
+// a transaction, and a DUP retransmission joins the open one.
+func (t *Tracker) publish(s *session, dir reassembly.Direction, ts time.Time, n uint64) {
+	p := &t.pkt
+	d := &s.dirs[dir]
+	topic := t.resolveTopic(d, p)
+	fill := func(r *flow.Record) {
+		r.Topic = topic
+		r.QoS = p.Header.QoS
+		r.Retain = p.Header.Retain
+		r.Dup = p.Header.Dup
+		r.PayloadLength = uint32(len(p.Payload))
+		if p.Properties.Has(mqttparse.PropResponseTopic) {
+			r.ResponseTopic = t.names.get(p.Properties.ResponseTopic)
+		}
+		setCorrelation(r, &p.Properties)
+	}
+	if p.Header.QoS == 0 || p.Header.QoS > 2 {
+		t.single(s, dir, ts, n, fill)
+		return
+	}
+	key := txKey{s, dir, kindPublish, p.PacketID}
+	if tx := t.txs[key]; tx != nil && p.Header.Dup {
+		t.attach(tx, ts, n)
+		tx.rec.Dup = true
+		return
+	}
+	if r := t.begin(s, dir, kindPublish, p.PacketID, ts, n); r != nil {
+		fill(r)
+		r.PacketID = p.PacketID
+	}
+}
+
+// resolveTopic applies MQTT 5.0 topic aliases (§3.3.2.3.4): a PUBLISH with
+// a topic and an alias sets the alias; one with an empty topic uses it.
+func (t *Tracker) resolveTopic(d *dirState, p *mqttparse.Packet) string {
+	topic := t.names.get(p.Topic)
+	if !p.Properties.Has(mqttparse.PropTopicAlias) {
+		return topic
+	}
+	alias := p.Properties.TopicAlias
+	if topic != "" {
+		if d.aliases == nil {
+			d.aliases = make(map[uint16]string)
+		}
+		if _, ok := d.aliases[alias]; ok || len(d.aliases) < t.cfg.MaxAliases {
+			d.aliases[alias] = topic
+		}
+		return topic
+	}
+	return d.aliases[alias]
+}
+
+// setCorrelation takes the v5 Correlation Data, else the trace id of a W3C
+// traceparent user property ("00-<32 hex trace id>-<16 hex>-<2 hex>").
+func setCorrelation(r *flow.Record, props *mqttparse.Properties) {
+	if props.Has(mqttparse.PropCorrelationData) {
+		r.CorrelationData = append([]byte(nil), props.CorrelationData...)
+		r.CorrelationSource = flow.CorrelationData
+		return
+	}
+	if tp, ok := props.UserValue("traceparent"); ok && len(tp) >= 55 && tp[2] == '-' && tp[35] == '-' {
+		id := tp[3:35]
+		for _, c := range id {
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return
+			}
+		}
+		r.CorrelationData = append([]byte(nil), id...)
+		r.CorrelationSource = flow.CorrelationTraceparent
+	}
+}
+
+// base fills the fields every flow of this session and direction shares.
+func (t *Tracker) base(r *flow.Record, s *session, dir reassembly.Direction, ts time.Time) {
+	*r = flow.Record{
+		FlowID:          t.cfg.FlowIDs(),
+		Protocol:        6,
+		Start:           ts,
+		End:             ts,
+		ControlType:     flow.ControlType(t.pkt.Header.Type),
+		ProtocolVersion: uint8(s.version),
+		Username:        s.username,
+	}
+	if !s.known {
+		r.ProtocolVersion = 0
+	}
+	c := s.conn
+	if dir == reassembly.ClientToServer {
+		r.SrcAddr, r.SrcPort = c.Client.Addr(), c.Client.Port()
+		r.DstAddr, r.DstPort = c.Server.Addr(), c.Server.Port()
+		r.SrcClientID, r.DstClientID = s.clientID, flow.BrokerClientID
+	} else {
+		r.SrcAddr, r.SrcPort = c.Server.Addr(), c.Server.Port()
+		r.DstAddr, r.DstPort = c.Client.Addr(), c.Client.Port()
+		r.SrcClientID, r.DstClientID = flow.BrokerClientID, s.clientID
+	}
+}
+
+// single emits a one-packet flow.
+func (t *Tracker) single(s *session, dir reassembly.Direction, ts time.Time, n uint64, fill func(*flow.Record)) {
+	r := &t.rec
+	t.base(r, s, dir, ts)
+	r.Packets, r.Octets = 1, n
+	if fill != nil {
+		fill(r)
+	}
+	r.EndReason = flow.EndOfFlow
+	t.emit(r)
+}
+
+// begin opens a transaction; an open one with the same key is superseded.
+func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid uint16, ts time.Time, n uint64) *flow.Record {
+	key := txKey{s, dir, kind, pid}
+	if old := t.txs[key]; old != nil {
+		t.stats.Superseded++
+		t.end(old, flow.EndForced)
+	}
+	if len(t.txs) >= t.cfg.MaxTransactions && t.head != nil {
+		t.end(t.head, flow.EndLackOfResources)
+	}
+	var x *tx
+	if n := len(t.free); n > 0 {
+		x = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		x = new(tx)
+	}
+	x.key = key
+	x.last = ts
+	t.base(&x.rec, s, dir, ts)
+	x.rec.Packets, x.rec.Octets = 1, n
+	x.rec.PacketID = pid
+	t.txs[key] = x
+	t.pushBack(x)
+	x.snext = s.txHead
+	if s.txHead != nil {
+		s.txHead.sprev = x
+	}
+	s.txHead = x
+	return &x.rec
+}
+
+func (t *Tracker) attach(x *tx, ts time.Time, n uint64) {
+	x.rec.Packets++
+	x.rec.Octets += n
+	if ts.After(x.rec.End) {
+		x.rec.End = ts
+	}
+	x.last = ts
+	if t.tail != x {
+		t.unlink(x)
+		t.pushBack(x)
+	}
+}
+
+// end emits an open transaction's flow and frees it.
+func (t *Tracker) end(x *tx, reason flow.EndReason) {
+	delete(t.txs, x.key)
+	t.unlink(x)
+	s := x.key.s
+	if x.sprev != nil {
+		x.sprev.snext = x.snext
+	} else if s.txHead == x {
+		s.txHead = x.snext
+	}
+	if x.snext != nil {
+		x.snext.sprev = x.sprev
+	}
+	x.sprev, x.snext = nil, nil
+	x.rec.EndReason = reason
+	t.emit(&x.rec)
+	*x = tx{}
+	if len(t.free) < 4096 {
+		t.free = append(t.free, x)
+	}
+}
+
+func (t *Tracker) emit(r *flow.Record) {
+	t.stats.Flows[r.ControlType&15]++
+	if int(r.EndReason) < len(t.stats.FlowsByEnd) {
+		t.stats.FlowsByEnd[r.EndReason]++
+	}
+	t.sink.Flow(r)
+}
+
+func (t *Tracker) pushBack(x *tx) {
+	x.prev, x.next = t.tail, nil
+	if t.tail != nil {
+		t.tail.next = x
+	} else {
+		t.head = x
+	}
+	t.tail = x
+}
+
+func (t *Tracker) unlink(x *tx) {
+	if x.prev != nil {
+		x.prev.next = x.next
+	} else if t.head == x {
+		t.head = x.next
+	}
+	if x.next != nil {
+		x.next.prev = x.prev
+	} else if t.tail == x {
+		t.tail = x.prev
+	}
+	x.prev, x.next = nil, nil
+}
+
+// interner shares the strings of repeated names (client ids, topics) so a
+// flow costs no allocation for them. It is bounded: when full it is reset.
+type interner struct {
+	m   map[string]string
+	max int
+}
+
+func newInterner(max int) interner { return interner{m: make(map[string]string), max: max} }
+
+func (in *interner) get(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := in.m[string(b)]; ok {
+		return s
+	}
+	if len(b) > 256 {
+		return string(b)
+	}
+	if len(in.m) >= in.max {
+		clear(in.m)
+	}
+	s := string(b)
+	in.m[s] = s
+	return s
+}
