@@ -66,19 +66,30 @@ func CorrelationText(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
-	if utf8.Valid(b) {
-		printable := true
-		for _, c := range string(b) {
-			if !unicode.IsPrint(c) && c != ' ' {
-				printable = false
-				break
-			}
-		}
-		if printable {
-			return string(b)
-		}
+	if printable(b) {
+		return string(b)
 	}
 	return hex.EncodeToString(b)
+}
+
+// AppendCorrelationText appends the text form of b (see CorrelationText).
+func AppendCorrelationText(dst, b []byte) []byte {
+	if printable(b) {
+		return append(dst, b...)
+	}
+	return hex.AppendEncode(dst, b)
+}
+
+func printable(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, c := range string(b) {
+		if !unicode.IsPrint(c) && c != ' ' {
+			return false
+		}
+	}
+	return true
 }
 
 // ToDocument converts a Record to its stored form. The document's _id is

@@ -1,0 +1,164 @@
+package flow
+
+import (
+	"fmt"
+
+	"github.com/mission-ids/mission/ipfix"
+)
+
+// IPFIX template ids of the probe's flow records.
+const (
+	TemplateIPv4 uint16 = 256
+	TemplateIPv6 uint16 = 257
+)
+
+// ReasonCodeAbsent is sent as mqttReasonCode when the flow has no
+// acknowledgement carrying a reason code (0xFF is not an MQTT reason code).
+const ReasonCodeAbsent = 0xFF
+
+// IANA element ids used by the flow template.
+const (
+	ieOctetDeltaCount          = 1
+	iePacketDeltaCount         = 2
+	ieProtocolIdentifier       = 4
+	ieSourceTransportPort      = 7
+	ieSourceIPv4Address        = 8
+	ieDestinationTransportPort = 11
+	ieDestinationIPv4Address   = 12
+	ieSourceIPv6Address        = 27
+	ieDestinationIPv6Address   = 28
+	ieFlowEndReason            = 136
+	ieFlowID                   = 148
+	ieFlowStartSeconds         = 150
+	ieFlowEndSeconds           = 151
+	ieFlowStartMilliseconds    = 152
+	ieFlowEndMilliseconds      = 153
+	ieFlowStartMicroseconds    = 154
+	ieFlowEndMicroseconds      = 155
+	ieFlowStartNanoseconds     = 156
+	ieFlowEndNanoseconds       = 157
+	ieFlowDurationMilliseconds = 161
+	ieFlowDurationMicroseconds = 162
+)
+
+// templateSpecs lists the fields of the flow template, in order.
+func templateSpecs(pen uint32, v6 bool) []ipfix.FieldSpec {
+	src, dst, alen := uint16(ieSourceIPv4Address), uint16(ieDestinationIPv4Address), uint16(4)
+	if v6 {
+		src, dst, alen = ieSourceIPv6Address, ieDestinationIPv6Address, 16
+	}
+	v := ipfix.VarLen
+	return []ipfix.FieldSpec{
+		{ID: ieFlowID, Length: 8},
+		{ID: src, Length: alen},
+		{ID: dst, Length: alen},
+		{ID: ieSourceTransportPort, Length: 2},
+		{ID: ieDestinationTransportPort, Length: 2},
+		{ID: ieProtocolIdentifier, Length: 1},
+		{ID: ieFlowStartNanoseconds, Length: 8},
+		{ID: ieFlowEndNanoseconds, Length: 8},
+		{ID: ieFlowDurationMicroseconds, Length: 4},
+		{ID: iePacketDeltaCount, Length: 8},
+		{ID: ieOctetDeltaCount, Length: 8},
+		{ID: ieFlowEndReason, Length: 1},
+		{PEN: pen, ID: ipfix.MQTTControlType, Length: 2},
+		{PEN: pen, ID: ipfix.MQTTQoS, Length: 2},
+		{PEN: pen, ID: ipfix.MQTTPacketID, Length: 2},
+		{PEN: pen, ID: ipfix.MQTTProtocolVersion, Length: 1},
+		{PEN: pen, ID: ipfix.MQTTReasonCode, Length: 1},
+		{PEN: pen, ID: ipfix.MQTTRetain, Length: 1},
+		{PEN: pen, ID: ipfix.MQTTDup, Length: 1},
+		{PEN: pen, ID: ipfix.MQTTPayloadLength, Length: 4},
+		{PEN: pen, ID: ipfix.MQTTCorrelationSource, Length: 1},
+		{PEN: pen, ID: ipfix.MQTTTopic, Length: v},
+		{PEN: pen, ID: ipfix.MQTTSrcClientID, Length: v},
+		{PEN: pen, ID: ipfix.MQTTDstClientID, Length: v},
+		{PEN: pen, ID: ipfix.MQTTCorrelationData, Length: v},
+		{PEN: pen, ID: ipfix.MQTTCorrelationDataRaw, Length: v},
+		{PEN: pen, ID: ipfix.MQTTUsername, Length: v},
+		{PEN: pen, ID: ipfix.MQTTResponseTopic, Length: v},
+		{PEN: pen, ID: ipfix.MQTTTopicFilters, Length: v},
+	}
+}
+
+// Encoder turns Records into IPFIX data records of the flow templates.
+// It reuses its buffer: not safe for concurrent use.
+type Encoder struct {
+	pen        uint32
+	tmpl4      *ipfix.Template
+	tmpl6      *ipfix.Template
+	enc        *ipfix.RecordEncoder
+	corrBuf    []byte
+	registered bool
+}
+
+// NewEncoder builds the templates under the MQTT private enterprise number
+// pen (ipfix.DefaultMQTTPEN unless configured).
+func NewEncoder(pen uint32) (*Encoder, error) {
+	reg := ipfix.NewRegistry(pen)
+	t4, err := ipfix.NewTemplate(reg, TemplateIPv4, templateSpecs(pen, false)...)
+	if err != nil {
+		return nil, fmt.Errorf("flow: IPv4 template: %w", err)
+	}
+	t6, err := ipfix.NewTemplate(reg, TemplateIPv6, templateSpecs(pen, true)...)
+	if err != nil {
+		return nil, fmt.Errorf("flow: IPv6 template: %w", err)
+	}
+	return &Encoder{pen: pen, tmpl4: t4, tmpl6: t6, enc: ipfix.NewRecordEncoder(t4)}, nil
+}
+
+// Templates returns the IPv4 and IPv6 flow templates.
+func (e *Encoder) Templates() []*ipfix.Template { return []*ipfix.Template{e.tmpl4, e.tmpl6} }
+
+// Encode returns the template and the data record for r. The record bytes
+// are valid until the next call.
+func (e *Encoder) Encode(r *Record) (*ipfix.Template, []byte, error) {
+	t := e.tmpl4
+	v6 := r.SrcAddr.Is6() && !r.SrcAddr.Is4In6()
+	if v6 {
+		t = e.tmpl6
+	}
+	enc := e.enc
+	enc.Reset(t)
+	enc.PutUint(r.FlowID)
+	if v6 {
+		enc.PutIP(r.SrcAddr)
+		enc.PutIP(r.DstAddr)
+	} else {
+		enc.PutIP(r.SrcAddr.Unmap())
+		enc.PutIP(r.DstAddr.Unmap())
+	}
+	enc.PutUint(uint64(r.SrcPort))
+	enc.PutUint(uint64(r.DstPort))
+	enc.PutUint(uint64(r.Protocol))
+	enc.PutTime(r.Start)
+	enc.PutTime(r.End)
+	enc.PutUint(uint64(max(0, r.Duration().Microseconds())))
+	enc.PutUint(r.Packets)
+	enc.PutUint(r.Octets)
+	enc.PutUint(uint64(r.EndReason))
+	enc.PutUint(uint64(r.ControlType))
+	enc.PutUint(uint64(r.QoS))
+	enc.PutUint(uint64(r.PacketID))
+	enc.PutUint(uint64(r.ProtocolVersion))
+	if r.HasReasonCode {
+		enc.PutUint(uint64(r.ReasonCode))
+	} else {
+		enc.PutUint(ReasonCodeAbsent)
+	}
+	enc.PutBool(r.Retain)
+	enc.PutBool(r.Dup)
+	enc.PutUint(uint64(r.PayloadLength))
+	enc.PutUint(uint64(r.CorrelationSource))
+	enc.PutString(r.Topic)
+	enc.PutString(r.SrcClientID)
+	enc.PutString(r.DstClientID)
+	e.corrBuf = AppendCorrelationText(e.corrBuf[:0], r.CorrelationData)
+	enc.PutBytes(e.corrBuf)
+	enc.PutBytes(r.CorrelationData)
+	enc.PutString(r.Username)
+	enc.PutString(r.ResponseTopic)
+	enc.PutStringList(ipfix.SemanticOrdered, e.pen, ipfix.MQTTTopicFilter, r.TopicFilters)
+	b, err := enc.Bytes()
+	return t, b, err
+}

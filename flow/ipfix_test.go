@@ -1,0 +1,212 @@
+package flow
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/mission-ids/mission/ipfix"
+	"github.com/stretchr/testify/require"
+)
+
+func sampleRecords() []Record {
+	start := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
+	return []Record{
+		{
+			FlowID: 1, SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
+			SrcPort: 40000, DstPort: 1883, Protocol: 6, Start: start, End: start.Add(2500 * time.Microsecond),
+			Packets: 4, Octets: 99, EndReason: EndOfFlow, ControlType: Publish, ProtocolVersion: 5, QoS: 2, PacketID: 7,
+			ReasonCode: 0x10, HasReasonCode: true, Retain: true, PayloadLength: 42, Topic: "plant/temperature",
+			ResponseTopic: "plant/reply", SrcClientID: "sensor-1", DstClientID: BrokerClientID, Username: "alice",
+			CorrelationData: []byte{0x00, 0xff, 'x'}, CorrelationSource: CorrelationData,
+		},
+		{
+			FlowID: 2, SrcAddr: netip.MustParseAddr("fd00::1"), DstAddr: netip.MustParseAddr("fd00::2"),
+			SrcPort: 40001, DstPort: 1883, Protocol: 6, Start: start, End: start,
+			Packets: 1, Octets: 20, EndReason: EndIdleTimeout, ControlType: Subscribe, ProtocolVersion: 4,
+			TopicFilters: []string{"a/+", "$SYS/#"}, Topic: "a/+", SrcClientID: "c",
+		},
+		{FlowID: 3, SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"), Protocol: 6,
+			Start: start, End: start, Packets: 1, Octets: 2, EndReason: EndOfFlow, ControlType: PingReq,
+			CorrelationData: []byte("00f067aa0ba902b7"), CorrelationSource: CorrelationTraceparent},
+	}
+}
+
+// TestIPFIXRoundTrip encodes records through the Builder and decodes the
+// messages through a Session, as between probe and collector.
+func TestIPFIXRoundTrip(t *testing.T) {
+	for _, pen := range []uint32{ipfix.DefaultMQTTPEN, 55555} {
+		enc, err := NewEncoder(pen)
+		require.NoError(t, err)
+		var msgs [][]byte
+		b := ipfix.NewBuilder(ipfix.BuilderConfig{ObservationDomainID: 9, Transport: ipfix.UDP},
+			func(m []byte) error { msgs = append(msgs, append([]byte(nil), m...)); return nil })
+		for _, tm := range enc.Templates() {
+			require.NoError(t, b.AddTemplate(tm))
+		}
+		in := sampleRecords()
+		for i := range in {
+			tm, rec, err := enc.Encode(&in[i])
+			require.NoError(t, err)
+			require.NoError(t, b.Add(tm, rec))
+		}
+		require.NoError(t, b.Flush())
+
+		sess := ipfix.NewSession(ipfix.Config{Registry: ipfix.NewRegistry(pen)}, ipfix.SessionKey{})
+		dec := NewDecoder(pen)
+		var out []Record
+		for _, m := range msgs {
+			require.NoError(t, sess.Decode(m, func(rec ipfix.Record) error {
+				var r Record
+				require.True(t, dec.Decode(rec, &r))
+				out = append(out, r)
+				return nil
+			}))
+		}
+		require.Len(t, out, len(in))
+		for i := range in {
+			want := in[i]
+			want.ObservationDomain = 9
+			require.True(t, want.Start.Equal(out[i].Start))
+			require.True(t, want.End.Equal(out[i].End))
+			out[i].Start, out[i].End = want.Start, want.End
+			require.Equal(t, want, out[i], "record %d, pen %d", i, pen)
+		}
+	}
+}
+
+func TestEncodeAllocatesNothing(t *testing.T) {
+	enc, err := NewEncoder(ipfix.DefaultMQTTPEN)
+	require.NoError(t, err)
+	recs := sampleRecords()
+	_, _, _ = enc.Encode(&recs[0])
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, _, err := enc.Encode(&recs[0]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	require.Zero(t, allocs)
+}
+
+// originalMessage is an IPFIX message as the original MISSION probe sent
+// it, written byte by byte from its description: enterprise 9999, element
+// ids 1–7 (three unsigned16, four strings as fixed 255-byte NUL-padded
+// fields), the IANA IPv4 five-tuple, flowStart/EndNanoseconds and
+// flowDurationMicroseconds. One template set and one data set.
+func originalMessage(t *testing.T) []byte {
+	be := binary.BigEndian
+	var tmpl []byte
+	tmpl = be.AppendUint16(tmpl, 2)   // set id: template set
+	tmpl = be.AppendUint16(tmpl, 0)   // set length, patched below
+	tmpl = be.AppendUint16(tmpl, 256) // template id
+	tmpl = be.AppendUint16(tmpl, 15)  // field count
+	iana := func(id, n uint16) { tmpl = be.AppendUint16(be.AppendUint16(tmpl, id), n) }
+	ent := func(id, n uint16) {
+		tmpl = be.AppendUint16(be.AppendUint16(tmpl, 0x8000|id), n) // enterprise bit
+		tmpl = be.AppendUint32(tmpl, 9999)                          // private enterprise number
+	}
+	iana(8, 4)   // sourceIPv4Address
+	iana(7, 2)   // sourceTransportPort
+	iana(12, 4)  // destinationIPv4Address
+	iana(11, 2)  // destinationTransportPort
+	iana(4, 1)   // protocolIdentifier
+	iana(156, 8) // flowStartNanoseconds
+	iana(157, 8) // flowEndNanoseconds
+	iana(162, 4) // flowDurationMicroseconds
+	ent(1, 2)    // mqttQoS
+	ent(2, 2)    // mqttControlType
+	ent(3, 2)    // mqttPacketId
+	ent(4, 255)  // mqttTopic
+	ent(5, 255)  // mqttSrcClientId
+	ent(6, 255)  // mqttDstClientId
+	ent(7, 255)  // mqttCorrelationData
+	be.PutUint16(tmpl[2:], uint16(len(tmpl)))
+
+	fixed := func(dst []byte, s string) []byte {
+		f := make([]byte, 255)
+		copy(f, s)
+		return append(dst, f...)
+	}
+	ntp := func(dst []byte, sec, frac uint32) []byte {
+		return be.AppendUint32(be.AppendUint32(dst, sec), frac)
+	}
+	var data []byte
+	data = be.AppendUint16(data, 256) // set id = template id
+	data = be.AppendUint16(data, 0)   // set length, patched below
+	data = append(data, 192, 168, 1, 20)
+	data = be.AppendUint16(data, 51000)
+	data = append(data, 192, 168, 1, 2)
+	data = be.AppendUint16(data, 1883)
+	data = append(data, 6)
+	// dateTimeNanoseconds is NTP-based: seconds since 1900 + 2^-32 fractions.
+	const ntpOffset = 2208988800
+	data = ntp(data, 1764064800+ntpOffset, 1<<31) // 2025-11-25T10:00:00.5Z
+	data = ntp(data, 1764064801+ntpOffset, 0)     // one half second later
+	data = be.AppendUint32(data, 500000)          // 0.5 s in µs
+	data = be.AppendUint16(data, 2)               // QoS 2
+	data = be.AppendUint16(data, 3)               // PUBLISH
+	data = be.AppendUint16(data, 17)              // packet id
+	data = fixed(data, "home/livingroom/temperature")
+	data = fixed(data, "temperatureSensor")
+	data = fixed(data, "Unknown client, probably a broker.")
+	data = fixed(data, "6f1c2a")
+	be.PutUint16(data[2:], uint16(len(data)))
+
+	var msg []byte
+	msg = be.AppendUint16(msg, 10) // version
+	msg = be.AppendUint16(msg, 0)  // length, patched below
+	msg = be.AppendUint32(msg, 1764064802)
+	msg = be.AppendUint32(msg, 0) // sequence number
+	msg = be.AppendUint32(msg, 0) // observation domain
+	msg = append(append(msg, tmpl...), data...)
+	be.PutUint16(msg[2:], uint16(len(msg)))
+	return msg
+}
+
+func TestDecodeOriginalPrototypeRecord(t *testing.T) {
+	msg := originalMessage(t)
+	// The collector may be configured with another PEN: 9999 still decodes.
+	for _, pen := range []uint32{ipfix.DefaultMQTTPEN, 55555} {
+		sess := ipfix.NewSession(ipfix.Config{Registry: ipfix.NewRegistry(pen)}, ipfix.SessionKey{})
+		dec := NewDecoder(pen)
+		var got []Record
+		require.NoError(t, sess.Decode(msg, func(rec ipfix.Record) error {
+			var r Record
+			require.True(t, dec.Decode(rec, &r))
+			got = append(got, r)
+			return nil
+		}))
+		require.Len(t, got, 1)
+		r := got[0]
+		require.Equal(t, netip.MustParseAddr("192.168.1.20"), r.SrcAddr)
+		require.Equal(t, uint16(51000), r.SrcPort)
+		require.Equal(t, netip.MustParseAddr("192.168.1.2"), r.DstAddr)
+		require.Equal(t, uint16(1883), r.DstPort)
+		require.Equal(t, uint8(6), r.Protocol)
+		require.Equal(t, time.Date(2025, 11, 25, 10, 0, 0, 500_000_000, time.UTC), r.Start.UTC())
+		require.Equal(t, 500*time.Millisecond, r.Duration())
+		require.Equal(t, uint8(2), r.QoS)
+		require.Equal(t, Publish, r.ControlType)
+		require.Equal(t, uint16(17), r.PacketID)
+		require.Equal(t, "home/livingroom/temperature", r.Topic)
+		require.Equal(t, "temperatureSensor", r.SrcClientID)
+		require.Equal(t, BrokerClientID, r.DstClientID)
+		require.Equal(t, "6f1c2a", string(r.CorrelationData))
+		require.Equal(t, CorrelationData, r.CorrelationSource)
+		require.False(t, r.HasReasonCode)
+		d := r.ToDocument()
+		require.Equal(t, "6f1c2a", d.MQTTCorrelationData)
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	enc, _ := NewEncoder(ipfix.DefaultMQTTPEN)
+	recs := sampleRecords()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := enc.Encode(&recs[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
