@@ -1,0 +1,77 @@
+package probe
+
+import (
+	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/internal/metrics"
+	"github.com/mission-ids/mission/mqttparse"
+)
+
+// Metrics emits the probe's counters (a metrics.Func).
+func (p *Probe) Metrics(e metrics.Emitter) {
+	s := p.Stats()
+	c := func(name, help string, v uint64, labels ...string) {
+		e.Counter("mission_probe_"+name, help, float64(v), labels...)
+	}
+	g := func(name, help string, v int) { e.Gauge("mission_probe_"+name, help, float64(v)) }
+	c("packets_total", "Frames read from the capture source.", s.Packets)
+	c("bytes_total", "Bytes of the frames read (wire length).", s.Bytes)
+	c("kernel_received_total", "Packets the kernel delivered to the capture socket.", s.KernelReceived)
+	c("kernel_dropped_total", "Packets the kernel dropped because the capture socket was full.", s.KernelDropped)
+	c("frames_skipped_total", "Frames not used, by reason.", s.Filtered, "reason", "filtered")
+	c("frames_skipped_total", "Frames not used, by reason.", s.NotTCP, "reason", "not_tcp")
+	c("frames_skipped_total", "Frames not used, by reason.", s.Fragments, "reason", "ip_fragment")
+	c("frames_skipped_total", "Frames not used, by reason.", s.DecodeErrors, "reason", "malformed")
+	c("frames_skipped_total", "Frames not used, by reason.", s.Unsupported, "reason", "unsupported_link")
+	c("frames_skipped_total", "Frames not used, by reason.", s.TLSPackets, "reason", "mqtt_tls")
+	c("frames_skipped_total", "Frames not used, by reason.", s.OtherTCP, "reason", "other_port")
+	c("mqtt_segments_total", "TCP segments on the MQTT ports.", s.MQTTSegments)
+
+	r := s.Reassembly
+	c("tcp_gaps_total", "Holes in TCP streams (lost segments).", r.Gaps)
+	c("tcp_lost_bytes_total", "Bytes in those holes.", r.LostBytes)
+	c("tcp_retransmitted_bytes_total", "Duplicate TCP bytes dropped.", r.RetransmitBytes)
+	c("tcp_out_of_order_total", "Segments buffered because they came early.", r.OutOfOrder)
+	c("tcp_buffer_overflows_total", "Gaps forced by a buffer bound.", r.BufferOverflows)
+	c("tcp_midstream_total", "Stream directions picked up without their SYN.", r.Midstream)
+	for reason, v := range map[string]uint64{"fin": r.ClosedFIN, "rst": r.ClosedRST, "idle": r.ClosedIdle,
+		"evicted": r.Evicted, "reused": r.ClosedReused, "shutdown": r.ClosedShutdown} {
+		c("tcp_connections_closed_total", "TCP connections released, by reason.", v, "reason", reason)
+	}
+	g("tcp_connections", "TCP connections tracked now.", r.Connections)
+	g("tcp_buffered_bytes", "Out-of-order bytes held now.", r.BufferedBytes)
+
+	t := s.Tracker
+	for typ := 1; typ < 16; typ++ {
+		name := mqttparse.Type(typ).String()
+		c("mqtt_packets_total", "MQTT control packets decoded, by type.", t.Packets[typ], "type", name)
+		if t.Unmatched[typ] > 0 {
+			c("mqtt_unmatched_responses_total", "Responses without an open request, by type.", t.Unmatched[typ], "type", name)
+		}
+		c("flows_total", "Flows emitted, by initiating packet type.", t.Flows[typ], "type", flow.ControlType(typ).String())
+	}
+	for reason := 1; reason < len(t.FlowsByEnd); reason++ {
+		c("flows_ended_total", "Flows emitted, by flowEndReason.", t.FlowsByEnd[reason], "reason", flow.EndReason(reason).String())
+	}
+	c("mqtt_parse_errors_total", "MQTT parse problems, by kind.", t.Malformed, "kind", "malformed")
+	c("mqtt_parse_errors_total", "MQTT parse problems, by kind.", t.TooLarge, "kind", "too_large")
+	c("mqtt_parse_errors_total", "MQTT parse problems, by kind.", t.FramingErrors, "kind", "framing")
+	c("mqtt_parse_errors_total", "MQTT parse problems, by kind.", t.Violations, "kind", "violation")
+	for bit, v := range t.ViolationsByBit {
+		if v > 0 {
+			c("mqtt_violations_total", "Specification MUSTs broken, by violation.", v, "violation", mqttparse.Violations(1<<bit).String())
+		}
+	}
+	c("mqtt_resyncs_total", "Times a stream found an MQTT packet boundary again.", t.Resyncs)
+	c("mqtt_resync_dropped_bytes_total", "Bytes discarded while looking for a packet boundary.", t.ResyncDropped)
+	c("mqtt_version_guessed_total", "Packets decoded without a known protocol level.", t.VersionGuessed)
+	c("mqtt_superseded_total", "Open transactions replaced by a new request with the same key.", t.Superseded)
+	g("mqtt_sessions", "MQTT connections tracked now.", t.Sessions)
+	g("mqtt_open_transactions", "Open MQTT transactions now.", t.Open)
+
+	c("flows_queued_total", "Flows handed to the export queue.", s.FlowsQueued)
+	c("flows_dropped_total", "Flows dropped because the export queue was full.", s.FlowsDropped)
+	c("flows_exported_total", "Flows exported.", s.FlowsExported)
+	c("flows_lost_total", "Flows lost because export failed.", s.FlowsLost)
+	c("export_errors_total", "Failed export attempts.", s.ExportErrors)
+	g("export_queue_depth", "Flows waiting for export.", s.QueueDepth)
+}

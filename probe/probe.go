@@ -1,0 +1,400 @@
+// Package probe runs `mission probe`: it captures MQTT traffic live
+// (AF_PACKET, no cgo) or from pcap/pcapng files, reassembles TCP, follows
+// MQTT sessions and transactions, and exports one flow record per
+// transaction through an Exporter (IPFIX over UDP/TCP/TLS, IPFIX file,
+// JSON lines).
+//
+// Capture never blocks on export: finished flows go through a bounded queue
+// to a single export goroutine that batches them and flushes at least every
+// FlushInterval; a full queue drops flows and counts them.
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/probe/bpf"
+	"github.com/mission-ids/mission/probe/capture"
+	"github.com/mission-ids/mission/probe/reassembly"
+	"github.com/mission-ids/mission/probe/tracker"
+)
+
+// Config configures a probe. Zero values take the defaults.
+type Config struct {
+	Interface   string // live capture on this interface
+	ReadFile    string // or read this pcap/pcapng file
+	Filter      string // tcpdump-syntax filter, ANDed with nothing: the user's expression
+	MQTTPorts   []uint16
+	TLSPorts    []uint16 // MQTT over TLS: counted, not decoded
+	SnapLen     int
+	Promiscuous bool
+
+	QueueSize     int           // flows waiting for export; default 65536
+	BatchSize     int           // flows per export call; default 256
+	FlushInterval time.Duration // default 100 ms
+
+	Reassembly reassembly.Config
+	Tracker    tracker.Config
+
+	// Benchmark, if set, receives a CSV line per exported flow: latency
+	// from the capture of its last packet to export, with process CPU and
+	// memory (the original prototype's BENCHMARK/FILE_NAME output).
+	Benchmark io.Writer
+
+	Logger zerolog.Logger
+}
+
+func (c *Config) defaults() {
+	if len(c.MQTTPorts) == 0 {
+		c.MQTTPorts = []uint16{1883}
+	}
+	if c.TLSPorts == nil {
+		c.TLSPorts = []uint16{8883}
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 65536
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 256
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 100 * time.Millisecond
+	}
+	if c.SnapLen <= 0 {
+		c.SnapLen = capture.MaxFrame
+	}
+}
+
+// Stats is a snapshot of everything the probe counts.
+type Stats struct {
+	Packets        uint64 // frames read from the source
+	Bytes          uint64
+	Filtered       uint64 // frames the user-space filter rejected (files)
+	NotTCP         uint64 // not IPv4/IPv6 TCP
+	Fragments      uint64 // IP fragments (not reassembled)
+	DecodeErrors   uint64 // truncated or malformed L2–L4 headers
+	Unsupported    uint64 // unsupported link type
+	TLSPackets     uint64 // TCP segments on the MQTT-over-TLS ports
+	OtherTCP       uint64 // TCP segments on other ports
+	MQTTSegments   uint64 // TCP segments on the MQTT ports
+	KernelReceived uint64
+	KernelDropped  uint64
+
+	FlowsQueued   uint64
+	FlowsDropped  uint64 // export queue full
+	FlowsExported uint64
+	FlowsLost     uint64 // export failed (collector unreachable, write error)
+	ExportErrors  uint64
+	QueueDepth    int
+
+	Reassembly reassembly.Stats
+	Tracker    tracker.Stats
+}
+
+// Probe is one capture pipeline.
+type Probe struct {
+	cfg      Config
+	exp      Exporter
+	log      zerolog.Logger
+	mqtt     [65536 / 64]uint64 // port bitmaps
+	tls      [65536 / 64]uint64
+	queue    chan flow.Record
+	asm      *reassembly.Assembler
+	tr       *tracker.Tracker
+	filters  map[capture.LinkType]*bpf.Program
+	live     *capture.Live
+	mu       sync.Mutex
+	snapshot Stats
+	cap      Stats // owned by the capture goroutine
+	exported atomic.Uint64
+	lost     atomic.Uint64
+	expErrs  atomic.Uint64
+	dropped  atomic.Uint64
+	dropLog  zerolog.Logger
+}
+
+// New prepares a probe that exports through exp.
+func New(cfg Config, exp Exporter) (*Probe, error) {
+	cfg.defaults()
+	if (cfg.Interface == "") == (cfg.ReadFile == "") {
+		return nil, errors.New("probe: give exactly one of --interface (live) or --read (file)")
+	}
+	p := &Probe{cfg: cfg, exp: exp, log: cfg.Logger, queue: make(chan flow.Record, cfg.QueueSize),
+		filters: make(map[capture.LinkType]*bpf.Program)}
+	p.dropLog = p.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second})
+	for _, port := range cfg.MQTTPorts {
+		p.mqtt[port/64] |= 1 << (port % 64)
+	}
+	for _, port := range cfg.TLSPorts {
+		p.tls[port/64] |= 1 << (port % 64)
+	}
+	rcfg := cfg.Reassembly
+	rcfg.ServerPort = func(port uint16) bool { return p.isMQTT(port) }
+	p.tr = tracker.New(cfg.Tracker, tracker.SinkFunc(p.enqueue))
+	p.asm = reassembly.New(rcfg, p.tr)
+	if cfg.Filter != "" {
+		// Compile once up front so a bad expression fails at start.
+		if _, err := p.filterFor(capture.LinkEthernet); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (p *Probe) isMQTT(port uint16) bool { return p.mqtt[port/64]&(1<<(port%64)) != 0 }
+func (p *Probe) isTLS(port uint16) bool  { return p.tls[port/64]&(1<<(port%64)) != 0 }
+
+func (p *Probe) filterFor(lt capture.LinkType) (*bpf.Program, error) {
+	if f, ok := p.filters[lt]; ok {
+		return f, nil
+	}
+	f, err := bpf.Compile(p.cfg.Filter, bpf.LinkType(lt), p.cfg.SnapLen)
+	if err != nil {
+		return nil, fmt.Errorf("filter %q: %w", p.cfg.Filter, err)
+	}
+	p.filters[lt] = f
+	return f, nil
+}
+
+// enqueue is the tracker's sink: it never blocks the capture.
+func (p *Probe) enqueue(r *flow.Record) {
+	select {
+	case p.queue <- *r:
+		p.cap.FlowsQueued++
+	default:
+		p.dropped.Add(1)
+		p.dropLog.Warn().Uint64("dropped", p.dropped.Load()).
+			Msg("export queue full: dropping flows (collector too slow or unreachable; raise --queue-size)")
+	}
+}
+
+// Stats returns the latest snapshot (refreshed about every second and at
+// the end of the run).
+func (p *Probe) Stats() Stats {
+	p.mu.Lock()
+	s := p.snapshot
+	p.mu.Unlock()
+	s.FlowsExported = p.exported.Load()
+	s.FlowsLost = p.lost.Load()
+	s.ExportErrors = p.expErrs.Load()
+	s.FlowsDropped = p.dropped.Load()
+	s.QueueDepth = len(p.queue)
+	return s
+}
+
+func (p *Probe) publish() {
+	s := p.cap
+	s.Reassembly = p.asm.Stats()
+	s.Tracker = p.tr.Stats()
+	if p.live != nil {
+		if ks, err := p.live.Stats(); err == nil {
+			s.KernelReceived, s.KernelDropped = ks.Received, ks.Dropped
+		}
+	}
+	p.mu.Lock()
+	p.snapshot = s
+	p.mu.Unlock()
+}
+
+// Run captures until the file ends or ctx is cancelled, then ends every
+// open transaction, drains the export queue and flushes the exporter.
+func (p *Probe) Run(ctx context.Context) error {
+	src, err := p.open()
+	if err != nil {
+		return err
+	}
+	exportDone := make(chan error, 1)
+	go func() { exportDone <- p.exportLoop() }()
+
+	last, runErr := p.capture(ctx, src)
+	_ = src.Close()
+
+	// Shutdown: end every connection and transaction, flush the export.
+	p.asm.FlushAll(last)
+	p.tr.FlushAll()
+	p.publish()
+	close(p.queue)
+	expErr := <-exportDone
+	p.publish()
+	st := p.Stats()
+	p.log.Info().Uint64("packets", st.Packets).Uint64("flows", st.FlowsExported).
+		Uint64("dropped", st.FlowsDropped).Uint64("lost", st.FlowsLost).Uint64("kernel_dropped", st.KernelDropped).
+		Msg("probe stopped")
+	return errors.Join(runErr, expErr)
+}
+
+func (p *Probe) open() (capture.Source, error) {
+	if p.cfg.ReadFile != "" {
+		return capture.OpenFile(p.cfg.ReadFile)
+	}
+	lc := capture.LiveConfig{Interface: p.cfg.Interface, SnapLen: p.cfg.SnapLen, Promiscuous: p.cfg.Promiscuous}
+	if p.cfg.Filter != "" {
+		f, err := p.filterFor(capture.LinkEthernet)
+		if err != nil {
+			return nil, err
+		}
+		lc.Filter = f.Raw()
+	}
+	live, err := capture.OpenLive(lc)
+	if err != nil {
+		return nil, err
+	}
+	p.live = live
+	p.log.Info().Str("interface", p.cfg.Interface).Str("filter", p.cfg.Filter).Msg("capturing")
+	return live, nil
+}
+
+// capture is the packet loop. It returns the time of the last packet.
+func (p *Probe) capture(ctx context.Context, src capture.Source) (time.Time, error) {
+	var (
+		pkt      capture.Packet
+		seg      capture.Segment
+		rseg     reassembly.Segment
+		last     time.Time
+		advanced time.Time
+		n        uint64
+	)
+	userFilter := p.cfg.Filter != "" && p.live == nil
+	for {
+		if n&1023 == 0 && ctx.Err() != nil {
+			return last, nil
+		}
+		n++
+		err := src.ReadPacket(&pkt)
+		if err != nil {
+			switch {
+			case errors.Is(err, capture.ErrTimeout):
+				// No traffic: let idle timers run on the wall clock.
+				now := time.Now()
+				p.asm.Advance(now)
+				p.tr.Advance(now)
+				p.publish()
+				advanced = now
+				continue
+			case errors.Is(err, io.EOF), errors.Is(err, capture.ErrClosed):
+				return last, nil
+			}
+			return last, fmt.Errorf("read packets: %w", err)
+		}
+		p.cap.Packets++
+		p.cap.Bytes += uint64(pkt.Length)
+		ts := pkt.Timestamp
+		if ts.After(last) {
+			last = ts
+		}
+		if userFilter {
+			f, err := p.filterFor(pkt.LinkType)
+			if err != nil {
+				p.cap.Unsupported++
+				continue
+			}
+			if !f.MatchLen(pkt.Data, pkt.Length) {
+				p.cap.Filtered++
+				continue
+			}
+		}
+		if err := capture.DecodeTCP(pkt.LinkType, pkt.Data, &seg); err != nil {
+			switch {
+			case errors.Is(err, capture.ErrNotTCP), errors.Is(err, capture.ErrNotIP):
+				p.cap.NotTCP++
+			case errors.Is(err, capture.ErrFragment):
+				p.cap.Fragments++
+			case errors.Is(err, capture.ErrUnsupported):
+				p.cap.Unsupported++
+			default:
+				p.cap.DecodeErrors++
+			}
+			continue
+		}
+		switch {
+		case p.isMQTT(seg.SrcPort) || p.isMQTT(seg.DstPort):
+			p.cap.MQTTSegments++
+		case p.isTLS(seg.SrcPort) || p.isTLS(seg.DstPort):
+			p.cap.TLSPackets++
+			continue
+		default:
+			p.cap.OtherTCP++
+			continue
+		}
+		rseg = reassembly.Segment{
+			Src: addrPort(seg.Src, seg.SrcPort), Dst: addrPort(seg.Dst, seg.DstPort),
+			Seq: seg.Seq, Ack: seg.Ack,
+			SYN: seg.Flags&capture.TCPSyn != 0, ACK: seg.Flags&capture.TCPAck != 0,
+			FIN: seg.Flags&capture.TCPFin != 0, RST: seg.Flags&capture.TCPRst != 0,
+			Payload: seg.Payload,
+		}
+		p.asm.Assemble(&rseg, ts)
+		if ts.Sub(advanced) >= time.Second || ts.Before(advanced) {
+			p.asm.Advance(ts)
+			p.tr.Advance(ts)
+			p.publish()
+			advanced = ts
+		}
+	}
+}
+
+// exportLoop batches queued flows into the exporter.
+func (p *Probe) exportLoop() error {
+	batch := make([]flow.Record, 0, p.cfg.BatchSize)
+	tick := time.NewTicker(p.cfg.FlushInterval)
+	defer tick.Stop()
+	var bench *benchWriter
+	if p.cfg.Benchmark != nil {
+		bench = newBenchWriter(p.cfg.Benchmark)
+	}
+	errLog := p.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second})
+	// Every batch is flushed: a flow leaves the probe within FlushInterval.
+	send := func(flush bool) {
+		if len(batch) > 0 {
+			err := p.exp.Export(batch)
+			if err == nil {
+				err = p.exp.Flush()
+			}
+			if err != nil {
+				p.expErrs.Add(1)
+				p.lost.Add(uint64(len(batch)))
+				errLog.Error().Err(err).Int("flows", len(batch)).Msg("export failed; flows lost")
+			} else {
+				p.exported.Add(uint64(len(batch)))
+				if bench != nil {
+					bench.write(batch, time.Now())
+				}
+			}
+			batch = batch[:0]
+		} else if flush {
+			if err := p.exp.Flush(); err != nil {
+				p.expErrs.Add(1)
+			}
+		}
+	}
+	for {
+		select {
+		case r, ok := <-p.queue:
+			if !ok {
+				send(true)
+				err := p.exp.Close()
+				if bench != nil {
+					err = errors.Join(err, bench.flush())
+				}
+				return err
+			}
+			batch = append(batch, r)
+			if len(batch) == cap(batch) {
+				send(true)
+			}
+		case <-tick.C:
+			send(true)
+		}
+	}
+}
+
+func addrPort(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
