@@ -212,6 +212,15 @@ func (p *parser) parseRterm(allowID bool) (node, error) {
 
 func (p *parser) parseNonRelation(allowID bool) (node, error) {
 	t := p.peek()
+	if t.is("(") && allowID && p.lastQ.valid {
+		// "port 1 or (2 or 3)": a parenthesised list of ids inheriting
+		// the qualifiers, if it parses as one.
+		save, saveShift := p.i, p.shift
+		if n, err := p.parseIDGroup(p.lastQ); err == nil {
+			return n, nil
+		}
+		p.i, p.shift = save, saveShift
+	}
 	if t.is("(") {
 		p.next()
 		n, err := p.parseExpr()

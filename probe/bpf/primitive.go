@@ -86,7 +86,7 @@ func (p *parser) protoID(q quals, t token, v uint32) (node, error) {
 	case qpLink:
 		if v <= 1500 {
 			return nil, errAt(ErrUnsupported, t,
-				"ether proto %d is an 802.3 length/LLC SAP value; only Ethernet types above 1500 (0x5dc) are supported", v)
+				"ether proto %d is an 802.3 length/LLC SAP value, which needs libpcap; use an Ethernet type above 1500 (such as 0x0800) or a supported primitive", v)
 		}
 		if v > 0xffff {
 			return nil, errAt(ErrInvalid, t, "ethernet type %d greater than 65535", v)
@@ -147,7 +147,7 @@ func (p *parser) portRange(q quals, t token) (node, error) {
 	a, okA := parseNumber(lo)
 	b, okB := parseNumber(hi)
 	if !found || !okA || !okB {
-		if _, isNum := parseNumber(t.text); isNum || found {
+		if _, isNum := parseNumber(t.text); isNum {
 			return nil, p.errf(t, "port range must be N-M")
 		}
 		return nil, unsupported(t, "service name")
