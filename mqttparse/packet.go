@@ -154,6 +154,9 @@ func Decode(b []byte, v Version, p *Packet) (n int, err error) {
 		return 0, ErrIncomplete
 	}
 	body := b[h.HeaderLen:n:n]
+	if h.Type == Publish && (v == Version311 || v == Version31) && publishFast(body, v, p) {
+		return n, nil
+	}
 	if v != VersionUnknown || h.Type == Connect {
 		return n, decodeWith(body, v, p)
 	}

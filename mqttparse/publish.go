@@ -51,3 +51,37 @@ func topicNameValid(t []byte) bool {
 	}
 	return true
 }
+
+// publishFast decodes a 3.x PUBLISH in which nothing is unusual. It returns
+// false, having changed nothing but p.Header, when anything needs a closer
+// look (violations, errors), and the caller takes the general path.
+func publishFast(body []byte, v Version, p *Packet) bool {
+	h := &p.Header
+	if h.NonMinimal || h.QoS == 3 || (h.Dup && h.QoS == 0) || len(body) < 2 {
+		return false
+	}
+	off := 2 + (int(body[0])<<8 | int(body[1]))
+	if off == 2 || off > len(body) {
+		return false
+	}
+	topic := body[2:off:off]
+	if !plainTopic(topic) {
+		return false
+	}
+	var id uint16
+	if h.QoS > 0 {
+		if off+2 > len(body) {
+			return false
+		}
+		if id = uint16(body[off])<<8 | uint16(body[off+1]); id == 0 {
+			return false
+		}
+		off += 2
+	}
+	p.reset()
+	p.Version = v
+	p.PacketID = id
+	p.Topic = topic
+	p.Payload = body[off:]
+	return true
+}

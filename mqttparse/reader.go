@@ -90,13 +90,23 @@ func asciiNoNUL(s []byte) bool {
 }
 
 // plainTopic is asciiNoNUL that also rejects the wildcards '+' and '#'.
+// Words are OR-ed into one accumulator and tested once, 16 bytes per round.
 func plainTopic(s []byte) bool {
-	for len(s) >= 8 {
+	var acc uint64
+	for len(s) >= 16 {
 		x := binary.LittleEndian.Uint64(s)
-		if (x|(x-lsb)|hasZeroByte(x^(lsb*'+'))|hasZeroByte(x^(lsb*'#')))&msb != 0 {
-			return false
-		}
+		y := binary.LittleEndian.Uint64(s[8:])
+		acc |= x | (x - lsb) | hasZeroByte(x^(lsb*'+')) | hasZeroByte(x^(lsb*'#')) |
+			y | (y - lsb) | hasZeroByte(y^(lsb*'+')) | hasZeroByte(y^(lsb*'#'))
+		s = s[16:]
+	}
+	if len(s) >= 8 {
+		x := binary.LittleEndian.Uint64(s)
+		acc |= x | (x - lsb) | hasZeroByte(x^(lsb*'+')) | hasZeroByte(x^(lsb*'#'))
 		s = s[8:]
+	}
+	if acc&msb != 0 {
+		return false
 	}
 	for _, c := range s {
 		if c-1 >= 0x7f || c == '+' || c == '#' {
