@@ -96,6 +96,31 @@ func TestDifferentialTshark(t *testing.T) {
 		out, err := run(a...).CombinedOutput()
 		require.NoError(t, err, "%v: %s", a, out)
 	}
+	// A raw client writing CONNECT, three PUBLISH, PINGREQ and DISCONNECT in a
+	// single write: several packets per segment for sure, and PINGREQ/PINGRESP.
+	raw, err := net.Dial("tcp", "127.0.0.1:"+p)
+	require.NoError(t, err)
+	burst := []byte{
+		0x10, 15, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 30, 0, 3, 'r', 'a', 'w', // CONNECT 3.1.1 "raw"
+		0x30, 6, 0, 3, 'r', '/', '1', 'a', // PUBLISH r/1 "a"
+		0x30, 6, 0, 3, 'r', '/', '2', 'b', // PUBLISH r/2 "b"
+		0x32, 8, 0, 3, 'r', '/', '3', 0, 9, 'c', // PUBLISH QoS 1 id 9 "c"
+		0xC0, 0, // PINGREQ
+	}
+	_, err = raw.Write(burst)
+	require.NoError(t, err)
+	rbuf := make([]byte, 64)
+	got := 0
+	for got < 8 { // CONNACK (4) + PUBACK (4); PINGRESP may be in the same read
+		_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := raw.Read(rbuf[got:])
+		require.NoError(t, err)
+		got += n
+	}
+	time.Sleep(100 * time.Millisecond)
+	_, err = raw.Write([]byte{0xE0, 0}) // DISCONNECT
+	require.NoError(t, err)
+	_ = raw.Close()
 	// Many small QoS 0 messages from one client: several packets per segment.
 	lines := run("mosquitto_pub", "-V", "mqttv5", "-i", "lines5", "-q", "0", "-t", "t5/lines", "-l")
 	lines.Stdin = strings.NewReader(strings.Repeat("line\n", 200))
@@ -115,7 +140,8 @@ func TestDifferentialTshark(t *testing.T) {
 	_ = capCmd.Wait()
 
 	ours := decodeCapture(t, pcapFile, uint16(port))
-	theirs := tsharkCapture(t, ctx, pcapFile, port)
+	theirs, multi := tsharkCapture(t, ctx, pcapFile, port)
+	require.Positive(t, multi, "no TCP segment carried several MQTT packets")
 	require.Equal(t, len(theirs), len(ours), "directions")
 	total := 0
 	seen := map[Type]int{}
@@ -130,8 +156,8 @@ func TestDifferentialTshark(t *testing.T) {
 			total++
 		}
 	}
-	t.Logf("compared %d packets in %d directions with tshark: %v", total, len(ours), seen)
-	for _, typ := range []Type{Connect, Connack, Publish, Puback, Pubrec, Pubrel, Pubcomp, Subscribe, Suback, Unsubscribe, Unsuback, Disconnect} {
+	t.Logf("compared %d packets in %d directions with tshark (%d segments with several packets): %v", total, len(ours), multi, seen)
+	for _, typ := range []Type{Connect, Connack, Publish, Puback, Pubrec, Pubrel, Pubcomp, Subscribe, Suback, Unsubscribe, Unsuback, Pingreq, Pingresp, Disconnect} {
 		require.Positive(t, seen[typ], "no %s in the capture", typ)
 	}
 	require.True(t, bigPayload, "200 KB publish not seen")
@@ -229,11 +255,12 @@ func decodeCapture(t *testing.T, file string, port uint16) map[dirKey][]decoded 
 }
 
 // tsharkCapture returns tshark's MQTT messages per direction, in order.
-func tsharkCapture(t *testing.T, ctx context.Context, file string, port int) map[dirKey][]map[string][]string {
+// multi counts frames in which tshark found several MQTT packets.
+func tsharkCapture(t *testing.T, ctx context.Context, file string, port int) (res map[dirKey][]map[string][]string, multi int) {
 	cmd := exec.CommandContext(ctx, "tshark", "-r", file, "-d", fmt.Sprintf("tcp.port==%d,mqtt", port), "-T", "ek", "-J", "tcp mqtt")
 	out, err := cmd.Output()
 	require.NoError(t, err)
-	res := map[dirKey][]map[string][]string{}
+	res = map[dirKey][]map[string][]string{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
 	for sc.Scan() {
@@ -257,6 +284,9 @@ func tsharkCapture(t *testing.T, ctx context.Context, file string, port int) map
 			require.NoError(t, json.Unmarshal(raw, &m))
 			msgs = []map[string]any{m}
 		}
+		if len(msgs) > 1 {
+			multi++
+		}
 		k := dirKey{uint16(src), uint16(dst)}
 		for _, m := range msgs {
 			norm := map[string][]string{}
@@ -277,7 +307,7 @@ func tsharkCapture(t *testing.T, ctx context.Context, file string, port int) map
 		}
 	}
 	require.NoError(t, sc.Err())
-	return res
+	return res, multi
 }
 
 func one(m map[string][]string, f string) string {
