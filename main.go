@@ -5,32 +5,46 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/mission-ids/mission/collector"
+	"github.com/mission-ids/mission/flow"
 	"github.com/mission-ids/mission/internal/metrics"
 	"github.com/mission-ids/mission/probe"
 	"github.com/mission-ids/mission/probe/reassembly"
 	"github.com/mission-ids/mission/probe/tracker"
+	"github.com/mission-ids/mission/store"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
 func main() {
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	os.Args = applyRole(os.Args, os.Getenv("ROLE"))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -66,6 +80,9 @@ func newApp() *cli.App {
 		},
 		Commands: []*cli.Command{
 			probeCommand(),
+			collectCommand(),
+			allInOneCommand(),
+			queryCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints the error once
 	}
@@ -307,4 +324,457 @@ func parsePorts(s string) ([]uint16, error) {
 		out = append(out, uint16(n))
 	}
 	return out, nil
+}
+
+// Flags shared by collect and all-in-one: where and how flows are stored.
+func storeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "mongo-url", EnvVars: []string{"MONGO_URL"}, Usage: "MongoDB URL (mongodb://…); empty starts the embedded server over --data-dir"},
+		&cli.StringFlag{Name: "mongo-collection", Value: store.DefaultDatabase, EnvVars: []string{"MONGO_COLLECTION"}, Usage: "database name (the original's MONGO_COLLECTION named the database)"},
+		&cli.StringFlag{Name: "collection", Value: store.DefaultCollection, EnvVars: []string{"MONGO_COLLECTION_NAME"}, Usage: "collection of the flow documents (the original's: mqtt)"},
+		&cli.StringFlag{Name: "data-dir", Value: store.DefaultDataDir, EnvVars: []string{"DATA_DIR"}, Usage: "spool and embedded database directory"},
+		&cli.StringFlag{Name: "embedded-listen", Value: store.DefaultEmbeddedListen, EnvVars: []string{"EMBEDDED_LISTEN"}, Usage: "address of the embedded MongoDB-compatible server"},
+		&cli.DurationFlag{Name: "retention", EnvVars: []string{"RETENTION"}, Usage: "delete flows this long after they were received (TTL index; MongoDB only)"},
+		&cli.IntFlag{Name: "store-queue", Value: 200_000, EnvVars: []string{"STORE_QUEUE"}, Usage: "documents queued in memory before the spool takes over"},
+		&cli.Int64Flag{Name: "spool-max-bytes", Value: 1 << 30, EnvVars: []string{"SPOOL_MAX_BYTES"}, Usage: "on-disk spool bound while the database is unreachable"},
+	}
+}
+
+func openStore(c *cli.Context, log zerolog.Logger) (*store.Writer, error) {
+	w, err := store.Open(c.Context, store.Config{
+		URL:            c.String("mongo-url"),
+		Database:       c.String("mongo-collection"),
+		Collection:     c.String("collection"),
+		DataDir:        c.String("data-dir"),
+		EmbeddedListen: c.String("embedded-listen"),
+		Retention:      c.Duration("retention"),
+		QueueSize:      c.Int("store-queue"),
+		SpoolMaxBytes:  c.Int64("spool-max-bytes"),
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	if w.Embedded() {
+		log.Info().Str("url", w.URL()).Str("data_dir", c.String("data-dir")).
+			Str("database", c.String("mongo-collection")).Str("collection", c.String("collection")).
+			Msg("embedded MongoDB-compatible server started; query it with any MongoDB client while mission runs")
+	}
+	return w, nil
+}
+
+func closeStore(w *store.Writer, log zerolog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.Close(ctx); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	st := w.Stats()
+	log.Info().Uint64("inserted", st.Inserted).Int64("spooled_pending", st.SpoolRecords).Uint64("dropped", st.Dropped).Msg("store closed")
+	return nil
+}
+
+func collectCommand() *cli.Command {
+	flags := append(storeFlags(),
+		&cli.StringFlag{Name: "host", Value: "0.0.0.0", EnvVars: []string{"COLLECTOR"}, Usage: "listen address"},
+		&cli.IntFlag{Name: "port", Value: 2055, EnvVars: []string{"COLLECTOR_PORT"}, Usage: "UDP and TCP port for IPFIX"},
+		&cli.StringFlag{Name: "listen", Value: "udp,tcp", EnvVars: []string{"LISTEN"}, Usage: "transports on --port: udp, tcp or both"},
+		&cli.IntFlag{Name: "tls-port", Value: 4740, EnvVars: []string{"TLS_PORT"}, Usage: "port for IPFIX over TLS (with --tls-cert)"},
+		&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"TLS_CERT"}, Usage: "server certificate (PEM); enables TLS"},
+		&cli.StringFlag{Name: "tls-key", EnvVars: []string{"TLS_KEY"}, Usage: "server key (PEM)"},
+		&cli.StringFlag{Name: "tls-client-ca", EnvVars: []string{"TLS_CLIENT_CA"}, Usage: "require client certificates signed by this CA (mutual TLS)"},
+		&cli.StringFlag{Name: "allow", EnvVars: []string{"ALLOW"}, Usage: "comma-separated exporter networks accepted (CIDR); others are dropped and counted"},
+		&cli.StringFlag{Name: "read", Aliases: []string{"r"}, EnvVars: []string{"READ_FILE"}, Usage: "store the flows of an IPFIX file and exit"},
+		&cli.IntFlag{Name: "udp-readers", Value: 2, EnvVars: []string{"UDP_READERS"}, Usage: "UDP sockets sharing the port"},
+		&cli.UintFlag{Name: "enterprise-number", Value: 9999, EnvVars: []string{"ENTERPRISE_NUMBER"}, Usage: "IPFIX private enterprise number of the MQTT elements"},
+		&cli.StringFlag{Name: "metrics-listen", EnvVars: []string{"METRICS_LISTEN"}, Usage: "serve Prometheus metrics on this address (e.g. :9465)"},
+	)
+	return &cli.Command{
+		Name:  "collect",
+		Usage: "receive IPFIX flows (UDP, TCP, TLS or a file) and store them in MongoDB",
+		Flags: flags,
+		Action: func(c *cli.Context) error {
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			ccfg, err := collectorConfig(c, log)
+			if err != nil {
+				return err
+			}
+			w, err := openStore(c, log)
+			if err != nil {
+				return err
+			}
+			col := collector.New(ccfg, w)
+			if addr := c.String("metrics-listen"); addr != "" {
+				if _, err := metrics.Serve(c.Context, addr, log, col.Metrics, storeMetrics(w)); err != nil {
+					return errors.Join(fmt.Errorf("--metrics-listen: %w", err), closeStore(w, log))
+				}
+			}
+			if f := c.String("read"); f != "" {
+				err = col.ReadFile(c.Context, f)
+			} else {
+				err = col.Run(c.Context)
+			}
+			return errors.Join(err, closeStore(w, log))
+		},
+	}
+}
+
+func collectorConfig(c *cli.Context, log zerolog.Logger) (collector.Config, error) {
+	cfg := collector.Config{
+		Host:             c.String("host"),
+		Port:             c.Int("port"),
+		TLSPort:          c.Int("tls-port"),
+		UDPReaders:       c.Int("udp-readers"),
+		EnterpriseNumber: uint32(c.Uint("enterprise-number")),
+		Logger:           log,
+	}
+	for _, t := range strings.Split(c.String("listen"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			cfg.Listen = append(cfg.Listen, t)
+		}
+	}
+	for _, a := range strings.Split(c.String("allow"), ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(a)
+			if aerr != nil {
+				return cfg, fmt.Errorf("--allow %q: not a network (CIDR) or address", a)
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		cfg.Allow = append(cfg.Allow, p)
+	}
+	if cert := c.String("tls-cert"); cert != "" {
+		kp, err := tls.LoadX509KeyPair(cert, c.String("tls-key"))
+		if err != nil {
+			return cfg, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{kp}}
+		if ca := c.String("tls-client-ca"); ca != "" {
+			pem, err := os.ReadFile(ca)
+			if err != nil {
+				return cfg, fmt.Errorf("--tls-client-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return cfg, fmt.Errorf("--tls-client-ca %s: no PEM certificate found", ca)
+			}
+			cfg.TLS.ClientCAs = pool
+			cfg.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return cfg, nil
+}
+
+// storeMetrics emits the store's counters.
+func storeMetrics(w *store.Writer) metrics.Func {
+	return func(e metrics.Emitter) {
+		s := w.Stats()
+		g := func(name, help string, v float64) { e.Gauge("mission_store_"+name, help, v) }
+		c := func(name, help string, v uint64) { e.Counter("mission_store_"+name, help, float64(v)) }
+		g("queue_depth", "Documents in the in-memory queue.", float64(s.QueueDepth))
+		g("spool_bytes", "Bytes in the on-disk spool.", float64(s.SpoolBytes))
+		g("spool_documents", "Documents in the spool waiting for the database.", float64(s.SpoolRecords))
+		healthy := 0.0
+		if s.Healthy {
+			healthy = 1
+		}
+		g("healthy", "1 if the last database operation succeeded.", healthy)
+		g("last_insert_latency_seconds", "Latency of the last insert command.", s.LastInsertLatency.Seconds())
+		c("accepted_total", "Documents accepted for storing.", s.Accepted)
+		c("inserted_total", "Documents stored.", s.Inserted)
+		c("duplicates_total", "Retried documents found already stored.", s.Duplicates)
+		c("insert_batches_total", "Successful insert commands.", s.InsertBatches)
+		c("insert_errors_total", "Failed insert commands.", s.InsertErrors)
+		c("spooled_total", "Documents written to the spool.", s.Spooled)
+		c("replayed_total", "Documents replayed from the spool.", s.Replayed)
+		c("dropped_total", "Documents lost (spool full or unwritable).", s.Dropped)
+		c("rejected_total", "Documents the database refused.", s.Rejected)
+	}
+}
+
+func allInOneCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "all-in-one",
+		Usage: "probe, collector and store in one process (flows still travel as IPFIX)",
+		Flags: append(captureFlags(), storeFlags()...),
+		Action: func(c *cli.Context) error {
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			pcfg, err := probeConfig(c, log)
+			if err != nil {
+				return err
+			}
+			w, err := openStore(c, log)
+			if err != nil {
+				return err
+			}
+			sum := newSummary()
+			// The collector listens on a private loopback port; the probe
+			// exports to it over TCP, the same IPFIX path as between hosts.
+			col := collector.New(collector.Config{Host: "127.0.0.1", Port: 0, Listen: []string{"tcp"},
+				EnterpriseNumber: uint32(c.Uint("enterprise-number")), Flows: sum.add, Logger: log}, w)
+			colCtx, stopCol := context.WithCancel(context.Background())
+			colDone := make(chan error, 1)
+			go func() { colDone <- col.Run(colCtx) }()
+			addrs, err := col.Addrs(c.Context)
+			if err != nil {
+				stopCol()
+				return errors.Join(err, <-colDone, closeStore(w, log))
+			}
+			exp, err := probe.NewIPFIXExporter(probe.IPFIXConfig{Transport: "tcp", Address: addrs[0].String(),
+				EnterpriseNumber: uint32(c.Uint("enterprise-number")), Logger: log})
+			if err != nil {
+				stopCol()
+				return errors.Join(err, <-colDone, closeStore(w, log))
+			}
+			p, err := probe.New(pcfg, exp)
+			if err != nil {
+				stopCol()
+				return errors.Join(err, <-colDone, closeStore(w, log))
+			}
+			if addr := c.String("metrics-listen"); addr != "" {
+				if _, err := metrics.Serve(c.Context, addr, log, p.Metrics, col.Metrics, storeMetrics(w)); err != nil {
+					log.Error().Err(err).Msg("--metrics-listen: cannot serve metrics")
+				}
+			}
+			start := time.Now()
+			runErr := p.Run(c.Context)
+			// Let the collector take in everything the probe sent.
+			deadline := time.Now().Add(10 * time.Second)
+			for col.Totals().MQTTFlows < p.Stats().FlowsExported && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			stopCol()
+			colErr := <-colDone
+			storeErr := closeStore(w, log)
+			if pcfg.ReadFile != "" {
+				sum.print(os.Stdout, summaryInfo{
+					file: pcfg.ReadFile, elapsed: time.Since(start), probe: p.Stats(), collector: col.Totals(), store: w.Stats(),
+					url: c.String("mongo-url"), database: c.String("mongo-collection"), collection: c.String("collection"),
+					dataDir: c.String("data-dir"),
+				})
+			}
+			return errors.Join(runErr, colErr, storeErr)
+		},
+	}
+}
+
+// summary tallies the flows all-in-one stored, for the report printed
+// after a file run.
+type summary struct {
+	mu       sync.Mutex
+	byType   map[flow.ControlType]int
+	pubQoS   [3]int
+	clients  map[string]bool
+	topics   map[string]bool
+	corrs    map[string]bool
+	versions map[uint8]int
+	total    int
+}
+
+func newSummary() *summary {
+	return &summary{byType: map[flow.ControlType]int{}, clients: map[string]bool{}, topics: map[string]bool{},
+		corrs: map[string]bool{}, versions: map[uint8]int{}}
+}
+
+const summaryLimit = 100_000 // distinct names kept; beyond, only counted
+
+func (s *summary) add(r *flow.Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total++
+	s.byType[r.ControlType]++
+	if r.ControlType == flow.Publish && r.QoS < 3 {
+		s.pubQoS[r.QoS]++
+	}
+	s.versions[r.ProtocolVersion]++
+	for _, id := range []string{r.SrcClientID, r.DstClientID} {
+		if id != "" && id != flow.BrokerClientID && len(s.clients) < summaryLimit {
+			s.clients[id] = true
+		}
+	}
+	if r.Topic != "" && len(s.topics) < summaryLimit {
+		s.topics[r.Topic] = true
+	}
+	if len(r.CorrelationData) > 0 && len(s.corrs) < summaryLimit {
+		s.corrs[string(r.CorrelationData)] = true
+	}
+}
+
+type summaryInfo struct {
+	file                      string
+	elapsed                   time.Duration
+	probe                     probe.Stats
+	collector                 collector.Totals
+	store                     store.Stats
+	url, database, collection string
+	dataDir                   string
+}
+
+func (s *summary) print(w io.Writer, in summaryInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := func(m map[string]bool, max int) string {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		if len(keys) > max {
+			return strings.Join(keys[:max], ", ") + fmt.Sprintf(", … (%d more)", len(keys)-max)
+		}
+		return strings.Join(keys, ", ")
+	}
+	types := make([]flow.ControlType, 0, len(s.byType))
+	for t := range s.byType {
+		types = append(types, t)
+	}
+	sort.Slice(types, func(i, j int) bool {
+		return s.byType[types[i]] > s.byType[types[j]] || s.byType[types[i]] == s.byType[types[j]] && types[i] < types[j]
+	})
+	var parts []string
+	for _, t := range types {
+		p := fmt.Sprintf("%s %d", t, s.byType[t])
+		if t == flow.Publish {
+			p += fmt.Sprintf(" (QoS 0: %d, QoS 1: %d, QoS 2: %d)", s.pubQoS[0], s.pubQoS[1], s.pubQoS[2])
+		}
+		parts = append(parts, p)
+	}
+	ps, tr := in.probe, in.probe.Tracker
+	fmt.Fprintf(w, "mission all-in-one: %d flows from %s (%d packets, %d MQTT packets) in %.2f s\n",
+		s.total, in.file, ps.Packets, sumPackets(tr.Packets), in.elapsed.Seconds())
+	fmt.Fprintf(w, "  flows by type   %s\n", strings.Join(parts, " · "))
+	fmt.Fprintf(w, "  clients (%d)    %s\n", len(s.clients), list(s.clients, 12))
+	fmt.Fprintf(w, "  topics (%d)     %s\n", len(s.topics), list(s.topics, 12))
+	fmt.Fprintf(w, "  correlation ids %d distinct\n", len(s.corrs))
+	fmt.Fprintf(w, "  not stored      export queue full %d · export errors %d · store dropped %d · malformed MQTT %d · TCP gaps %d · responses without request %d\n",
+		ps.FlowsDropped, ps.FlowsLost, in.store.Dropped, tr.Malformed, ps.Reassembly.Gaps, sumPackets(tr.Unmatched))
+	where := fmt.Sprintf("database %q, collection %q", in.database, in.collection)
+	if in.url != "" {
+		fmt.Fprintf(w, "  stored          %d documents in %s at %s\n", in.store.Inserted+in.store.Duplicates, where, redactURL(in.url))
+		fmt.Fprintf(w, "  query           mongosh '%s' --eval 'db.getSiblingDB(\"%s\").%s.find().limit(5)'\n", redactURL(in.url), in.database, in.collection)
+		return
+	}
+	fmt.Fprintf(w, "  stored          %d documents in %s of the embedded store in %s\n", in.store.Inserted+in.store.Duplicates, where, in.dataDir)
+	fmt.Fprintf(w, "  query           mission query --data-dir %s --limit 5 '{\"mqttControlTypeName\": \"PUBLISH\"}'\n", in.dataDir)
+}
+
+func sumPackets(a [16]uint64) uint64 {
+	var n uint64
+	for _, v := range a {
+		n += v
+	}
+	return n
+}
+
+// redactURL hides a password in a MongoDB URL.
+func redactURL(u string) string {
+	if p, err := url.Parse(u); err == nil && p.User != nil {
+		if _, ok := p.User.Password(); ok {
+			p.User = url.UserPassword(p.User.Username(), "xxxxx")
+			return p.String()
+		}
+	}
+	return u
+}
+
+func queryCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "mongo-url", EnvVars: []string{"MONGO_URL"}, Usage: "MongoDB URL; empty serves --data-dir with the embedded server"},
+		&cli.StringFlag{Name: "mongo-collection", Value: store.DefaultDatabase, EnvVars: []string{"MONGO_COLLECTION"}, Usage: "database name"},
+		&cli.StringFlag{Name: "collection", Value: store.DefaultCollection, EnvVars: []string{"MONGO_COLLECTION_NAME"}, Usage: "collection"},
+		&cli.StringFlag{Name: "data-dir", Value: store.DefaultDataDir, EnvVars: []string{"DATA_DIR"}, Usage: "embedded database directory"},
+		&cli.IntFlag{Name: "limit", Value: 20, Usage: "most documents printed (0: all)"},
+		&cli.BoolFlag{Name: "count", Usage: "print only the number of matching documents"},
+		&cli.StringFlag{Name: "count-by", Usage: "print the number of matching documents per value of this field"},
+	}
+	return &cli.Command{
+		Name:      "query",
+		Usage:     "print stored flows as JSON lines (filter: a MongoDB query document)",
+		ArgsUsage: "[FILTER JSON]",
+		Flags:     flags,
+		Action: func(c *cli.Context) error {
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			filter := bson.D{}
+			if c.NArg() > 0 {
+				if err := bson.UnmarshalExtJSON([]byte(c.Args().First()), false, &filter); err != nil {
+					return fmt.Errorf("filter %q is not a JSON query document: %w", c.Args().First(), err)
+				}
+			}
+			url := c.String("mongo-url")
+			if url == "" {
+				dir := filepath.Join(c.String("data-dir"), "db")
+				if _, err := os.Stat(dir); err != nil {
+					return fmt.Errorf("no embedded database in %s (run mission collect or all-in-one first, or give --mongo-url)", c.String("data-dir"))
+				}
+				emb, err := store.StartEmbedded(dir, "127.0.0.1:0", log)
+				if err != nil {
+					return err
+				}
+				defer emb.Close()
+				url = emb.URL()
+			}
+			ctx, cancel := context.WithTimeout(c.Context, time.Minute)
+			defer cancel()
+			client, err := mongo.Connect(ctx, options.Client().ApplyURI(url))
+			if err != nil {
+				return fmt.Errorf("connect to %s: %w", redactURL(url), err)
+			}
+			defer client.Disconnect(context.Background())
+			coll := client.Database(c.String("mongo-collection")).Collection(c.String("collection"))
+			out := bufio.NewWriter(os.Stdout)
+			defer out.Flush()
+			switch {
+			case c.Bool("count"):
+				n, err := coll.CountDocuments(ctx, filter)
+				if err != nil {
+					return fmt.Errorf("count: %w", err)
+				}
+				fmt.Fprintln(out, n)
+				return nil
+			case c.String("count-by") != "":
+				cur, err := coll.Aggregate(ctx, mongo.Pipeline{
+					{{Key: "$match", Value: filter}},
+					{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$" + c.String("count-by")}, {Key: "count", Value: bson.D{{Key: "$sum", Value: 1}}}}}},
+					{{Key: "$sort", Value: bson.D{{Key: "count", Value: -1}}}},
+				})
+				if err != nil {
+					return fmt.Errorf("aggregate: %w", err)
+				}
+				return printCursor(ctx, cur, out)
+			}
+			opts := options.Find().SetSort(bson.D{{Key: "flowStartNanoseconds", Value: 1}})
+			if l := c.Int("limit"); l > 0 {
+				opts.SetLimit(int64(l))
+			}
+			cur, err := coll.Find(ctx, filter, opts)
+			if err != nil {
+				return fmt.Errorf("find: %w", err)
+			}
+			return printCursor(ctx, cur, out)
+		},
+	}
+}
+
+func printCursor(ctx context.Context, cur *mongo.Cursor, out io.Writer) error {
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		js, err := bson.MarshalExtJSON(cur.Current, false, false)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s\n", js)
+	}
+	return cur.Err()
 }

@@ -55,6 +55,10 @@ type Document struct {
 	MQTTResponseTopic      string   `bson:"mqttResponseTopic,omitempty" json:"mqttResponseTopic,omitempty"`
 	MQTTUsername           string   `bson:"mqttUsername,omitempty" json:"mqttUsername,omitempty"`
 
+	// IPFIXFields holds every field of a record that is not an MQTT flow
+	// (a third-party exporter's standard flow), by element name.
+	IPFIXFields map[string]any `bson:"ipfixFields,omitempty" json:"ipfixFields,omitempty"`
+
 	ExporterAddress      string     `bson:"exporterAddress,omitempty" json:"exporterAddress,omitempty"`
 	ObservationDomainID  uint32     `bson:"observationDomainId" json:"observationDomainId"`
 	CollectorReceiveTime *time.Time `bson:"collectorReceiveTime,omitempty" json:"collectorReceiveTime,omitempty"`

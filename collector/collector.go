@@ -1,0 +1,375 @@
+// Package collector runs `mission collect`: it receives IPFIX messages over
+// UDP, TCP and TLS (or reads IPFIX files), decodes them with per-session
+// template state, turns MQTT flow records (ours and the original MISSION
+// prototype's) and third-party flow records into documents, and hands them
+// to a Sink (the store).
+//
+// Every drop is counted per exporter and logged at a limited rate:
+// messages from exporters outside the allow-list, malformed messages, data
+// sets without template, records lost according to sequence numbers.
+package collector
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/ipfix"
+)
+
+// Sink receives documents; store.Writer implements it. PutBatch must not
+// keep docs after it returns.
+type Sink interface {
+	PutBatch(docs []flow.Document) error
+}
+
+// Config configures a collector. Zero values take the defaults.
+type Config struct {
+	Host string // listen address; default all interfaces
+	Port int    // UDP and TCP port; default 2055 (the original's); 0 picks a free port
+	// Listen says which transports to serve on Port: any of "udp", "tcp";
+	// default both. TLS is served on TLSPort when TLS is set.
+	Listen  []string
+	TLSPort int
+	TLS     *tls.Config // server certificate; ClientAuth for mutual TLS
+
+	UDPReaders    int // sockets sharing the UDP port (SO_REUSEPORT); default 2
+	UDPReadBuffer int // socket receive buffer; default 16 MiB
+
+	// Allow, if not empty, lists the exporter networks accepted; others
+	// are dropped and counted.
+	Allow []netip.Prefix
+
+	EnterpriseNumber uint32       // PEN of the MQTT elements; default 9999
+	IPFIX            ipfix.Config // template session limits
+
+	// Flows, if set, sees every decoded flow before it is stored (detection).
+	Flows func(r *flow.Record)
+
+	Logger zerolog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Port < 0 {
+		c.Port = 0
+	}
+	if len(c.Listen) == 0 {
+		c.Listen = []string{"udp", "tcp"}
+	}
+	if c.UDPReaders <= 0 {
+		c.UDPReaders = 2
+	}
+	if c.UDPReadBuffer <= 0 {
+		c.UDPReadBuffer = 16 << 20
+	}
+	if c.EnterpriseNumber == 0 {
+		c.EnterpriseNumber = ipfix.DefaultMQTTPEN
+	}
+	if c.IPFIX.Registry == nil {
+		c.IPFIX.Registry = ipfix.NewRegistry(c.EnterpriseNumber)
+	}
+}
+
+// Collector receives IPFIX and stores flows.
+type Collector struct {
+	cfg  Config
+	sink Sink
+	log  zerolog.Logger
+	warn zerolog.Logger // rate-limited
+
+	mu        sync.Mutex
+	exporters map[netip.Addr]*ExporterStats
+	addrs     []net.Addr
+	ready     chan struct{}
+
+	totals struct {
+		messages, records, mqtt, other, options, malformed, denied, storeErrors atomic.Uint64
+	}
+}
+
+// ExporterStats are the counters of one exporter (by address).
+type ExporterStats struct {
+	Messages        uint64
+	Records         uint64 // data records decoded (MQTT and other flows)
+	MQTTFlows       uint64
+	OtherFlows      uint64 // third-party standard flows
+	OptionsRecords  uint64 // options data (exporter statistics), not stored
+	Malformed       uint64 // messages rejected as malformed
+	TemplateMisses  uint64 // data sets dropped for want of a template
+	RecordsLost     uint64 // records missing according to sequence numbers
+	SequenceGaps    uint64
+	TemplatesActive int
+	Denied          uint64 // messages or connections refused by the allow-list
+}
+
+// maxExporters bounds the per-exporter table (a flood of spoofed UDP
+// sources must not grow it without bound); beyond it counters go to the
+// unspecified address.
+const maxExporters = 4096
+
+// New returns a collector that stores into sink.
+func New(cfg Config, sink Sink) *Collector {
+	cfg.defaults()
+	c := &Collector{cfg: cfg, sink: sink, log: cfg.Logger, exporters: make(map[netip.Addr]*ExporterStats), ready: make(chan struct{})}
+	c.warn = c.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
+	return c
+}
+
+// Addrs returns the bound listener addresses once Run is listening.
+func (c *Collector) Addrs(ctx context.Context) ([]net.Addr, error) {
+	select {
+	case <-c.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]net.Addr(nil), c.addrs...), nil
+}
+
+// Exporters returns a copy of the per-exporter counters.
+func (c *Collector) Exporters() map[netip.Addr]ExporterStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[netip.Addr]ExporterStats, len(c.exporters))
+	for k, v := range c.exporters {
+		out[k] = *v
+	}
+	return out
+}
+
+// Totals are the collector-wide counters.
+type Totals struct {
+	Messages, Records, MQTTFlows, OtherFlows, OptionsRecords, Malformed, Denied, StoreErrors uint64
+}
+
+// Totals returns the collector-wide counters.
+func (c *Collector) Totals() Totals {
+	t := &c.totals
+	return Totals{t.messages.Load(), t.records.Load(), t.mqtt.Load(), t.other.Load(), t.options.Load(),
+		t.malformed.Load(), t.denied.Load(), t.storeErrors.Load()}
+}
+
+func (c *Collector) allowed(a netip.Addr) bool {
+	if len(c.cfg.Allow) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range c.cfg.Allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Collector) exporter(a netip.Addr) *ExporterStats {
+	a = a.Unmap()
+	s := c.exporters[a]
+	if s == nil {
+		if len(c.exporters) >= maxExporters {
+			a = netip.IPv6Unspecified()
+			if s = c.exporters[a]; s != nil {
+				return s
+			}
+		}
+		s = &ExporterStats{}
+		c.exporters[a] = s
+	}
+	return s
+}
+
+func (c *Collector) deny(from netip.AddrPort, what string) {
+	c.totals.denied.Add(1)
+	c.mu.Lock()
+	c.exporter(from.Addr()).Denied++
+	c.mu.Unlock()
+	c.warn.Warn().Str("exporter", from.String()).Msgf("%s from an exporter outside --allow: dropped", what)
+}
+
+// Run listens on the configured transports until ctx ends.
+func (c *Collector) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	start := func(fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil && ctx.Err() == nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
+	host := c.cfg.Host
+	for _, t := range c.cfg.Listen {
+		switch t {
+		case "udp":
+			conns, err := listenUDP(ctx, host, c.cfg.Port, c.cfg.UDPReaders, c.cfg.UDPReadBuffer)
+			if err != nil {
+				return fmt.Errorf("listen UDP %s: %w", net.JoinHostPort(host, fmt.Sprint(c.cfg.Port)), err)
+			}
+			c.addAddr(conns[0].LocalAddr())
+			if c.cfg.Port == 0 {
+				// Later TCP listeners share the port UDP got.
+				c.cfg.Port = conns[0].LocalAddr().(*net.UDPAddr).Port
+			}
+			for _, conn := range conns {
+				conn := conn
+				start(func() error { return c.serveUDP(ctx, conn) })
+			}
+		case "tcp":
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(c.cfg.Port)))
+			if err != nil {
+				return fmt.Errorf("listen TCP: %w", err)
+			}
+			c.addAddr(ln.Addr())
+			start(func() error { return c.serveTCP(ctx, ln, "tcp") })
+		default:
+			return fmt.Errorf("unknown transport %q (use udp, tcp; TLS has its own port)", t)
+		}
+	}
+	if c.cfg.TLS != nil {
+		ln, err := tls.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(c.cfg.TLSPort)), c.cfg.TLS)
+		if err != nil {
+			return fmt.Errorf("listen TLS: %w", err)
+		}
+		c.addAddr(ln.Addr())
+		start(func() error { return c.serveTCP(ctx, ln, "tls") })
+	}
+	close(c.ready)
+	for _, a := range c.addrs {
+		c.log.Info().Str("address", a.String()).Str("transport", a.Network()).Msg("collector listening")
+	}
+	<-ctx.Done()
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (c *Collector) addAddr(a net.Addr) {
+	c.mu.Lock()
+	c.addrs = append(c.addrs, a)
+	c.mu.Unlock()
+}
+
+// handler decodes messages of one decoding context (a UDP reader, a TCP
+// connection, a file) and batches documents for the sink.
+type handler struct {
+	c    *Collector
+	dec  *flow.Decoder
+	docs []flow.Document
+	rec  flow.Record
+	from netip.AddrPort
+	now  time.Time
+	// counters accumulated per message, merged into the exporter's
+	mqtt, other, options uint64
+}
+
+func (c *Collector) newHandler() *handler {
+	return &handler{c: c, dec: flow.NewDecoder(c.cfg.EnterpriseNumber), docs: make([]flow.Document, 0, 64)}
+}
+
+// record is the ipfix decode callback.
+func (h *handler) record(rec ipfix.Record) error {
+	if rec.Template.IsOptions() {
+		h.options++
+		return nil
+	}
+	r := &h.rec
+	mqtt := h.dec.Decode(rec, r)
+	r.Exporter = h.from
+	r.Received = h.now
+	if mqtt {
+		h.mqtt++
+		if h.c.cfg.Flows != nil {
+			h.c.cfg.Flows(r)
+		}
+	} else {
+		h.other++
+	}
+	d := r.ToDocument()
+	if !mqtt {
+		d.MQTTControlTypeName = ""
+		d.MQTTCorrelationSource = ""
+		d.IPFIXFields = rec.Map()
+	}
+	h.docs = append(h.docs, d)
+	return nil
+}
+
+// message decodes one IPFIX message from an exporter with sess and stores
+// its records.
+func (h *handler) message(sess *ipfix.Session, msg []byte) error {
+	h.now = time.Now()
+	before := sess.Counters()
+	err := sess.Decode(msg, h.record)
+	after := sess.Counters()
+	h.flush()
+
+	c := h.c
+	c.totals.messages.Add(1)
+	c.totals.records.Add(h.mqtt + h.other)
+	c.totals.mqtt.Add(h.mqtt)
+	c.totals.other.Add(h.other)
+	c.totals.options.Add(h.options)
+	c.mu.Lock()
+	s := c.exporter(h.from.Addr())
+	s.Messages++
+	s.Records += h.mqtt + h.other
+	s.MQTTFlows += h.mqtt
+	s.OtherFlows += h.other
+	s.OptionsRecords += h.options
+	s.TemplateMisses += after.DataSetsDropped - before.DataSetsDropped
+	s.RecordsLost += after.RecordsLost - before.RecordsLost
+	s.SequenceGaps += after.SequenceGaps - before.SequenceGaps
+	s.TemplatesActive = sess.NumTemplates()
+	malformed := errors.Is(err, ipfix.ErrMalformed) || errors.Is(err, ipfix.ErrIncomplete)
+	if malformed {
+		s.Malformed++
+	}
+	c.mu.Unlock()
+	h.mqtt, h.other, h.options = 0, 0, 0
+
+	if malformed {
+		c.totals.malformed.Add(1)
+		c.warn.Warn().Err(err).Str("exporter", h.from.String()).Msg("malformed IPFIX message")
+	} else {
+		err = nil // template problems are counted, not fatal
+	}
+	if lost := after.RecordsLost - before.RecordsLost; lost > 0 {
+		c.warn.Warn().Uint64("records", lost).Str("exporter", h.from.String()).
+			Msg("records lost between exporter and collector (sequence gap); on UDP raise the socket buffer or use TCP")
+	}
+	if miss := after.DataSetsDropped - before.DataSetsDropped; miss > 0 {
+		c.warn.Warn().Uint64("data_sets", miss).Str("exporter", h.from.String()).Msg("data sets without template dropped")
+	}
+	return err
+}
+
+func (h *handler) flush() {
+	if len(h.docs) == 0 {
+		return
+	}
+	if err := h.c.sink.PutBatch(h.docs); err != nil {
+		h.c.totals.storeErrors.Add(1)
+		h.c.warn.Error().Err(err).Int("documents", len(h.docs)).Msg("store refused documents")
+	}
+	clear(h.docs)
+	h.docs = h.docs[:0]
+}

@@ -1,0 +1,89 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mission-ids/mission/ipfix"
+)
+
+// listenUDP opens n sockets on one port with SO_REUSEPORT, so the kernel
+// spreads exporters over several reader goroutines (each exporter always
+// lands on the same socket, keeping its template session in one place).
+func listenUDP(ctx context.Context, host string, port, n, rcvbuf int) ([]*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			if serr != nil {
+				return
+			}
+			// Force beyond rmem_max when permitted (root), else ask politely.
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
+			}
+		})
+		return errors.Join(err, serr)
+	}}
+	var conns []*net.UDPConn
+	addr := net.JoinHostPort(host, fmt.Sprint(port))
+	for i := 0; i < n; i++ {
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, err
+		}
+		conns = append(conns, pc.(*net.UDPConn))
+		if i == 0 && port == 0 {
+			// The other sockets must share the port the first one got.
+			addr = pc.LocalAddr().String()
+		}
+	}
+	return conns, nil
+}
+
+// serveUDP reads datagrams (one IPFIX message each) until ctx ends.
+func (c *Collector) serveUDP(ctx context.Context, conn *net.UDPConn) error {
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+	dec := ipfix.NewDecoder(c.cfg.IPFIX)
+	h := c.newHandler()
+	buf := make([]byte, 65536)
+	lastSweep := time.Now()
+	for {
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("read UDP: %w", err)
+		}
+		from = unmap(from)
+		if !c.allowed(from.Addr()) {
+			c.deny(from, "IPFIX message")
+			continue
+		}
+		sess, err := dec.Session(ipfix.SessionKey{Exporter: from, Transport: ipfix.UDP})
+		if err != nil {
+			c.totals.malformed.Add(1)
+			c.warn.Warn().Err(err).Str("exporter", from.String()).Msg("cannot open a session for this exporter")
+			continue
+		}
+		h.from = from
+		_ = h.message(sess, buf[:n])
+		if now := time.Now(); now.Sub(lastSweep) > 10*time.Second {
+			dec.Sweep()
+			lastSweep = now
+		}
+	}
+}
