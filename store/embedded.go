@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -92,13 +93,17 @@ func newSlogHandler(l zerolog.Logger, level slog.Level) *slogHandler {
 func (h *slogHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
 
 func (h *slogHandler) Handle(_ context.Context, r slog.Record) error {
+	level := r.Level
+	if level < slog.LevelError && isRoutineFerretWarning(r.Message) {
+		level = slog.LevelDebug
+	}
 	var ev *zerolog.Event
 	switch {
-	case r.Level >= slog.LevelError:
+	case level >= slog.LevelError:
 		ev = h.log.Error()
-	case r.Level >= slog.LevelWarn:
+	case level >= slog.LevelWarn:
 		ev = h.log.Warn()
-	case r.Level >= slog.LevelInfo:
+	case level >= slog.LevelInfo:
 		ev = h.log.Info()
 	default:
 		ev = h.log.Debug()
@@ -112,6 +117,16 @@ func (h *slogHandler) Handle(_ context.Context, r slog.Record) error {
 	})
 	ev.Msg(r.Message)
 	return nil
+}
+
+// isRoutineFerretWarning tells FerretDB warnings that are routine for the
+// store: FerretDB dumps every error reply at warning level (duplicate keys on
+// retries, the driver's endSessions at disconnect), and warns about each
+// connection that ends when a client goes away or the server stops.
+func isRoutineFerretWarning(msg string) bool {
+	return strings.HasPrefix(msg, "Response header:") ||
+		strings.HasPrefix(msg, "Response message:") ||
+		msg == "Connection stopped"
 }
 
 func (h *slogHandler) WithAttrs(as []slog.Attr) slog.Handler {

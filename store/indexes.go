@@ -29,12 +29,12 @@ const ttlIndexName = "collectorReceiveTime_ttl"
 // ensureIndexes creates the indexes (a no-op for those that exist) and
 // creates, changes or drops the retention TTL index to match retention.
 func ensureIndexes(ctx context.Context, coll *mongo.Collection, retention time.Duration, embedded bool, log zerolog.Logger) error {
-	models := make([]mongo.IndexModel, 0, len(indexedFields))
+	// One createIndexes per index: FerretDB v1.24.2 panics (and drops the
+	// connection) on a createIndexes naming several indexes that all exist.
 	for _, f := range indexedFields {
-		models = append(models, mongo.IndexModel{Keys: bson.D{{Key: f, Value: 1}}})
-	}
-	if _, err := coll.Indexes().CreateMany(ctx, models); err != nil {
-		return fmt.Errorf("store: create indexes on %s.%s: %w", coll.Database().Name(), coll.Name(), err)
+		if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: f, Value: 1}}}); err != nil {
+			return fmt.Errorf("store: create index on %s in %s.%s: %w", f, coll.Database().Name(), coll.Name(), err)
+		}
 	}
 	existing, err := ttlIndex(ctx, coll)
 	if err != nil {

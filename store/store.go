@@ -168,6 +168,8 @@ type Sink interface {
 	PutBatch(docs []flow.Document) error
 }
 
+var _ Sink = (*Writer)(nil)
+
 // Errors callers branch on.
 var (
 	// ErrClosed is returned by Put and PutBatch after Close.

@@ -25,7 +25,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ferretserver: -dir is required")
 		os.Exit(2)
 	}
-	logger := zerolog.New(os.Stderr).With().Timestamp().Logger()
+	logger := zerolog.New(os.Stderr).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	e, err := store.StartEmbedded(*dir, *addr, logger)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferretserver:", err)

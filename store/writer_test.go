@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestNoLossWhileDatabaseKilledTwice streams flows while the database
+// process is killed (SIGKILL) and restarted twice; afterwards every flow is
+// stored exactly once.
+func TestNoLossWhileDatabaseKilledTwice(t *testing.T) {
+	const n = 20_000
+	db := startFerretProc(t)
+	ctx := context.Background()
+	w, err := Open(ctx, Config{URL: db.url(), DataDir: t.TempDir(), QueueSize: 2000, WriteTimeout: 5 * time.Second}, testLogger(t))
+	require.NoError(t, err)
+
+	// About 4,000 flows/s for 5 s, in batches as a collector would send them.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		docs := testDocs(0, n)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; i < n; i += 40 {
+			<-tick.C
+			if err := w.PutBatch(docs[i : i+40]); err != nil {
+				t.Errorf("PutBatch: %v", err)
+				return
+			}
+		}
+	}()
+	for range 2 {
+		time.Sleep(1200 * time.Millisecond)
+		db.kill()
+		time.Sleep(800 * time.Millisecond)
+		db.start()
+	}
+	wg.Wait()
+	waitFor(t, 120*time.Second, "queue and spool drained into the database", settled(w, n))
+	require.NoError(t, w.Close(ctx))
+
+	st := w.Stats()
+	t.Logf("stats: %+v", st)
+	require.EqualValues(t, n, st.Accepted)
+	require.Zero(t, st.Dropped)
+	require.Zero(t, st.Rejected)
+	require.Positive(t, st.InsertErrors, "the kills were noticed")
+	require.Positive(t, st.Spooled, "flows waited in the spool")
+	require.EqualValues(t, st.Spooled, st.Replayed, "every spooled flow was replayed")
+
+	coll := testClient(t, db.url()).Database("mission").Collection("mqtt")
+	stored, flowIDs := countStored(t, coll)
+	require.EqualValues(t, n, stored, "every flow stored")
+	require.EqualValues(t, n, flowIDs, "no flow stored twice")
+}
+
+// TestSpoolFullDropsExactly: with the database down and a tiny spool, the
+// flows that do not fit are dropped and counted exactly; the others are
+// stored once the database is back.
+func TestSpoolFullDropsExactly(t *testing.T) {
+	const n = 1000
+	db := startFerretProc(t)
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	w, err := Open(ctx, Config{URL: db.url(), DataDir: dataDir, QueueSize: 50, SpoolMaxBytes: 100 << 10}, testLogger(t))
+	require.NoError(t, err)
+	db.kill()
+
+	// Drops happen in PutBatch (queue full, spool full: it returns
+	// ErrDropped) or in the writer (failed insert or database down, spool
+	// full); either way they are counted.
+	docs := testDocs(0, n)
+	for i := 0; i < n; i += 10 {
+		if err := w.PutBatch(docs[i : i+10]); err != nil {
+			require.ErrorIs(t, err, ErrDropped)
+		}
+	}
+	waitFor(t, 30*time.Second, "queue spilled to the spool", func() bool { return w.Stats().QueueDepth == 0 })
+	// Let the writer fail its insert and spill what it holds.
+	waitFor(t, 30*time.Second, "every flow spooled or dropped", func() bool {
+		s := w.Stats()
+		return s.SpoolRecords+int64(s.Dropped) == n
+	})
+	st := w.Stats()
+	t.Logf("stats: %+v", st)
+	require.Positive(t, st.Dropped)
+	require.LessOrEqual(t, st.SpoolBytes, int64(100<<10))
+
+	db.start()
+	waitFor(t, 60*time.Second, "spool replayed", func() bool { return w.Stats().SpoolRecords == 0 })
+	require.NoError(t, w.Close(ctx))
+	stored, flowIDs := countStored(t, testClient(t, db.url()).Database("mission").Collection("mqtt"))
+	require.EqualValues(t, n-int64(st.Dropped), stored, "stored + dropped = sent")
+	require.Equal(t, stored, flowIDs)
+}
+
+// TestCloseDrainsIntoDatabase: documents still queued at Close are stored.
+func TestCloseDrainsIntoDatabase(t *testing.T) {
+	const n = 5000
+	db := startFerretProc(t)
+	ctx := context.Background()
+	w, err := Open(ctx, Config{URL: db.url(), DataDir: t.TempDir(), FlushInterval: time.Hour, BatchSize: 100_000}, testLogger(t))
+	require.NoError(t, err)
+	require.NoError(t, w.PutBatch(testDocs(0, n)))
+	require.Zero(t, w.Stats().Inserted, "nothing written yet")
+
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	require.NoError(t, w.Close(cctx))
+	st := w.Stats()
+	require.EqualValues(t, n, st.Inserted)
+	require.Zero(t, st.SpoolRecords)
+	stored, _ := countStored(t, testClient(t, db.url()).Database("mission").Collection("mqtt"))
+	require.EqualValues(t, n, stored)
+}
+
+// TestCloseSpoolsWhenDatabaseDown: with the database down, Close puts the
+// queue into the spool within its deadline, and the next Writer over the
+// same data directory stores it.
+func TestCloseSpoolsWhenDatabaseDown(t *testing.T) {
+	const n = 5000
+	db := startFerretProc(t)
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	w, err := Open(ctx, Config{URL: db.url(), DataDir: dataDir, FlushInterval: time.Hour, BatchSize: 1000}, testLogger(t))
+	require.NoError(t, err)
+	db.kill()
+	require.NoError(t, w.PutBatch(testDocs(0, n)))
+
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, w.Close(cctx))
+	require.Less(t, time.Since(start), 8*time.Second, "Close keeps to its deadline")
+	st := w.Stats()
+	require.EqualValues(t, n, st.SpoolRecords)
+	require.Zero(t, st.Dropped)
+	require.Zero(t, st.Inserted)
+
+	db.start()
+	w, err = Open(ctx, Config{URL: db.url(), DataDir: dataDir}, testLogger(t))
+	require.NoError(t, err)
+	waitFor(t, 60*time.Second, "spool replayed by the next writer", settled(w, n))
+	require.NoError(t, w.Close(ctx))
+	require.EqualValues(t, n, w.Stats().Replayed)
+	stored, flowIDs := countStored(t, testClient(t, db.url()).Database("mission").Collection("mqtt"))
+	require.EqualValues(t, n, stored)
+	require.EqualValues(t, n, flowIDs)
+}
+
+// TestCloseWithEndedContextSpools: a Close whose context has already ended
+// spools instead of inserting.
+func TestCloseWithEndedContextSpools(t *testing.T) {
+	db := startFerretProc(t)
+	ctx := context.Background()
+	w, err := Open(ctx, Config{URL: db.url(), DataDir: t.TempDir(), FlushInterval: time.Hour}, testLogger(t))
+	require.NoError(t, err)
+	require.NoError(t, w.PutBatch(testDocs(0, 300)))
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	err = w.Close(cctx)
+	require.True(t, err == nil || errors.Is(err, context.Canceled), "%v", err)
+	require.EqualValues(t, 300, w.Stats().SpoolRecords)
+}
