@@ -11,6 +11,10 @@ type parser struct {
 	i     int
 	shift int   // bytes added to link-layer payload offsets by "vlan" so far
 	lastQ quals // qualifiers a bare id inherits
+	// arithFail remembers where parseArith failed: a term starting with
+	// '(' is tried as arithmetic first, and without this nested
+	// parentheses would be re-parsed once per level.
+	arithFail map[int]error
 }
 
 // relOps are the comparison operators of a relation.
@@ -411,7 +415,20 @@ func (p *parser) parseRelation() (node, error) {
 // arithLevels lists binary operators from lowest to highest precedence.
 var arithLevels = [][]string{{"|", "^"}, {"&"}, {"<<", ">>"}, {"+", "-"}, {"*", "/", "%"}}
 
-func (p *parser) parseArith() (arith, error) { return p.parseArithLevel(0) }
+func (p *parser) parseArith() (arith, error) {
+	start := p.i
+	if err, ok := p.arithFail[start]; ok {
+		return nil, err
+	}
+	a, err := p.parseArithLevel(0)
+	if err != nil {
+		if p.arithFail == nil {
+			p.arithFail = map[int]error{}
+		}
+		p.arithFail[start] = err
+	}
+	return a, err
+}
 
 func (p *parser) parseArithLevel(level int) (arith, error) {
 	if level == len(arithLevels) {
