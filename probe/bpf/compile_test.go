@@ -64,14 +64,14 @@ func TestCompileErrors(t *testing.T) {
 		{"host 10.0.0.1 and", ErrSyntax, ""},
 		{"(tcp", ErrSyntax, ""},
 		{"tcp)", ErrSyntax, ")"},
-		{"10.0.0.1", ErrSyntax, ""},           // bare id with nothing to inherit
-		{"tcp or 80", ErrSyntax, ""},          // "tcp" has no qualifiers to inherit
-		{"vlan 100 or 200", ErrSyntax, ""},    // nor has vlan
-		{"len-1 > 10", ErrSyntax, ""},         // like libpcap, "len-1" is one word
-		{"tcp[13] &", ErrSyntax, ""},          // incomplete arithmetic
-		{"tcp[13]", ErrSyntax, ""},            // a value is not a test
-		{"host 10.0.0.1 $", ErrSyntax, "$"},   // unknown character
-		{"ip proto tcp", ErrSyntax, ""},       // names after proto need a backslash
+		{"10.0.0.1", ErrSyntax, ""},         // bare id with nothing to inherit
+		{"tcp or 80", ErrSyntax, ""},        // "tcp" has no qualifiers to inherit
+		{"vlan 100 or 200", ErrSyntax, ""},  // nor has vlan
+		{"len-1 > 10", ErrSyntax, ""},       // like libpcap, "len-1" is one word
+		{"tcp[13] &", ErrSyntax, ""},        // incomplete arithmetic
+		{"tcp[13]", ErrSyntax, ""},          // a value is not a test
+		{"host 10.0.0.1 $", ErrSyntax, "$"}, // unknown character
+		{"ip proto tcp", ErrSyntax, ""},     // names after proto need a backslash
 		{"host example.com", ErrUnsupported, "example.com"},
 		{"src host mqtt-broker", ErrUnsupported, "mqtt-broker"},
 		{"port mqtt", ErrUnsupported, "mqtt"},
