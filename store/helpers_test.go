@@ -103,7 +103,8 @@ type ferretProc struct {
 }
 
 func startFerretProc(t testing.TB) *ferretProc {
-	p := &ferretProc{t: t, bin: buildFerretServer(t), dir: t.TempDir(), addr: freeAddr(t)}
+	// The first start binds port 0; restarts reuse the port it got.
+	p := &ferretProc{t: t, bin: buildFerretServer(t), dir: t.TempDir(), addr: "127.0.0.1:0"}
 	p.start()
 	t.Cleanup(func() {
 		if p.cmd != nil {
@@ -132,7 +133,8 @@ func (p *ferretProc) start() {
 		}()
 		select {
 		case s := <-line:
-			if strings.HasPrefix(s, "mongodb://") {
+			if addr, ok := strings.CutPrefix(strings.TrimSpace(s), "mongodb://"); ok {
+				p.addr = strings.TrimSuffix(addr, "/")
 				p.cmd = cmd
 				return
 			}

@@ -17,7 +17,7 @@ type Stats struct {
 	Healthy       bool  // the last database operation succeeded
 
 	// Counters, in documents unless the name says batches.
-	Accepted        uint64 // handed to Put/PutBatch and not dropped
+	Accepted        uint64 // queued or spooled by Put/PutBatch (not dropped on the way in; may still be dropped later)
 	Inserted        uint64 // newly stored (acknowledged by the database)
 	Duplicates      uint64 // already stored: duplicate-key errors on retries, counted as success
 	InsertBatches   uint64 // insert commands that succeeded (wholly or with per-document errors)
