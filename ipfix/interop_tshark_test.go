@@ -64,7 +64,7 @@ func TestTsharkDecodesOurMessages(t *testing.T) {
 		FieldSpec{ID: 8, Length: 4}, FieldSpec{ID: 12, Length: 4}, // IPv4 addresses
 		FieldSpec{ID: 7, Length: 2}, FieldSpec{ID: 11, Length: 2}, // ports
 		FieldSpec{ID: 4, Length: 1}, FieldSpec{ID: 5, Length: 1}, // protocol, ToS
-		FieldSpec{ID: 6, Length: 1}, // tcpControlBits, reduced to 1 byte
+		FieldSpec{ID: 6, Length: 1},                              // tcpControlBits, reduced to 1 byte
 		FieldSpec{ID: 2, Length: 8}, FieldSpec{ID: 1, Length: 4}, // packets, octets (reduced)
 		FieldSpec{ID: 152, Length: 8}, FieldSpec{ID: 153, Length: 8}, // flowStart/EndMilliseconds
 		FieldSpec{ID: 136, Length: 1}, FieldSpec{ID: 56, Length: 6}, // flowEndReason, sourceMacAddress
