@@ -31,13 +31,13 @@ var (
 // the sentinels above.
 type DecodeError struct {
 	ObsDomainID uint32
-	SetID       uint16 // set id (template id for data sets), 0 if not known
+	TemplateID  uint16 // template id (for set-level problems the set id), 0 if not known
 	Offset      int    // byte offset in the message where the problem was found
 	Err         error
 }
 
 func (e *DecodeError) Error() string {
-	return fmt.Sprintf("ipfix: domain %d set %d offset %d: %v", e.ObsDomainID, e.SetID, e.Offset, e.Err)
+	return fmt.Sprintf("ipfix: domain %d template %d offset %d: %v", e.ObsDomainID, e.TemplateID, e.Offset, e.Err)
 }
 
 func (e *DecodeError) Unwrap() error { return e.Err }

@@ -163,6 +163,10 @@ type pendingSet struct {
 	arrived time.Time
 }
 
+// maxTrackedDomains bounds the observation domains whose sequence numbers
+// a session tracks.
+const maxTrackedDomains = 4096
+
 // pendingOverhead is charged per buffered set on top of its bytes.
 const pendingOverhead = 64
 
@@ -249,8 +253,8 @@ func (s *Session) Decode(msg []byte, fn func(rec Record) error) error {
 		sh, next, err := parseSetHeader(msg, off)
 		if err != nil {
 			s.c.MessagesMalformed++
-			s.seq[h.ObservationDomainID] = seqState{}
-			return &DecodeError{ObsDomainID: h.ObservationDomainID, SetID: sh.ID, Offset: off, Err: err}
+			delete(s.seq, h.ObservationDomainID)
+			return &DecodeError{ObsDomainID: h.ObservationDomainID, TemplateID: sh.ID, Offset: off, Err: err}
 		}
 		s.c.Sets++
 		body := msg[off+SetHeaderLen : next]
@@ -265,7 +269,7 @@ func (s *Session) Decode(msg []byte, fn func(rec Record) error) error {
 			} else if len(body) > 0 {
 				unknown = true
 				if !s.buffer(h, sh.ID, body, now) {
-					soft.set(&DecodeError{ObsDomainID: h.ObservationDomainID, SetID: sh.ID, Offset: off, Err: ErrTemplateNotFound})
+					soft.set(&DecodeError{ObsDomainID: h.ObservationDomainID, TemplateID: sh.ID, Offset: off, Err: ErrTemplateNotFound})
 				}
 			}
 		default:
@@ -276,7 +280,7 @@ func (s *Session) Decode(msg []byte, fn func(rec Record) error) error {
 			if errors.As(err, &de) && errors.Is(err, ErrMalformed) {
 				s.c.MessagesMalformed++
 			}
-			s.seq[h.ObservationDomainID] = seqState{}
+			delete(s.seq, h.ObservationDomainID)
 			return err
 		}
 		off = next
@@ -289,7 +293,10 @@ func (s *Session) Decode(msg []byte, fn func(rec Record) error) error {
 // one. Messages with data sets of unknown templates make the next message
 // resynchronise, since their record count is unknown.
 func (s *Session) trackSequence(h MessageHeader, records uint32, unknown bool) {
-	st := s.seq[h.ObservationDomainID]
+	st, ok := s.seq[h.ObservationDomainID]
+	if !ok && len(s.seq) >= maxTrackedDomains {
+		return // a hostile exporter cycling through domains: stop tracking new ones
+	}
 	if st.valid && h.SequenceNumber != st.next {
 		d := h.SequenceNumber - st.next
 		if d < 1<<31 {
@@ -326,7 +333,7 @@ func (s *Session) dataSet(h MessageHeader, t *Template, body []byte, base int, f
 	for off := 0; len(body)-off >= t.minLen; {
 		spans, l, err := t.splitRecord(body[off:], s.spans)
 		if err != nil {
-			return n, &DecodeError{ObsDomainID: h.ObservationDomainID, SetID: t.ID, Offset: base + off,
+			return n, &DecodeError{ObsDomainID: h.ObservationDomainID, TemplateID: t.ID, Offset: base + off,
 				Err: fmt.Errorf("%w: data record overruns its set", ErrMalformed)}
 		}
 		if t.fixed == nil {
@@ -353,7 +360,7 @@ func (s *Session) templateSet(h MessageHeader, setID uint16, body []byte, base i
 			if off > 0 && allZero(body[off:]) {
 				return nil // padding
 			}
-			return &DecodeError{ObsDomainID: domain, SetID: rec.id, Offset: base + off, Err: err}
+			return &DecodeError{ObsDomainID: domain, TemplateID: rec.id, Offset: base + off, Err: err}
 		}
 		if cap(rec.specs) > cap(s.specs) {
 			s.specs = rec.specs
@@ -369,7 +376,7 @@ func (s *Session) templateSet(h MessageHeader, setID uint16, body []byte, base i
 			s.c.FieldLimitHits++
 			s.c.TemplatesRejected++
 			s.dropTemplate(k, exists)
-			soft.set(&DecodeError{ObsDomainID: domain, SetID: rec.id, Offset: base + off,
+			soft.set(&DecodeError{ObsDomainID: domain, TemplateID: rec.id, Offset: base + off,
 				Err: fmt.Errorf("%w: %w: more than %d fields", ErrInvalidTemplate, ErrLimit, s.cfg.MaxFieldsPerTemplate)})
 			continue
 		}
@@ -386,7 +393,7 @@ func (s *Session) templateSet(h MessageHeader, setID uint16, body []byte, base i
 		if err != nil {
 			s.c.TemplatesRejected++
 			s.dropTemplate(k, exists)
-			soft.set(&DecodeError{ObsDomainID: domain, SetID: rec.id, Offset: base + off, Err: err})
+			soft.set(&DecodeError{ObsDomainID: domain, TemplateID: rec.id, Offset: base + off, Err: err})
 			continue
 		}
 		if !exists && len(s.templates) >= s.cfg.MaxTemplates {
@@ -394,7 +401,7 @@ func (s *Session) templateSet(h MessageHeader, setID uint16, body []byte, base i
 			if len(s.templates) >= s.cfg.MaxTemplates {
 				s.c.TemplateLimitHits++
 				s.c.TemplatesRejected++
-				soft.set(&DecodeError{ObsDomainID: domain, SetID: rec.id, Offset: base + off,
+				soft.set(&DecodeError{ObsDomainID: domain, TemplateID: rec.id, Offset: base + off,
 					Err: fmt.Errorf("%w: %w: more than %d templates", ErrInvalidTemplate, ErrLimit, s.cfg.MaxTemplates)})
 				continue
 			}

@@ -101,7 +101,7 @@ func TestBufferLimitsAndTimeout(t *testing.T) {
 	require.ErrorIs(t, err, ErrTemplateNotFound)
 	var de *DecodeError
 	require.ErrorAs(t, err, &de)
-	require.Equal(t, uint16(256), de.SetID)
+	require.Equal(t, uint16(256), de.TemplateID)
 	c := s.Counters()
 	require.Equal(t, uint64(1), c.BufferLimitHits)
 	require.Equal(t, uint64(1), c.DataSetsDropped)
