@@ -27,12 +27,31 @@ type Assembler struct {
 	stats    Stats
 	pool     [][]byte  // spare out-of-order buffers
 	scratch  []segment // reused by bufferUncovered
+	// closed remembers where the streams of connections that ended by
+	// FIN or RST stopped, so a late retransmission of their data opens no
+	// new (midstream) connection and yields no duplicate packets.
+	closed map[connKey]closedConn
 }
+
+// closedConn is the end of a connection that closed: the next sequence
+// number of each endpoint's stream.
+type closedConn struct {
+	src  [2]netip.AddrPort
+	next [2]uint32
+	at   time.Time
+}
+
+// closedLinger is how long a closed connection is remembered (capture
+// time), like TCP's TIME-WAIT; closedMax bounds the table.
+const (
+	closedLinger = 2 * time.Minute
+	closedMax    = 65536
+)
 
 // New returns an assembler that delivers to h.
 func New(cfg Config, h Handler) *Assembler {
 	cfg.defaults()
-	return &Assembler{cfg: cfg, h: h, conns: make(map[connKey]*Conn)}
+	return &Assembler{cfg: cfg, h: h, conns: make(map[connKey]*Conn), closed: make(map[connKey]closedConn)}
 }
 
 // Stats returns the counters.
@@ -60,6 +79,9 @@ func (a *Assembler) Assemble(s *Segment, ts time.Time) {
 			return
 		}
 		if s.RST {
+			return
+		}
+		if a.lateRetransmission(key, s, ts) {
 			return
 		}
 		c = a.open(key, s, ts)
@@ -114,6 +136,41 @@ func (a *Assembler) Assemble(s *Segment, ts time.Time) {
 }
 
 func (c *Conn) released() bool { return c.key == connKey{} }
+
+// lateRetransmission reports whether s only repeats data of a connection
+// that already closed (and counts it as retransmitted).
+func (a *Assembler) lateRetransmission(key connKey, s *Segment, ts time.Time) bool {
+	cc, ok := a.closed[key]
+	if !ok || s.SYN {
+		return false
+	}
+	if ts.Sub(cc.at) > closedLinger {
+		delete(a.closed, key)
+		return false
+	}
+	for i := range cc.src {
+		if cc.src[i] == s.Src && seqDiff(s.Seq+uint32(len(s.Payload)), cc.next[i]) <= 0 {
+			a.stats.RetransmitBytes += uint64(len(s.Payload))
+			return true
+		}
+	}
+	return false
+}
+
+// rememberClosed notes where c's streams ended.
+func (a *Assembler) rememberClosed(c *Conn, ts time.Time) {
+	if len(a.closed) >= closedMax {
+		for k, v := range a.closed { // drop expired entries, else any one
+			if ts.Sub(v.at) > closedLinger || len(a.closed) >= closedMax {
+				delete(a.closed, k)
+			}
+			if len(a.closed) < closedMax*3/4 {
+				break
+			}
+		}
+	}
+	a.closed[c.key] = closedConn{src: [2]netip.AddrPort{c.Client, c.Server}, next: [2]uint32{c.half[0].next, c.half[1].next}, at: ts}
+}
 
 // isReuse reports whether a SYN on a tracked 4-tuple starts a new
 // connection rather than retransmitting the old SYN.
@@ -296,9 +353,19 @@ func (a *Assembler) skipTo(c *Conn, dir Direction, seq uint32, ts time.Time) {
 	if lost <= 0 {
 		return
 	}
+	if h.announcedOK {
+		// Part of the hole was announced already (ackFromPeer).
+		lost = seqDiff(seq, h.announced)
+		if seqDiff(seq, h.announced) >= 0 {
+			h.announcedOK = false
+		}
+	}
+	h.next = seq
+	if lost <= 0 {
+		return
+	}
 	a.stats.Gaps++
 	a.stats.LostBytes += uint64(lost)
-	h.next = seq
 	// The gap is announced with the next delivery.
 	h.pendingLost(lost)
 }
@@ -311,7 +378,16 @@ func (a *Assembler) deliver(c *Conn, dir Direction, p []byte, ts time.Time) {
 	ch := Chunk{Data: p, Timestamp: ts, Lost: h.lost, Midstream: h.midstream}
 	h.lost = 0
 	h.midstream = false
+	if h.announcedOK {
+		// Bytes announced lost came after all: they were late.
+		if late := min(len(p), seqDiff(h.announced, h.next)); late > 0 {
+			a.stats.LostBytes -= uint64(late)
+		}
+	}
 	h.next += uint32(len(p))
+	if h.announcedOK && seqDiff(h.next, h.announced) >= 0 {
+		h.announcedOK = false
+	}
 	a.stats.DeliveredBytes += uint64(len(p))
 	a.h.Data(c, dir, ch)
 }
@@ -335,6 +411,24 @@ func (a *Assembler) ackFromPeer(c *Conn, dir Direction, ack uint32, ts time.Time
 		// The FIN was acknowledged: whatever is missing before it is lost.
 		a.skipTo(c, dir, h.finSeq, ts)
 		h.next = h.finSeq
+	case len(h.ooo) == 0 && !h.finished && seqDiff(ack, h.next) > 0 && (!h.finSeen || seqDiff(ack, h.finSeq) <= 0) &&
+		(!h.announcedOK || seqDiff(ack, h.announced) > 0):
+		// The peer acknowledged bytes the capture has not seen: they are
+		// lost (or, on a capture that reorders directions, late). Say so
+		// now with an empty chunk, not with this direction's next data:
+		// the handler must know before it reads the peer's packets that
+		// answer what was lost. Late bytes are still delivered if they
+		// come; the gap is counted once.
+		from := h.next
+		if h.announcedOK && seqDiff(h.announced, from) > 0 {
+			from = h.announced
+		}
+		n := seqDiff(ack, from)
+		a.stats.Gaps++
+		a.stats.LostBytes += uint64(n)
+		h.announced, h.announcedOK = ack, true
+		a.h.Data(c, dir, Chunk{Timestamp: ts, Lost: n})
+		return
 	default:
 		return
 	}
@@ -395,6 +489,9 @@ func (a *Assembler) release(c *Conn, reason CloseReason, ts time.Time) {
 		a.stats.ClosedReused++
 	case CloseShutdown:
 		a.stats.ClosedShutdown++
+	}
+	if reason == CloseFIN || reason == CloseRST {
+		a.rememberClosed(c, ts)
 	}
 	delete(a.conns, c.key)
 	a.unlink(c)

@@ -74,7 +74,8 @@ func (r CloseReason) String() string {
 // Chunk is contiguous stream data handed to the Handler.
 type Chunk struct {
 	// Data is valid only during the Handler call: it may point into the
-	// capture buffer or into a reused out-of-order buffer.
+	// capture buffer or into a reused out-of-order buffer. It is empty when
+	// the chunk only announces a gap (Lost > 0) proven by the peer's ACK.
 	Data []byte
 	// Timestamp is the capture time of the packet that made Data deliverable.
 	Timestamp time.Time
@@ -171,6 +172,10 @@ type half struct {
 	ooo       []segment // sorted by seq
 	oooBytes  int
 	lost      int // bytes lost since the last delivery, reported with the next chunk
+	// announced: a hole up to this sequence number was already reported
+	// (proven by the peer's ACK before any later data of this direction).
+	announced   uint32
+	announcedOK bool
 }
 
 type segment struct {
