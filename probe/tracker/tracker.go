@@ -89,6 +89,7 @@ type Stats struct {
 	VersionGuessed  uint64     // packets decoded without a known protocol level
 	Unmatched       [16]uint64 // responses without an open request, by type
 	Superseded      uint64     // open transactions replaced by a new request with the same key
+	GapEnded        uint64     // open transactions ended early because their connection lost bytes
 	Flows           [16]uint64 // flows emitted, by initiating type
 	FlowsByEnd      [6]uint64  // flows emitted, by flowEndReason
 	Sessions        int        // connections tracked now
@@ -148,6 +149,10 @@ type session struct {
 	username string
 	dirs     [2]dirState
 	txHead   *tx // this session's open transactions
+	// resuming is set while packets held back by a resynchronisation are
+	// decoded: the other direction went on meanwhile, so answers to them
+	// may have been taken as unmatched.
+	resuming bool
 }
 
 type dirState struct {
@@ -202,6 +207,9 @@ func (t *Tracker) Data(c *reassembly.Conn, dir reassembly.Direction, ch reassemb
 	if d.framer == nil {
 		d.framer = mqttparse.NewFramer(t.cfg.MaxPacketSize)
 	}
+	if ch.Lost > 0 {
+		t.endOpen(s)
+	}
 	if ch.Lost > 0 || ch.Midstream {
 		// The stream may resume inside a packet: find a provable boundary.
 		if d.framer.Buffered() > 0 {
@@ -218,10 +226,23 @@ func (t *Tracker) Data(c *reassembly.Conn, dir reassembly.Direction, ch reassemb
 	t.drainFramer(s, dir, ch.Timestamp)
 }
 
+// endOpen ends the session's open transactions because packets of theirs
+// may have been lost (a TCP gap, or bytes skipped while resynchronising):
+// they end now as they are (flowEndReason "forced end", an honest prefix)
+// rather than complete later with a packet missing; their later packets
+// count as unmatched.
+func (t *Tracker) endOpen(s *session) {
+	for s.txHead != nil {
+		t.stats.GapEnded++
+		t.end(s.txHead, flow.EndForced)
+	}
+}
+
 // syncAppend collects bytes until FindSync proves a packet boundary.
 func (t *Tracker) syncAppend(s *session, dir reassembly.Direction, data []byte, ts time.Time) {
 	d := &s.dirs[dir]
 	if over := len(d.syncBuf) + len(data) - t.cfg.MaxResync; over > 0 {
+		t.endOpen(s)
 		// Keep the newest bytes: a boundary is more likely found there.
 		if over >= len(d.syncBuf) {
 			t.stats.ResyncDropped += uint64(len(d.syncBuf))
@@ -247,10 +268,15 @@ func (t *Tracker) resume(s *session, dir reassembly.Direction, off int, ts time.
 	d := &s.dirs[dir]
 	t.stats.Resyncs++
 	t.stats.ResyncDropped += uint64(off)
+	if off > 0 {
+		t.endOpen(s)
+	}
 	d.syncing = false
 	d.framer.Reset(0)
 	d.framer.Feed(d.syncBuf[off:])
+	s.resuming = true
 	t.drainFramer(s, dir, ts)
+	s.resuming = false
 	// The framer copied any incomplete tail; the buffer can be reused.
 	d.syncBuf = d.syncBuf[:0]
 	if cap(d.syncBuf) > 4096 {

@@ -33,8 +33,9 @@ type tx struct {
 	key        txKey
 	rec        flow.Record
 	last       time.Time
-	prev, next *tx // tracker LRU, least recently active first
-	sprev      *tx // session list
+	suspect    bool // begun by a packet held back by a resync: never "end of flow"
+	prev, next *tx  // tracker LRU, least recently active first
+	sprev      *tx  // session list
 	snext      *tx
 }
 
@@ -301,6 +302,7 @@ func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid ui
 	}
 	x.key = key
 	x.last = ts
+	x.suspect = s.resuming
 	t.base(&x.rec, s, dir, ts)
 	x.rec.Packets, x.rec.Octets = 1, n
 	x.rec.PacketID = pid
@@ -341,6 +343,10 @@ func (t *Tracker) end(x *tx, reason flow.EndReason) {
 		x.snext.sprev = x.sprev
 	}
 	x.sprev, x.snext = nil, nil
+	if x.suspect && reason == flow.EndOfFlow {
+		// Its answers may have passed while its request was held back.
+		reason = flow.EndForced
+	}
 	x.rec.EndReason = reason
 	t.emit(&x.rec)
 	*x = tx{}
