@@ -69,10 +69,19 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+func basicListSeeds() [][]byte {
+	return [][]byte{
+		{3, 0, 8, 0, 4, 1, 2, 3, 4}, // allOf, sourceIPv4Address, 4 bytes each, one item
+		AppendBasicListStrings(nil, SemanticAllOf, DefaultMQTTPEN, MQTTTopicFilter, []string{"a/#", strings.Repeat("b", 300)}),
+		AppendBasicListStrings(nil, SemanticOrdered, 0, 82, nil),
+	}
+}
+
 // FuzzParseBasicList checks the RFC 6313 list parser alone.
 func FuzzParseBasicList(f *testing.F) {
-	f.Add([]byte{3, 0, 8, 0, 4, 1, 2, 3, 4})
-	f.Add(AppendBasicListStrings(nil, SemanticAllOf, DefaultMQTTPEN, MQTTTopicFilter, []string{"a/#", strings.Repeat("b", 300)}))
+	for _, s := range basicListSeeds() {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := ParseBasicList(data)
 		if err != nil {
@@ -83,20 +92,22 @@ func FuzzParseBasicList(f *testing.F) {
 	})
 }
 
-// TestWriteFuzzCorpus regenerates testdata/fuzz/FuzzDecode from the seeds
+// TestWriteFuzzCorpus regenerates testdata/fuzz/<FuzzName> from the seeds
 // when IPFIX_WRITE_CORPUS=1.
 func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("IPFIX_WRITE_CORPUS") != "1" {
 		return
 	}
-	dir := filepath.Join("testdata", "fuzz", "FuzzDecode")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for i, s := range fuzzSeeds(t) {
-		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s)
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed%02d", i)), []byte(body), 0o644); err != nil {
+	for name, seeds := range map[string][][]byte{"FuzzDecode": fuzzSeeds(t), "FuzzParseBasicList": basicListSeeds()} {
+		dir := filepath.Join("testdata", "fuzz", name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
+		}
+		for i, s := range seeds {
+			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s)
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed%02d", i)), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
