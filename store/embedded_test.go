@@ -102,3 +102,15 @@ func TestOpenFailsClearlyWhenDatabaseDown(t *testing.T) {
 	require.Contains(t, err.Error(), "cannot reach MongoDB")
 	require.Less(t, time.Since(start), 10*time.Second)
 }
+
+// A second process over the same data directory fails clearly.
+func TestEmbeddedDirLockedAcrossProcesses(t *testing.T) {
+	db := startFerretProc(t)
+	_, err := StartEmbedded(db.dir, "127.0.0.1:0", testLogger(t))
+	require.ErrorIs(t, err, ErrDirInUse)
+	require.Contains(t, err.Error(), "another --data-dir")
+	db.kill() // the kernel releases the lock of a killed process
+	e, err := StartEmbedded(db.dir, "127.0.0.1:0", testLogger(t))
+	require.NoError(t, err)
+	require.NoError(t, e.Close())
+}

@@ -31,7 +31,17 @@
 //
 // Close drains the queue into the database or, if it is unreachable before
 // Close's context ends, into the spool; a later Writer over the same
-// DataDir replays the spool.
+// DataDir replays the spool. Spool writes reach the operating system before
+// Put or the writer goes on (a crash of the process loses nothing spooled);
+// segments are fsynced when sealed and at Close, so a power loss can lose
+// the last spooled documents.
+//
+// # Encoding
+//
+// Documents are encoded with the driver's rules, except that uint64 fields
+// (flowId, packetDeltaCount, octetDeltaCount) above 2^63−1, which BSON
+// cannot hold and the driver refuses, are stored as the int64 with the same
+// bits (they read back negative; add 2^64).
 //
 // # Embedded server
 //
@@ -41,7 +51,10 @@
 // loopback port). Writer.URL returns its mongodb:// URL, which any MongoDB
 // client can use while the process runs. The data directory is locked: a
 // second process over the same DataDir fails to open with ErrDirInUse (the
-// spool directory is locked the same way, embedded server or not).
+// spool directory is locked the same way, embedded server or not). The
+// embedded server stores about 5,000 flow documents per second on two
+// cores (see BenchmarkEmbeddedInsert); beyond that, use MongoDB. Closing it
+// waits up to 3 s for other clients still connected to it to go away.
 //
 // # Indexes
 //
