@@ -279,20 +279,36 @@ type handler struct {
 	now  time.Time
 	// counters accumulated per message, merged into the exporter's
 	mqtt, other, options uint64
+	// sysInit holds exporters' systemInitTimeMilliseconds by session and
+	// observation domain, for flows timed in system uptime.
+	sysInit map[initKey]time.Time
+}
+
+type initKey struct {
+	exporter netip.AddrPort
+	domain   uint32
 }
 
 func (c *Collector) newHandler() *handler {
-	return &handler{c: c, dec: flow.NewDecoder(c.cfg.EnterpriseNumber), docs: make([]flow.Document, 0, 64)}
+	return &handler{c: c, dec: flow.NewDecoder(c.cfg.EnterpriseNumber), docs: make([]flow.Document, 0, 64),
+		sysInit: make(map[initKey]time.Time)}
 }
 
 // record is the ipfix decode callback.
 func (h *handler) record(rec ipfix.Record) error {
+	key := initKey{h.from, rec.Header.ObservationDomainID}
 	if rec.Template.IsOptions() {
 		h.options++
+		if t, ok := flow.SystemInit(rec); ok {
+			if len(h.sysInit) >= maxExporters {
+				clear(h.sysInit)
+			}
+			h.sysInit[key] = t
+		}
 		return nil
 	}
 	r := &h.rec
-	mqtt := h.dec.Decode(rec, r)
+	mqtt := h.dec.DecodeSince(rec, r, h.sysInit[key])
 	r.Exporter = h.from
 	r.Received = h.now
 	if mqtt {

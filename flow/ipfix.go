@@ -18,27 +18,30 @@ const ReasonCodeAbsent = 0xFF
 
 // IANA element ids used by the flow template.
 const (
-	ieOctetDeltaCount          = 1
-	iePacketDeltaCount         = 2
-	ieProtocolIdentifier       = 4
-	ieSourceTransportPort      = 7
-	ieSourceIPv4Address        = 8
-	ieDestinationTransportPort = 11
-	ieDestinationIPv4Address   = 12
-	ieSourceIPv6Address        = 27
-	ieDestinationIPv6Address   = 28
-	ieFlowEndReason            = 136
-	ieFlowID                   = 148
-	ieFlowStartSeconds         = 150
-	ieFlowEndSeconds           = 151
-	ieFlowStartMilliseconds    = 152
-	ieFlowEndMilliseconds      = 153
-	ieFlowStartMicroseconds    = 154
-	ieFlowEndMicroseconds      = 155
-	ieFlowStartNanoseconds     = 156
-	ieFlowEndNanoseconds       = 157
-	ieFlowDurationMilliseconds = 161
-	ieFlowDurationMicroseconds = 162
+	ieOctetDeltaCount            = 1
+	iePacketDeltaCount           = 2
+	ieProtocolIdentifier         = 4
+	ieSourceTransportPort        = 7
+	ieSourceIPv4Address          = 8
+	ieDestinationTransportPort   = 11
+	ieDestinationIPv4Address     = 12
+	ieSourceIPv6Address          = 27
+	ieDestinationIPv6Address     = 28
+	ieFlowEndSysUpTime           = 21
+	ieFlowStartSysUpTime         = 22
+	ieFlowEndReason              = 136
+	ieFlowID                     = 148
+	ieFlowStartSeconds           = 150
+	ieFlowEndSeconds             = 151
+	ieFlowStartMilliseconds      = 152
+	ieFlowEndMilliseconds        = 153
+	ieFlowStartMicroseconds      = 154
+	ieFlowEndMicroseconds        = 155
+	ieFlowStartNanoseconds       = 156
+	ieFlowEndNanoseconds         = 157
+	ieFlowDurationMilliseconds   = 161
+	ieFlowDurationMicroseconds   = 162
+	ieSystemInitTimeMilliseconds = 160
 )
 
 // templateSpecs lists the fields of the flow template, in order.

@@ -60,6 +60,9 @@ const (
 	useCorrSource
 	useUsername
 	useResponseTopic
+	useStartUptime
+	useEndUptime
+	useSystemInit
 )
 
 type plan struct {
@@ -77,6 +80,7 @@ var ianaUse = map[uint16]fieldUse{
 	ieFlowDurationMicroseconds: useDurationMicro, ieFlowDurationMilliseconds: useDurationMilli,
 	iePacketDeltaCount: usePackets, ieOctetDeltaCount: useOctets,
 	ieFlowEndReason: useEndReason, ieFlowID: useFlowID,
+	ieFlowStartSysUpTime: useStartUptime, ieFlowEndSysUpTime: useEndUptime, ieSystemInitTimeMilliseconds: useSystemInit,
 }
 
 var mqttUse = map[uint16]fieldUse{
@@ -122,11 +126,21 @@ func (d *Decoder) IsMQTT(t *ipfix.Template) bool { return d.planFor(t).mqtt }
 // MQTT element (not an MQTT flow); r is then partly filled with the
 // standard fields. Strings and slices in r are copies.
 func (d *Decoder) Decode(rec ipfix.Record, r *Record) bool {
+	return d.DecodeSince(rec, r, time.Time{})
+}
+
+// DecodeSince is Decode for exporters that time flows in milliseconds of
+// system uptime (flowStart/EndSysUpTime, e.g. softflowd, NetFlow-style
+// probes): sysInit is the exporter's systemInitTimeMilliseconds, learnt
+// from its options records (see SystemInit). A record carrying that
+// element itself needs no sysInit.
+func (d *Decoder) DecodeSince(rec ipfix.Record, r *Record, sysInit time.Time) bool {
 	p := d.planFor(rec.Template)
 	*r = Record{}
 	var durMicro int64 = -1
 	corrText := []byte(nil)
 	hasCorrRaw, hasCorrSource, hasReason := false, false, false
+	var upStart, upEnd int64 = -1, -1
 	for i, use := range p.uses {
 		if use == useNone {
 			continue
@@ -201,6 +215,12 @@ func (d *Decoder) Decode(rec ipfix.Record, r *Record) bool {
 			r.Username = v.String()
 		case useResponseTopic:
 			r.ResponseTopic = v.String()
+		case useStartUptime:
+			upStart = int64(v.Uint())
+		case useEndUptime:
+			upEnd = int64(v.Uint())
+		case useSystemInit:
+			sysInit = time.UnixMilli(int64(v.Uint())).UTC()
 		}
 	}
 	r.HasReasonCode = hasReason
@@ -210,6 +230,14 @@ func (d *Decoder) Decode(rec ipfix.Record, r *Record) bool {
 	}
 	if !hasCorrSource && len(r.CorrelationData) > 0 {
 		r.CorrelationSource = CorrelationData
+	}
+	if !sysInit.IsZero() {
+		if r.Start.IsZero() && upStart >= 0 {
+			r.Start = sysInit.Add(time.Duration(upStart) * time.Millisecond)
+		}
+		if r.End.IsZero() && upEnd >= 0 {
+			r.End = sysInit.Add(time.Duration(upEnd) * time.Millisecond)
+		}
 	}
 	if r.End.IsZero() && !r.Start.IsZero() && durMicro >= 0 {
 		r.End = r.Start.Add(time.Duration(durMicro) * time.Microsecond)
@@ -222,4 +250,14 @@ func (d *Decoder) Decode(rec ipfix.Record, r *Record) bool {
 	}
 	r.ObservationDomain = rec.Header.ObservationDomainID
 	return p.mqtt
+}
+
+// SystemInit returns the systemInitTimeMilliseconds of an options (or
+// data) record, if it has one.
+func SystemInit(rec ipfix.Record) (time.Time, bool) {
+	v, ok := rec.Get(0, ieSystemInitTimeMilliseconds)
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(int64(v.Uint())).UTC(), true
 }

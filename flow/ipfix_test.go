@@ -1,11 +1,11 @@
 package flow
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/mission-ids/mission/internal/fixtures"
 	"github.com/mission-ids/mission/ipfix"
 	"github.com/stretchr/testify/require"
 )
@@ -89,83 +89,8 @@ func TestEncodeAllocatesNothing(t *testing.T) {
 	require.Zero(t, allocs)
 }
 
-// originalMessage is an IPFIX message as the original MISSION probe sent
-// it, written byte by byte from its description: enterprise 9999, element
-// ids 1–7 (three unsigned16, four strings as fixed 255-byte NUL-padded
-// fields), the IANA IPv4 five-tuple, flowStart/EndNanoseconds and
-// flowDurationMicroseconds. One template set and one data set.
-func originalMessage(t *testing.T) []byte {
-	be := binary.BigEndian
-	var tmpl []byte
-	tmpl = be.AppendUint16(tmpl, 2)   // set id: template set
-	tmpl = be.AppendUint16(tmpl, 0)   // set length, patched below
-	tmpl = be.AppendUint16(tmpl, 256) // template id
-	tmpl = be.AppendUint16(tmpl, 15)  // field count
-	iana := func(id, n uint16) { tmpl = be.AppendUint16(be.AppendUint16(tmpl, id), n) }
-	ent := func(id, n uint16) {
-		tmpl = be.AppendUint16(be.AppendUint16(tmpl, 0x8000|id), n) // enterprise bit
-		tmpl = be.AppendUint32(tmpl, 9999)                          // private enterprise number
-	}
-	iana(8, 4)   // sourceIPv4Address
-	iana(7, 2)   // sourceTransportPort
-	iana(12, 4)  // destinationIPv4Address
-	iana(11, 2)  // destinationTransportPort
-	iana(4, 1)   // protocolIdentifier
-	iana(156, 8) // flowStartNanoseconds
-	iana(157, 8) // flowEndNanoseconds
-	iana(162, 4) // flowDurationMicroseconds
-	ent(1, 2)    // mqttQoS
-	ent(2, 2)    // mqttControlType
-	ent(3, 2)    // mqttPacketId
-	ent(4, 255)  // mqttTopic
-	ent(5, 255)  // mqttSrcClientId
-	ent(6, 255)  // mqttDstClientId
-	ent(7, 255)  // mqttCorrelationData
-	be.PutUint16(tmpl[2:], uint16(len(tmpl)))
-
-	fixed := func(dst []byte, s string) []byte {
-		f := make([]byte, 255)
-		copy(f, s)
-		return append(dst, f...)
-	}
-	ntp := func(dst []byte, sec, frac uint32) []byte {
-		return be.AppendUint32(be.AppendUint32(dst, sec), frac)
-	}
-	var data []byte
-	data = be.AppendUint16(data, 256) // set id = template id
-	data = be.AppendUint16(data, 0)   // set length, patched below
-	data = append(data, 192, 168, 1, 20)
-	data = be.AppendUint16(data, 51000)
-	data = append(data, 192, 168, 1, 2)
-	data = be.AppendUint16(data, 1883)
-	data = append(data, 6)
-	// dateTimeNanoseconds is NTP-based: seconds since 1900 + 2^-32 fractions.
-	const ntpOffset = 2208988800
-	data = ntp(data, 1764064800+ntpOffset, 1<<31) // 2025-11-25T10:00:00.5Z
-	data = ntp(data, 1764064801+ntpOffset, 0)     // one half second later
-	data = be.AppendUint32(data, 500000)          // 0.5 s in µs
-	data = be.AppendUint16(data, 2)               // QoS 2
-	data = be.AppendUint16(data, 3)               // PUBLISH
-	data = be.AppendUint16(data, 17)              // packet id
-	data = fixed(data, "home/livingroom/temperature")
-	data = fixed(data, "temperatureSensor")
-	data = fixed(data, "Unknown client, probably a broker.")
-	data = fixed(data, "6f1c2a")
-	be.PutUint16(data[2:], uint16(len(data)))
-
-	var msg []byte
-	msg = be.AppendUint16(msg, 10) // version
-	msg = be.AppendUint16(msg, 0)  // length, patched below
-	msg = be.AppendUint32(msg, 1764064802)
-	msg = be.AppendUint32(msg, 0) // sequence number
-	msg = be.AppendUint32(msg, 0) // observation domain
-	msg = append(append(msg, tmpl...), data...)
-	be.PutUint16(msg[2:], uint16(len(msg)))
-	return msg
-}
-
 func TestDecodeOriginalPrototypeRecord(t *testing.T) {
-	msg := originalMessage(t)
+	msg := fixtures.OriginalMISSIONMessage()
 	// The collector may be configured with another PEN: 9999 still decodes.
 	for _, pen := range []uint32{ipfix.DefaultMQTTPEN, 55555} {
 		sess := ipfix.NewSession(ipfix.Config{Registry: ipfix.NewRegistry(pen)}, ipfix.SessionKey{})
