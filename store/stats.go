@@ -9,7 +9,7 @@ import (
 // gauges (current values), for the collector to export as metrics.
 type Stats struct {
 	// Gauges.
-	QueueDepth    int   // documents in the in-memory queue
+	QueueDepth    int   // documents in memory: the queue, and those held while the spool is full
 	QueueCapacity int   // Config.QueueSize
 	SpoolBytes    int64 // bytes in spool segment files
 	SpoolRecords  int64 // documents in the spool not yet stored

@@ -22,9 +22,12 @@
 // writer marks the database unhealthy, sends further batches straight to the
 // spool and probes the database with growing pauses (up to 2 s). Once the
 // database answers, the spool is replayed, one spool batch after each queue
-// batch, and spool segments are deleted once stored. Only when the spool is
-// full (or cannot be written) are documents dropped: they are counted
-// (Stats.Dropped) and logged at error level. A duplicate-key error on an
+// batch, and spool segments are deleted once stored. When the spool is full
+// as well, the writer keeps what it holds in memory and stops taking from
+// the queue until the database answers; the queue fills up. Only then, with
+// queue and spool full (or the spool unwritable), are documents dropped:
+// PutBatch returns ErrDropped, and they are counted (Stats.Dropped) and
+// logged at error level. A duplicate-key error on an
 // insert means the document is already stored (an earlier attempt succeeded
 // without an answer) and counts as success. Other per-document errors cannot
 // succeed on retry: they are counted (Stats.Rejected) and logged.
@@ -215,13 +218,17 @@ type Writer struct {
 	closeErr  error
 	closeOnce sync.Once
 
+	closing chan struct{} // closed by Close
+
 	// Owned by the writer goroutine.
+	held       [][]byte // taken from the queue, no room in the spool, database down
+	heldN      atomic.Int64
 	replay     *segmentReader
 	nextProbe  time.Time
 	probePause time.Duration
 
-	c                  counters
-	dropLog, rejectLog atomic.Int64 // throttles: last log time (Unix ns)
+	c                               counters
+	dropLog, rejectLog, spoolErrLog atomic.Int64 // throttles: last log time (Unix ns)
 }
 
 // Open checks the configuration, starts the embedded server if Config.URL
@@ -234,11 +241,12 @@ func Open(ctx context.Context, cfg Config, logger zerolog.Logger) (_ *Writer, er
 		return nil, err
 	}
 	w := &Writer{
-		cfg:   cfg,
-		log:   logger.With().Str("component", "store").Logger(),
-		url:   cfg.URL,
-		queue: make(chan []byte, cfg.QueueSize),
-		done:  make(chan struct{}),
+		cfg:     cfg,
+		log:     logger.With().Str("component", "store").Logger(),
+		url:     cfg.URL,
+		queue:   make(chan []byte, cfg.QueueSize),
+		done:    make(chan struct{}),
+		closing: make(chan struct{}),
 	}
 	w.runCtx, w.runCancel = context.WithCancel(context.Background())
 	defer func() {
@@ -290,7 +298,7 @@ func (w *Writer) Embedded() bool { return w.embedded != nil }
 func (w *Writer) Stats() Stats {
 	sp := w.spool.stats()
 	return Stats{
-		QueueDepth:        len(w.queue),
+		QueueDepth:        len(w.queue) + int(w.heldN.Load()),
 		QueueCapacity:     cap(w.queue),
 		SpoolBytes:        sp.bytes,
 		SpoolRecords:      sp.records,
@@ -322,6 +330,7 @@ func (w *Writer) Close(ctx context.Context) error {
 	w.closeOnce.Do(func() {
 		w.mu.Lock()
 		w.closed = true
+		close(w.closing)
 		close(w.queue)
 		w.mu.Unlock()
 		stop := context.AfterFunc(ctx, w.runCancel) // past the deadline, insert no more: spool

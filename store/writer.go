@@ -89,9 +89,23 @@ const (
 	fromRetry                    // their insert failed
 )
 
-// spill writes documents to the spool and counts what did not fit as
-// dropped.
+// spill writes documents to the spool and drops (counts and logs) what does
+// not fit. It is PutBatch's way out when the queue is full.
 func (w *Writer) spill(docs [][]byte, origin spillOrigin) error {
+	rest, err := w.spillSome(docs, origin)
+	if len(rest) == 0 {
+		return nil
+	}
+	w.drop(len(rest), err)
+	if err != nil {
+		return fmt.Errorf("%w: %d documents: %w", ErrDropped, len(rest), err)
+	}
+	return fmt.Errorf("%w: %d documents", ErrDropped, len(rest))
+}
+
+// spillSome writes as many documents to the spool as fit and returns the
+// rest, with the write error if one stopped it.
+func (w *Writer) spillSome(docs [][]byte, origin spillOrigin) ([][]byte, error) {
 	n, err := w.spool.append(docs)
 	w.c.spooled.Add(uint64(n))
 	switch origin {
@@ -100,22 +114,28 @@ func (w *Writer) spill(docs [][]byte, origin spillOrigin) error {
 	case fromRetry:
 		w.c.retried.Add(uint64(n))
 	}
-	lost := len(docs) - n
-	if lost == 0 {
-		return nil
-	}
-	total := w.c.dropped.Add(uint64(lost))
+	return docs[n:], err
+}
+
+// drop counts lost documents and logs them (throttled) at error level.
+func (w *Writer) drop(n int, err error) {
+	total := w.c.dropped.Add(uint64(n))
 	if w.logEvery(&w.dropLog) {
-		ev := w.log.Error().Int("dropped", lost).Uint64("droppedTotal", total).Int64("spoolMaxBytes", w.cfg.SpoolMaxBytes)
+		ev := w.log.Error().Int("dropped", n).Uint64("droppedTotal", total).Int64("spoolMaxBytes", w.cfg.SpoolMaxBytes)
 		if err != nil {
 			ev = ev.Err(err)
 		}
 		ev.Msg("store: flows dropped: the database is unreachable or slow and the spool is full (or unwritable); raise --spool-max-bytes or fix the database")
 	}
-	if err != nil {
-		return fmt.Errorf("%w: %d documents: %w", ErrDropped, lost, err)
-	}
-	return fmt.Errorf("%w: %d documents", ErrDropped, lost)
+}
+
+// hold keeps documents the spool had no room for in memory until the
+// database answers; while any are held, the writer takes nothing more from
+// the queue, so the queue fills and PutBatch drops what neither the queue
+// nor the spool can take.
+func (w *Writer) hold(docs [][]byte) {
+	w.held = append(w.held, docs...)
+	w.heldN.Store(int64(len(w.held)))
 }
 
 // logEvery reports whether a throttled message may be logged now (at most
@@ -135,6 +155,24 @@ func (w *Writer) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		if len(w.held) > 0 {
+			if w.c.healthy.Load() {
+				held := w.held
+				w.held = nil
+				w.heldN.Store(0)
+				w.flush(ctx, held)
+				continue
+			}
+			// Spool full, database down: wait for the next probe or Close.
+			select {
+			case <-time.After(time.Until(w.nextProbe)):
+				w.maintain(ctx)
+				continue
+			case <-w.closing:
+				w.drain(ctx, nil)
+				return
+			}
+		}
 		hurry := w.c.healthy.Load() && (w.replay != nil || w.spool.stats().records > 0)
 		var open bool
 		batch, open = w.fill(batch, hurry, timer)
@@ -185,18 +223,39 @@ func (w *Writer) fill(batch [][]byte, hurry bool, timer *time.Timer) ([][]byte, 
 // unreachable or the insert fails.
 func (w *Writer) flush(ctx context.Context, batch [][]byte) {
 	if !w.c.healthy.Load() {
-		_ = w.spill(batch, fromQueue) // counted and logged
+		rest, err := w.spillSome(batch, fromQueue)
+		w.holdOrLog(rest, err)
 		return
 	}
 	if err := w.insert(ctx, batch); err != nil {
 		w.unhealthy(err)
-		_ = w.spill(batch, fromRetry)
+		rest, err := w.spillSome(batch, fromRetry)
+		w.holdOrLog(rest, err)
+	}
+}
+
+func (w *Writer) holdOrLog(rest [][]byte, err error) {
+	if err != nil && w.logEvery(&w.spoolErrLog) {
+		w.log.Error().Err(err).Msg("store: cannot write to the spool; holding flows in memory")
+	}
+	if len(rest) > 0 {
+		w.hold(rest)
 	}
 }
 
 // drain empties the closed queue at Close: into the database while it
 // answers (one last probe if it did not), else into the spool.
 func (w *Writer) drain(ctx context.Context, batch [][]byte) {
+	batch = append(w.held, batch...)
+	w.held = nil
+	defer func() {
+		// What neither the database nor the spool took is lost.
+		if len(w.held) > 0 {
+			w.drop(len(w.held), nil)
+			w.held = nil
+			w.heldN.Store(0)
+		}
+	}()
 	probed := false
 	flush := func(b [][]byte) {
 		if !w.c.healthy.Load() && !probed && ctx.Err() == nil {
@@ -207,7 +266,7 @@ func (w *Writer) drain(ctx context.Context, batch [][]byte) {
 	}
 	for d := range w.queue {
 		batch = append(batch, d)
-		if len(batch) == w.cfg.BatchSize {
+		if len(batch) >= w.cfg.BatchSize {
 			flush(batch)
 			batch = batch[:0]
 		}

@@ -62,43 +62,62 @@ func TestNoLossWhileDatabaseKilledTwice(t *testing.T) {
 }
 
 // TestSpoolFullDropsExactly: with the database down and a tiny spool, the
-// flows that do not fit are dropped and counted exactly; the others are
-// stored once the database is back.
+// flows that fit neither in the spool nor in memory are dropped and counted
+// exactly; the others are stored once the database is back.
 func TestSpoolFullDropsExactly(t *testing.T) {
 	const n = 1000
 	db := startFerretProc(t)
 	ctx := context.Background()
-	dataDir := t.TempDir()
-	w, err := Open(ctx, Config{URL: db.url(), DataDir: dataDir, QueueSize: 50, SpoolMaxBytes: 100 << 10}, testLogger(t))
+	w, err := Open(ctx, Config{URL: db.url(), DataDir: t.TempDir(), QueueSize: 50, BatchSize: 100, SpoolMaxBytes: 100 << 10}, testLogger(t))
 	require.NoError(t, err)
 	db.kill()
 
-	// Drops happen in PutBatch (queue full, spool full: it returns
-	// ErrDropped) or in the writer (failed insert or database down, spool
-	// full); either way they are counted.
+	var dropErrs int
 	docs := testDocs(0, n)
 	for i := 0; i < n; i += 10 {
 		if err := w.PutBatch(docs[i : i+10]); err != nil {
 			require.ErrorIs(t, err, ErrDropped)
+			dropErrs++
 		}
+		time.Sleep(time.Millisecond) // let the writer find the database down
 	}
-	waitFor(t, 30*time.Second, "queue spilled to the spool", func() bool { return w.Stats().QueueDepth == 0 })
-	// Let the writer fail its insert and spill what it holds.
-	waitFor(t, 30*time.Second, "every flow spooled or dropped", func() bool {
+	waitFor(t, 30*time.Second, "every flow spooled, held or dropped", func() bool {
 		s := w.Stats()
-		return s.SpoolRecords+int64(s.Dropped) == n
+		return s.SpoolRecords+int64(s.QueueDepth)+int64(s.Dropped) == n
 	})
 	st := w.Stats()
 	t.Logf("stats: %+v", st)
+	require.Positive(t, dropErrs, "PutBatch reports drops")
 	require.Positive(t, st.Dropped)
+	require.GreaterOrEqual(t, st.QueueDepth, 50, "the queue is used as a buffer too")
 	require.LessOrEqual(t, st.SpoolBytes, int64(100<<10))
 
 	db.start()
-	waitFor(t, 60*time.Second, "spool replayed", func() bool { return w.Stats().SpoolRecords == 0 })
+	waitFor(t, 60*time.Second, "spool and queue stored", settled(w, n-st.Dropped))
 	require.NoError(t, w.Close(ctx))
+	require.Equal(t, st.Dropped, w.Stats().Dropped, "nothing dropped after the database came back")
 	stored, flowIDs := countStored(t, testClient(t, db.url()).Database("mission").Collection("mqtt"))
 	require.EqualValues(t, n-int64(st.Dropped), stored, "stored + dropped = sent")
 	require.Equal(t, stored, flowIDs)
+}
+
+// TestCloseDropsWhatNeitherDatabaseNorSpoolTakes: Close with the database
+// down and the spool full counts the documents it must give up.
+func TestCloseDropsWhatNeitherDatabaseNorSpoolTakes(t *testing.T) {
+	const n = 500
+	db := startFerretProc(t)
+	ctx := context.Background()
+	w, err := Open(ctx, Config{URL: db.url(), DataDir: t.TempDir(), SpoolMaxBytes: 50 << 10, FlushInterval: time.Hour}, testLogger(t))
+	require.NoError(t, err)
+	db.kill()
+	require.NoError(t, w.PutBatch(testDocs(0, n)))
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, w.Close(cctx))
+	st := w.Stats()
+	require.Positive(t, st.Dropped)
+	require.EqualValues(t, n, st.SpoolRecords+int64(st.Dropped))
+	require.Zero(t, st.QueueDepth)
 }
 
 // TestCloseDrainsIntoDatabase: documents still queued at Close are stored.
