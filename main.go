@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -55,10 +56,17 @@ func main() {
 }
 
 // applyRole lets one container image run any role: with no subcommand on
-// the command line, ROLE (probe, collect, collector or all-in-one) picks it.
+// the command line (nothing, or only flags), ROLE (probe, collect,
+// collector or all-in-one) picks it.
 func applyRole(args []string, role string) []string {
-	if role == "" || len(args) > 1 {
+	if role == "" || len(args) > 1 && !strings.HasPrefix(args[1], "-") {
 		return args
+	}
+	if len(args) > 1 {
+		switch args[1] {
+		case "-h", "--help", "-v", "--version":
+			return args
+		}
 	}
 	switch strings.ToLower(role) {
 	case "collector":
@@ -66,7 +74,7 @@ func applyRole(args []string, role string) []string {
 	case "allinone", "all_in_one":
 		role = "all-in-one"
 	}
-	return append(args[:1:1], role)
+	return append(append(args[:1:1], role), args[1:]...)
 }
 
 func newApp() *cli.App {
@@ -74,10 +82,7 @@ func newApp() *cli.App {
 		Name:    "mission",
 		Usage:   "process-aware intrusion detection for MQTT networks",
 		Version: version,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"LOG_LEVEL"}, Usage: "debug, info, warn or error"},
-			&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: []string{"LOG_FORMAT"}, Usage: "console (human) or json"},
-		},
+		Flags:   logFlags(),
 		Commands: []*cli.Command{
 			probeCommand(),
 			collectCommand(),
@@ -88,15 +93,51 @@ func newApp() *cli.App {
 	}
 }
 
+// logFlags are accepted before and after the subcommand.
+func logFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "print-config", EnvVars: []string{"PRINT_CONFIG"}, Usage: "print the effective configuration as JSON and exit"},
+		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+		&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: []string{"LOG_FORMAT"}, Usage: "console (human) or json"},
+	}
+}
+
+// lineageString returns the value of a flag defined on several levels of
+// the command line: the innermost level where it was set, else its default.
+func lineageString(c *cli.Context, name string) string {
+	for _, ctx := range c.Lineage() {
+		if ctx.IsSet(name) {
+			return ctx.String(name)
+		}
+	}
+	return c.String(name)
+}
+
+// parseLevel accepts zerolog's names and the Python logging names the
+// original containers used (WARNING, CRITICAL), in any case.
+func parseLevel(s string) (zerolog.Level, error) {
+	switch s = strings.ToLower(strings.TrimSpace(s)); s {
+	case "warning":
+		s = "warn"
+	case "critical":
+		s = "error"
+	}
+	lvl, err := zerolog.ParseLevel(s)
+	if err != nil || lvl == zerolog.NoLevel || s == "" {
+		return 0, fmt.Errorf("--log-level %q: use debug, info, warn or error", s)
+	}
+	return lvl, nil
+}
+
 // newLogger builds the one logger every part of the program gets.
 func newLogger(c *cli.Context) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(strings.ToLower(c.String("log-level")))
-	if err != nil || lvl == zerolog.NoLevel {
-		return zerolog.Logger{}, fmt.Errorf("--log-level %q: use debug, info, warn or error", c.String("log-level"))
+	lvl, err := parseLevel(lineageString(c, "log-level"))
+	if err != nil {
+		return zerolog.Logger{}, err
 	}
 	var w = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}
 	var l zerolog.Logger
-	switch c.String("log-format") {
+	switch lineageString(c, "log-format") {
 	case "json":
 		l = zerolog.New(os.Stderr)
 	case "console", "":
@@ -137,7 +178,7 @@ const (
 )
 
 func probeCommand() *cli.Command {
-	flags := append(captureFlags(),
+	flags := append(append(logFlags(), captureFlags()...),
 		&cli.StringFlag{Name: "collector", Value: "127.0.0.1", EnvVars: []string{"COLLECTOR"}, Usage: "collector host name or address"},
 		&cli.UintFlag{Name: "port", Value: 2055, EnvVars: []string{"PORT"}, Usage: "collector port"},
 		&cli.StringFlag{Name: "transport", Value: "udp", EnvVars: []string{"EXPORT_TRANSPORT"}, Usage: "IPFIX transport: udp, tcp or tls"},
@@ -164,6 +205,9 @@ func probeCommand() *cli.Command {
 			cfg, err := probeConfig(c, log)
 			if err != nil {
 				return err
+			}
+			if c.Bool("print-config") {
+				return printConfig(map[string]any{"role": "probe", "capture": captureView(cfg), "export": exportView(c)})
 			}
 			exp, err := probeExporter(c, log)
 			if err != nil {
@@ -374,7 +418,7 @@ func closeStore(w *store.Writer, log zerolog.Logger) error {
 }
 
 func collectCommand() *cli.Command {
-	flags := append(storeFlags(),
+	flags := append(append(logFlags(), storeFlags()...),
 		&cli.StringFlag{Name: "host", Value: "0.0.0.0", EnvVars: []string{"COLLECTOR"}, Usage: "listen address"},
 		&cli.IntFlag{Name: "port", Value: 2055, EnvVars: []string{"COLLECTOR_PORT"}, Usage: "UDP and TCP port for IPFIX"},
 		&cli.StringFlag{Name: "listen", Value: "udp,tcp", EnvVars: []string{"LISTEN"}, Usage: "transports on --port: udp, tcp or both"},
@@ -400,6 +444,9 @@ func collectCommand() *cli.Command {
 			ccfg, err := collectorConfig(c, log)
 			if err != nil {
 				return err
+			}
+			if c.Bool("print-config") {
+				return printConfig(map[string]any{"role": "collect", "listen": listenView(c, ccfg), "store": storeView(c)})
 			}
 			w, err := openStore(c, log)
 			if err != nil {
@@ -502,7 +549,7 @@ func allInOneCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "all-in-one",
 		Usage: "probe, collector and store in one process (flows still travel as IPFIX)",
-		Flags: append(captureFlags(), storeFlags()...),
+		Flags: append(append(logFlags(), captureFlags()...), storeFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
@@ -511,6 +558,9 @@ func allInOneCommand() *cli.Command {
 			pcfg, err := probeConfig(c, log)
 			if err != nil {
 				return err
+			}
+			if c.Bool("print-config") {
+				return printConfig(map[string]any{"role": "all-in-one", "capture": captureView(pcfg), "store": storeView(c)})
 			}
 			w, err := openStore(c, log)
 			if err != nil {
@@ -688,6 +738,8 @@ func redactURL(u string) string {
 
 func queryCommand() *cli.Command {
 	flags := []cli.Flag{
+		&cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: []string{"LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+		&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: []string{"LOG_FORMAT"}, Usage: "console (human) or json"},
 		&cli.StringFlag{Name: "mongo-url", EnvVars: []string{"MONGO_URL"}, Usage: "MongoDB URL; empty serves --data-dir with the embedded server"},
 		&cli.StringFlag{Name: "mongo-collection", Value: store.DefaultDatabase, EnvVars: []string{"MONGO_COLLECTION"}, Usage: "database name"},
 		&cli.StringFlag{Name: "collection", Value: store.DefaultCollection, EnvVars: []string{"MONGO_COLLECTION_NAME"}, Usage: "collection"},
@@ -777,4 +829,51 @@ func printCursor(ctx context.Context, cur *mongo.Cursor, out io.Writer) error {
 		fmt.Fprintf(out, "%s\n", js)
 	}
 	return cur.Err()
+}
+
+// printConfig prints the effective configuration (--print-config).
+func printConfig(v map[string]any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func captureView(cfg probe.Config) map[string]any {
+	return map[string]any{
+		"interface": cfg.Interface, "read": cfg.ReadFile, "filter": cfg.Filter,
+		"mqttPorts": cfg.MQTTPorts, "tlsPorts": cfg.TLSPorts, "promiscuous": cfg.Promiscuous,
+		"idleTimeout": cfg.Tracker.IdleTimeout.String(), "connectionTimeout": cfg.Reassembly.IdleTimeout.String(),
+		"queueSize": cfg.QueueSize, "flushInterval": cfg.FlushInterval.String(),
+	}
+}
+
+func exportView(c *cli.Context) map[string]any {
+	v := map[string]any{
+		"collector": net.JoinHostPort(c.String("collector"), strconv.Itoa(int(c.Uint("port")))),
+		"transport": c.String("transport"), "ipfixFile": c.String("ipfix-file"), "stdout": c.Bool("stdout"),
+		"observationDomain": c.Uint("observation-domain"), "enterpriseNumber": c.Uint("enterprise-number"),
+	}
+	if c.Bool("benchmark") {
+		v["benchmarkFile"] = c.String("file-name")
+	}
+	return v
+}
+
+func listenView(c *cli.Context, cfg collector.Config) map[string]any {
+	v := map[string]any{"host": cfg.Host, "port": cfg.Port, "transports": cfg.Listen, "allow": c.String("allow"),
+		"enterpriseNumber": cfg.EnterpriseNumber, "read": c.String("read")}
+	if cfg.TLS != nil {
+		v["tlsPort"] = cfg.TLSPort
+		v["mutualTLS"] = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+	}
+	return v
+}
+
+func storeView(c *cli.Context) map[string]any {
+	url := redactURL(c.String("mongo-url"))
+	if url == "" {
+		url = "embedded (" + filepath.Join(c.String("data-dir"), "db") + ")"
+	}
+	return map[string]any{"mongoURL": url, "database": c.String("mongo-collection"), "collection": c.String("collection"),
+		"dataDir": c.String("data-dir"), "retention": c.Duration("retention").String()}
 }
