@@ -261,14 +261,18 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (time.Time, err
 		rseg     reassembly.Segment
 		last     time.Time
 		advanced time.Time
-		n        uint64
 	)
 	userFilter := p.cfg.Filter != "" && p.live == nil
+	// Cancellation is noticed at the next packet or poll timeout: a flag
+	// costs one atomic load per packet, where polling ctx.Err() only every
+	// so many iterations would let a quiet interface (one poll timeout per
+	// iteration) delay shutdown by minutes.
+	var stop atomic.Bool
+	defer context.AfterFunc(ctx, func() { stop.Store(true) })()
 	for {
-		if n&1023 == 0 && ctx.Err() != nil {
+		if stop.Load() {
 			return last, nil
 		}
-		n++
 		err := src.ReadPacket(&pkt)
 		if err != nil {
 			switch {
