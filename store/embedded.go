@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -136,7 +135,3 @@ func (h *slogHandler) WithAttrs(as []slog.Attr) slog.Handler {
 }
 
 func (h *slogHandler) WithGroup(string) slog.Handler { return h }
-
-// ErrDirInUse is returned when another process (or another Writer or
-// Embedded in this process) already uses a data directory.
-var ErrDirInUse = errors.New("data directory in use")

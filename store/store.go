@@ -193,6 +193,9 @@ var (
 	// ErrDropped means documents were lost because the spool is full or
 	// unwritable; the Writer has counted and logged them.
 	ErrDropped = errors.New("store: spool full, documents dropped")
+	// ErrDirInUse is returned when another process (or another Writer or
+	// Embedded in this process) already uses a data directory.
+	ErrDirInUse = errors.New("store: data directory in use")
 	// ErrRetentionUnsupported means the server has no TTL indexes.
 	ErrRetentionUnsupported = errors.New("store: the database does not support TTL indexes (retention)")
 )
