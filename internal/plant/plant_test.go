@@ -45,9 +45,9 @@ func TestPlantOnMosquitto(t *testing.T) {
 			}
 			for _, ch := range rep.Chains {
 				want := map[string]bool{
-					"P " + ch.Sensor.ClientID + " " + ch.Sensor.Topic:          true,
-					"D " + ch.Controller + " " + ch.Sensor.Topic:               true,
-					"P " + ch.Controller + " " + ch.Actuator.ToggleTopic:       true,
+					"P " + ch.Sensor.ClientID + " " + ch.Sensor.Topic:           true,
+					"D " + ch.Controller + " " + ch.Sensor.Topic:                true,
+					"P " + ch.Controller + " " + ch.Actuator.ToggleTopic:        true,
 					"D " + ch.Actuator.ClientID + " " + ch.Actuator.ToggleTopic: true,
 					"P " + ch.Actuator.ClientID + " " + ch.Actuator.StateTopic:  true,
 				}
