@@ -185,6 +185,12 @@ func recordScenario(t *testing.T, dir string) realCapture {
 	port := mqtttest.FreePort(t)
 	file := filepath.Join(dir, "real.pcap")
 	capt := mqtttest.StartCapture(t, ns.BrokerNS, ns.BrokerIf, fmt.Sprintf("tcp port %d", port), file)
+	// Connection attempts before the broker listens (SYN, RST: no payload)
+	// until dumpcap really captures: a missed CONNECT made the test flaky.
+	capt.WaitCapturing(t, func() {
+		_ = mqtttest.Command(context.Background(), ns.ClientNS, "bash", "-c",
+			fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", ns.BrokerV4, port)).Run()
+	})
 	broker := mqtttest.StartBroker(t, mqtttest.BrokerOptions{Port: port, NS: ns.BrokerNS})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)

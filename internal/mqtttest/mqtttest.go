@@ -194,6 +194,26 @@ func StartCapture(t testing.TB, ns, iface, filter, file string) *Capture {
 	return c
 }
 
+// WaitCapturing calls poke (which should make a packet the capture filter
+// matches, e.g. a connection attempt to the broker port) until dumpcap has
+// written a packet to the file. dumpcap announces "Capturing on" before its
+// socket sees packets, so traffic sent right after StartCapture may be
+// missed; a test that needs the whole of its traffic waits here first.
+// Poked packets should carry no payload so they make no MQTT messages.
+func (c *Capture) WaitCapturing(t testing.TB, poke func()) {
+	t.Helper()
+	const pcapHeader = 24
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		poke()
+		if fi, err := os.Stat(c.File); err == nil && fi.Size() > pcapHeader {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("dumpcap wrote no packet to %s within 10 s:\n%s", c.File, c.log.String())
+}
+
 // Stop waits a moment for the last packets, then stops dumpcap so the file
 // is complete.
 func (c *Capture) Stop(t testing.TB) {
