@@ -31,7 +31,8 @@ func TestEmbeddedStoresDocuments(t *testing.T) {
 	}
 	waitFor(t, 60*time.Second, "all documents stored", settled(w, n))
 
-	coll := testClient(t, w.URL()).Database("mission").Collection("mqtt")
+	client := testClient(t, w.URL())
+	coll := client.Database("mission").Collection("mqtt")
 	stored, flowIDs := countStored(t, coll)
 	require.EqualValues(t, n, stored)
 	require.EqualValues(t, n, flowIDs)
@@ -77,6 +78,8 @@ func TestEmbeddedStoresDocuments(t *testing.T) {
 	require.EqualValues(t, st.InsertBatches, st.InsertLatency.Count)
 	require.True(t, st.Healthy)
 
+	// Disconnect first: FerretDB gives connected clients 3 s to leave.
+	require.NoError(t, client.Disconnect(ctx))
 	require.NoError(t, w.Close(ctx))
 	require.ErrorIs(t, w.Put(docs[0]), ErrClosed)
 
