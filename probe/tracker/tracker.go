@@ -45,7 +45,7 @@ type Config struct {
 	MaxPacketSize   int           // larger MQTT packets are skipped and counted; default 1 MiB
 	MaxAliases      int           // topic aliases kept per direction; default 1024
 	MaxResync       int           // bytes kept while looking for a packet boundary; default 64 KiB
-	// FlowIDs generates flow ids; default: a random 24-bit prefix per
+	// FlowIDs generates flow ids; default: a random 23-bit prefix per
 	// tracker and a 40-bit counter.
 	FlowIDs func() uint64
 }
@@ -69,7 +69,7 @@ func (c *Config) defaults() {
 	if c.FlowIDs == nil {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
-		prefix := binary.BigEndian.Uint64(b[:]) & 0xffffff << 40
+		prefix := binary.BigEndian.Uint64(b[:]) & 0x7fffff << 40 // below 2^63: BSON has no uint64
 		var n uint64
 		c.FlowIDs = func() uint64 { n++; return prefix | n&(1<<40-1) }
 	}
