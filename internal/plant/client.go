@@ -50,6 +50,7 @@ type ClientRecord struct {
 	Subscriptions []Subscription // in order
 	Published     int            // PUBLISH transactions it completed
 	Delivered     int            // PUBLISH packets it received
+	Pings         int            // PINGREQs it sent (none unless the run outlasts KeepAlive)
 	Disconnected  bool           // it sent DISCONNECT (normal disconnection)
 	Err           error          // connection error seen, if any
 }
@@ -63,6 +64,7 @@ type Client struct {
 	p       *Plant
 	rec     *ClientRecord
 	pc      *paho.Client
+	pinger  *pinger
 	handler Handler
 
 	mu     sync.Mutex // guards closed and inbox sends
@@ -87,7 +89,7 @@ func (p *Plant) Connect(ctx context.Context, id string, role Role, handler Handl
 		return nil, fmt.Errorf("plant: %s: dial %s: %w", id, p.cfg.Broker, err)
 	}
 	rec := &ClientRecord{ID: id, Role: role, Local: addrPort(conn.LocalAddr()), Remote: addrPort(conn.RemoteAddr())}
-	c := &Client{p: p, rec: rec, handler: handler, inbox: make(chan Message, 4096)}
+	c := &Client{p: p, rec: rec, handler: handler, inbox: make(chan Message, 4096), pinger: &pinger{}}
 	c.pc = paho.NewClient(paho.ClientConfig{
 		ClientID: id,
 		Conn:     conn,
@@ -99,6 +101,7 @@ func (p *Plant) Connect(ctx context.Context, id string, role Role, handler Handl
 			p.clientError(c, fmt.Errorf("broker sent DISCONNECT, reason code %#x", d.ReasonCode))
 		},
 		PacketTimeout: p.cfg.PacketTimeout,
+		PingHandler:   c.pinger,
 	})
 	ca, err := c.pc.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: p.cfg.KeepAlive, CleanStart: true})
 	if err != nil {

@@ -36,8 +36,10 @@ type Config struct {
 	// Duration bounds the time rounds are started in (0: no bound).
 	Duration time.Duration
 
-	// KeepAlive in seconds sent in CONNECT; 0 (the default) turns keep
-	// alive off, so no PINGREQ makes the traffic nondeterministic.
+	// KeepAlive in seconds sent in CONNECT; 0 (the default) asks for no
+	// keep alive. A broker may impose one in CONNACK (mosquitto sends its
+	// max_keepalive, 65535 s): a client then sends PINGREQ only after that
+	// long without sending anything (ClientRecord.Pings).
 	KeepAlive uint16
 	// WatchStates makes the controller also subscribe to every actuator's
 	// state topic, closing each chain with a delivery to the controller.
@@ -553,6 +555,7 @@ func (p *Plant) Report() *Report {
 	}
 	for _, c := range p.clients {
 		rec := *c.rec
+		rec.Pings = c.pinger.count()
 		rec.Subscriptions = slices.Clone(rec.Subscriptions)
 		r.Clients = append(r.Clients, rec)
 	}
