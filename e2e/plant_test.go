@@ -130,6 +130,11 @@ func checkReport(t *testing.T, cfg plant.Config, rep *plant.Report) {
 	if got, want := len(rep.Clients), len(cfg.Sensors)+len(cfg.Actuators)+1; got != want {
 		t.Fatalf("%d clients, want %d", got, want)
 	}
+	for _, c := range rep.Clients {
+		if !c.Disconnected || c.Err != nil || c.Pings != 0 || !c.Local.IsValid() {
+			t.Fatalf("client %s: disconnected %v, error %v, %d pings, address %v", c.ID, c.Disconnected, c.Err, c.Pings, c.Local)
+		}
+	}
 	type pd struct{ kind, client, topic, corr string }
 	var want, got []pd
 	for _, ch := range rep.Chains {

@@ -39,8 +39,8 @@ func TestPlantOnMosquitto(t *testing.T) {
 				t.Fatalf("%d clients", len(rep.Clients))
 			}
 			for _, c := range rep.Clients {
-				if !c.Disconnected || c.Err != nil {
-					t.Errorf("client %s: disconnected %v, error %v", c.ID, c.Disconnected, c.Err)
+				if !c.Disconnected || c.Err != nil || c.Pings != 0 {
+					t.Errorf("client %s: disconnected %v, error %v, %d pings", c.ID, c.Disconnected, c.Err, c.Pings)
 				}
 			}
 			for _, ch := range rep.Chains {
@@ -74,5 +74,31 @@ func TestPlantOnMosquitto(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPlantKeepAlive: with a 1 s keep alive, idle clients ping (and the
+// broker, which drops a client silent for 1.5 s, keeps them all).
+func TestPlantKeepAlive(t *testing.T) {
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{Address: "127.0.0.1"})
+	cfg := plant.DefaultConfig(fmt.Sprintf("127.0.0.1:%d", b.Port))
+	cfg.Rounds, cfg.Interval, cfg.KeepAlive = 1, 50*time.Millisecond, 1
+	ctx := context.Background()
+	p, err := plant.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	rep, err := p.Stop(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rep.Clients {
+		if c.Pings < 1 || c.Pings > 3 || !c.Disconnected || c.Err != nil {
+			t.Errorf("client %s: %d pings in 2.5 s idle, disconnected %v, error %v", c.ID, c.Pings, c.Disconnected, c.Err)
+		}
 	}
 }
