@@ -579,7 +579,7 @@ func allInOneCommand() *cli.Command {
 				stopCol()
 				return errors.Join(err, <-colDone, closeStore(w, log))
 			}
-			exp, err := probe.NewIPFIXExporter(probe.IPFIXConfig{Transport: "tcp", Address: addrs[0].String(),
+			exp, err := probe.NewIPFIXExporter(probe.IPFIXConfig{Transport: "tcp", Address: addrs[0].String(), ObservationDomainID: 1,
 				EnterpriseNumber: uint32(c.Uint("enterprise-number")), Logger: log})
 			if err != nil {
 				stopCol()
