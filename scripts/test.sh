@@ -10,8 +10,8 @@ FUZZTIME=${FUZZTIME:-10s}
 fail() { echo "test.sh: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || fail "run as root (live capture and network namespace tests need it): sudo bash scripts/test.sh"
-for tool in go mosquitto mosquitto_pub mosquitto_sub tshark softflowd nfcapd nfdump ip; do
-	command -v "$tool" >/dev/null || fail "missing $tool: apt-get install mosquitto mosquitto-clients tshark softflowd nfdump iproute2 (see .ci/run)"
+for tool in go mosquitto mosquitto_pub mosquitto_sub tshark dumpcap editcap tcpdump softflowd nfcapd nfdump ip; do
+	command -v "$tool" >/dev/null || fail "missing $tool: apt-get install mosquitto mosquitto-clients tshark tcpdump softflowd nfdump iproute2 (see .ci/run)"
 done
 
 echo "== gofmt"
