@@ -98,17 +98,18 @@ type Stats struct {
 
 // Tracker implements reassembly.Handler.
 type Tracker struct {
-	cfg   Config
-	sink  Sink
-	pkt   mqttparse.Packet
-	rec   flow.Record
-	txs   map[txKey]*tx
-	head  *tx // least recently active open transaction
-	tail  *tx
-	free  []*tx
-	names interner
-	stats Stats
-	sess  int
+	cfg     Config
+	sink    Sink
+	pkt     mqttparse.Packet
+	rec     flow.Record
+	txs     map[txKey]*tx
+	head    *tx // least recently active open transaction
+	tail    *tx
+	free    []*tx
+	names   interner
+	stats   Stats
+	sess    int
+	nserial uint64 // serial number of the last session opened
 }
 
 // New returns a tracker that emits flows to sink.
@@ -143,6 +144,7 @@ func (t *Tracker) FlushAll() {
 // session is the MQTT state of one TCP connection.
 type session struct {
 	conn     *reassembly.Conn
+	serial   uint64            // in the keys of its transactions
 	version  mqttparse.Version // from CONNECT; or the first guess on a packet with properties
 	known    bool              // version learned from a CONNECT
 	clientID string
@@ -165,7 +167,8 @@ type dirState struct {
 // Open implements reassembly.Handler.
 func (t *Tracker) Open(c *reassembly.Conn) {
 	t.sess++
-	c.State = &session{conn: c}
+	t.nserial = (t.nserial + 1) & (1<<serialBits - 1)
+	c.State = &session{conn: c, serial: t.nserial}
 }
 
 // Close implements reassembly.Handler: open transactions of the connection

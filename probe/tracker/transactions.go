@@ -19,18 +19,24 @@ const (
 	kindPing
 )
 
-// txKey identifies an open transaction: the session, the direction of its
-// initiator, its kind and packet identifier (0 where the type has none).
-// Client and broker have separate packet identifier spaces, hence dir.
-type txKey struct {
-	s    *session
-	dir  reassembly.Direction
-	kind uint8
-	pid  uint16
+// txKey identifies an open transaction: the session (by its serial
+// number), the direction of its initiator, its kind and packet identifier
+// (0 where the type has none). Client and broker have separate packet
+// identifier spaces, hence the direction. It is packed into 64 bits so the
+// transaction table hashes a plain integer on every packet.
+type txKey uint64
+
+// serialBits is the width of a session's serial number in a txKey: a
+// session would have to outlive 2^40 newer connections to share a key.
+const serialBits = 40
+
+func makeTxKey(s *session, dir reassembly.Direction, kind uint8, pid uint16) txKey {
+	return txKey(s.serial<<24 | uint64(dir&1)<<23 | uint64(kind&0x7f)<<16 | uint64(pid))
 }
 
 type tx struct {
 	key        txKey
+	s          *session
 	rec        flow.Record
 	last       time.Time
 	suspect    bool // begun by a packet held back by a resync: never "end of flow"
@@ -78,7 +84,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts ti
 		s.username = t.names.get(p.Connect.Username)
 		t.begin(s, dir, kindConnect, 0, ts, n)
 	case mqttparse.Connack:
-		tx := t.txs[txKey{s, dir.Reverse(), kindConnect, 0}]
+		tx := t.txs[makeTxKey(s, dir.Reverse(), kindConnect, 0)]
 		if tx == nil {
 			t.stats.Unmatched[typ]++
 			return
@@ -93,7 +99,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts ti
 	case mqttparse.Publish:
 		t.publish(s, dir, ts, n)
 	case mqttparse.Puback, mqttparse.Pubrec, mqttparse.Pubcomp:
-		tx := t.txs[txKey{s, dir.Reverse(), kindPublish, p.PacketID}]
+		tx := t.txs[makeTxKey(s, dir.Reverse(), kindPublish, p.PacketID)]
 		if tx == nil || (typ == mqttparse.Puback) != (tx.rec.QoS == 1) {
 			t.stats.Unmatched[typ]++
 			return
@@ -107,7 +113,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts ti
 			t.end(tx, flow.EndOfFlow)
 		}
 	case mqttparse.Pubrel:
-		tx := t.txs[txKey{s, dir, kindPublish, p.PacketID}]
+		tx := t.txs[makeTxKey(s, dir, kindPublish, p.PacketID)]
 		if tx == nil || tx.rec.QoS != 2 {
 			t.stats.Unmatched[typ]++
 			return
@@ -135,7 +141,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts ti
 		if typ == mqttparse.Unsuback {
 			kind = kindUnsubscribe
 		}
-		tx := t.txs[txKey{s, dir.Reverse(), kind, p.PacketID}]
+		tx := t.txs[makeTxKey(s, dir.Reverse(), kind, p.PacketID)]
 		if tx == nil {
 			t.stats.Unmatched[typ]++
 			return
@@ -156,7 +162,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts ti
 	case mqttparse.Pingreq:
 		t.begin(s, dir, kindPing, 0, ts, n)
 	case mqttparse.Pingresp:
-		tx := t.txs[txKey{s, dir.Reverse(), kindPing, 0}]
+		tx := t.txs[makeTxKey(s, dir.Reverse(), kindPing, 0)]
 		if tx == nil {
 			t.stats.Unmatched[typ]++
 			return
@@ -193,7 +199,7 @@ func (t *Tracker) publish(s *session, dir reassembly.Direction, ts time.Time, n 
 		t.single(s, dir, ts, n, fill)
 		return
 	}
-	key := txKey{s, dir, kindPublish, p.PacketID}
+	key := makeTxKey(s, dir, kindPublish, p.PacketID)
 	if tx := t.txs[key]; tx != nil && p.Header.Dup {
 		t.attach(tx, ts, n)
 		tx.rec.Dup = true
@@ -285,7 +291,7 @@ func (t *Tracker) single(s *session, dir reassembly.Direction, ts time.Time, n u
 
 // begin opens a transaction; an open one with the same key is superseded.
 func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid uint16, ts time.Time, n uint64) *flow.Record {
-	key := txKey{s, dir, kind, pid}
+	key := makeTxKey(s, dir, kind, pid)
 	if old := t.txs[key]; old != nil {
 		t.stats.Superseded++
 		t.end(old, flow.EndForced)
@@ -301,6 +307,7 @@ func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid ui
 		x = new(tx)
 	}
 	x.key = key
+	x.s = s
 	x.last = ts
 	x.suspect = s.resuming
 	t.base(&x.rec, s, dir, ts)
@@ -333,7 +340,7 @@ func (t *Tracker) attach(x *tx, ts time.Time, n uint64) {
 func (t *Tracker) end(x *tx, reason flow.EndReason) {
 	delete(t.txs, x.key)
 	t.unlink(x)
-	s := x.key.s
+	s := x.s
 	if x.sprev != nil {
 		x.sprev.snext = x.snext
 	} else if s.txHead == x {
