@@ -135,7 +135,7 @@ func (a *Assembler) Assemble(s *Segment, ts time.Time) {
 	a.checkFinished(c, dir, ts)
 }
 
-func (c *Conn) released() bool { return c.key == connKey{} }
+func (c *Conn) released() bool { return c.gone }
 
 // lateRetransmission reports whether s only repeats data of a connection
 // that already closed (and counts it as retransmitted).
@@ -496,7 +496,7 @@ func (a *Assembler) release(c *Conn, reason CloseReason, ts time.Time) {
 	delete(a.conns, c.key)
 	a.unlink(c)
 	a.h.Close(c, reason, ts)
-	c.key = connKey{}
+	c.gone = true
 }
 
 func (a *Assembler) pushBack(c *Conn) {

@@ -17,6 +17,7 @@
 package reassembly
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"time"
 )
@@ -154,6 +155,7 @@ type Conn struct {
 	State any
 
 	key        connKey
+	gone       bool // released
 	half       [2]half
 	lastSeen   time.Time
 	prev, next *Conn // LRU list, least recently active first
@@ -183,15 +185,34 @@ type segment struct {
 	data []byte
 }
 
+// connKey is a connection's two endpoints in canonical order (the lower
+// first), each as its 128-bit address (IPv4 in its IPv4-mapped form), port
+// and IP version. Plain words without padding: the connection table hashes
+// and compares it in one pass on every segment.
 type connKey struct {
-	a, b netip.AddrPort // canonical order: a < b
+	aHi, aLo, bHi, bLo uint64
+	aPort, bPort       uint16
+	aV4, bV4           uint16 // 1 for IPv4
+}
+
+func endpointOf(ap netip.AddrPort) (hi, lo uint64, port, v4 uint16) {
+	a := ap.Addr()
+	b := a.As16()
+	hi, lo = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+	if a.Is4() {
+		v4 = 1
+	}
+	return hi, lo, ap.Port(), v4
 }
 
 func makeKey(x, y netip.AddrPort) connKey {
-	if x.Compare(y) < 0 {
-		return connKey{x, y}
+	xh, xl, xp, x4 := endpointOf(x)
+	yh, yl, yp, y4 := endpointOf(y)
+	less := xh < yh || xh == yh && (xl < yl || xl == yl && (xp < yp || xp == yp && x4 <= y4))
+	if less {
+		return connKey{xh, xl, yh, yl, xp, yp, x4, y4}
 	}
-	return connKey{y, x}
+	return connKey{yh, yl, xh, xl, yp, xp, y4, x4}
 }
 
 // seqDiff returns a − b in sequence space (RFC 1982 arithmetic).
