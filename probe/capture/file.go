@@ -63,8 +63,6 @@ type pcapReader struct {
 	order    binary.ByteOrder
 	nanos    bool
 	linkType LinkType
-	hdr      [16]byte
-	buf      []byte
 	n        uint64
 }
 
@@ -73,7 +71,7 @@ func newPcapReader(r *bufio.Reader) (*pcapReader, error) {
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return nil, fmt.Errorf("%w: pcap header: %v", ErrBadFile, err)
 	}
-	p := &pcapReader{r: r, buf: make([]byte, 0, 65536)}
+	p := &pcapReader{r: r}
 	switch binary.LittleEndian.Uint32(h[:4]) {
 	case 0xa1b2c3d4:
 		p.order = binary.LittleEndian
@@ -89,33 +87,42 @@ func newPcapReader(r *bufio.Reader) (*pcapReader, error) {
 	return p, nil
 }
 
+// ReadPacket returns the packet in place in the read buffer (no copy): the
+// buffer (1 MiB) is larger than MaxFrame, and the data stays valid until
+// the next call, as the Source contract says.
 func (p *pcapReader) ReadPacket(pkt *Packet) error {
-	if _, err := io.ReadFull(p.r, p.hdr[:]); err != nil {
-		if err == io.EOF {
+	hdr, err := p.r.Peek(16)
+	if err != nil {
+		if err == io.EOF && len(hdr) == 0 {
 			return io.EOF
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
 		}
 		return fmt.Errorf("%w: packet %d header: %v", ErrBadFile, p.n+1, err)
 	}
-	sec := p.order.Uint32(p.hdr[0:4])
-	frac := p.order.Uint32(p.hdr[4:8])
-	capLen := p.order.Uint32(p.hdr[8:12])
-	origLen := p.order.Uint32(p.hdr[12:16])
+	sec := p.order.Uint32(hdr[0:4])
+	frac := p.order.Uint32(hdr[4:8])
+	capLen := p.order.Uint32(hdr[8:12])
+	origLen := p.order.Uint32(hdr[12:16])
 	if capLen > MaxFrame {
 		return fmt.Errorf("%w: packet %d declares %d captured bytes (max %d)", ErrBadFile, p.n+1, capLen, MaxFrame)
 	}
-	if cap(p.buf) < int(capLen) {
-		p.buf = make([]byte, capLen)
-	}
-	p.buf = p.buf[:capLen]
-	if _, err := io.ReadFull(p.r, p.buf); err != nil {
+	_, _ = p.r.Discard(16)
+	data, err := p.r.Peek(int(capLen))
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
 		return fmt.Errorf("%w: packet %d truncated: %v", ErrBadFile, p.n+1, err)
 	}
+	_, _ = p.r.Discard(int(capLen))
 	p.n++
 	ns := int64(frac)
 	if !p.nanos {
 		ns *= 1000
 	}
-	pkt.Data = p.buf
+	pkt.Data = data[:capLen:capLen]
 	pkt.Timestamp = time.Unix(int64(sec), ns)
 	pkt.Length = int(origLen)
 	pkt.LinkType = p.linkType
