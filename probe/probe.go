@@ -4,8 +4,10 @@
 // transaction through an Exporter (IPFIX over UDP/TCP/TLS, IPFIX file,
 // JSON lines).
 //
-// Capture never blocks on export: finished flows go through a bounded queue
-// to a single export goroutine that batches them and flushes at least every
+// Capture never blocks on export: finished flows are gathered in batches of
+// up to 64 (handed over when full, after 10 ms of capture time, or when the
+// capture is idle for a poll timeout), which go through a bounded queue to a
+// single export goroutine that batches them and flushes at least every
 // FlushInterval; a full queue drops flows and counts them.
 package probe
 
@@ -107,7 +109,12 @@ type Probe struct {
 	log      zerolog.Logger
 	mqtt     [65536 / 64]uint64 // port bitmaps
 	tls      [65536 / 64]uint64
-	queue    chan flow.Record
+	queue    chan []flow.Record // batches of flows
+	free     chan []flow.Record // emptied batches, back to the capture
+	pending  []flow.Record      // the batch being filled by the capture
+	due      int64              // capture time (Unix ns) by which pending is handed over
+	now      int64              // capture time (Unix ns) of the current packet
+	depth    atomic.Int64       // flows in the queue
 	asm      *reassembly.Assembler
 	tr       *tracker.Tracker
 	filters  map[capture.LinkType]*bpf.Program
@@ -128,7 +135,9 @@ func New(cfg Config, exp Exporter) (*Probe, error) {
 	if (cfg.Interface == "") == (cfg.ReadFile == "") {
 		return nil, errors.New("probe: give exactly one of --interface (live) or --read (file)")
 	}
-	p := &Probe{cfg: cfg, exp: exp, log: cfg.Logger, queue: make(chan flow.Record, cfg.QueueSize),
+	nbatch := max(1, cfg.QueueSize/captureBatch)
+	p := &Probe{cfg: cfg, exp: exp, log: cfg.Logger, queue: make(chan []flow.Record, nbatch),
+		free:    make(chan []flow.Record, nbatch+2),
 		filters: make(map[capture.LinkType]*bpf.Program)}
 	p.dropLog = p.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second})
 	for _, port := range cfg.MQTTPorts {
@@ -165,13 +174,49 @@ func (p *Probe) filterFor(lt capture.LinkType) (*bpf.Program, error) {
 	return f, nil
 }
 
+// captureBatch is the number of flows the capture hands to the export
+// goroutine at once; captureLinger bounds how long (capture time) a flow
+// waits in a batch that is not full.
+const (
+	captureBatch  = 64
+	captureLinger = int64(10 * time.Millisecond)
+)
+
 // enqueue is the tracker's sink: it never blocks the capture.
 func (p *Probe) enqueue(r *flow.Record) {
+	if p.pending == nil {
+		select {
+		case b := <-p.free:
+			p.pending = b[:0]
+		default:
+			p.pending = make([]flow.Record, 0, captureBatch)
+		}
+	}
+	if len(p.pending) == 0 {
+		p.due = p.now + captureLinger
+	}
+	p.pending = append(p.pending, *r)
+	if len(p.pending) == cap(p.pending) {
+		p.handOver()
+	}
+}
+
+// handOver queues the pending batch, or drops it if the queue is full.
+func (p *Probe) handOver() {
+	n := len(p.pending)
+	if n == 0 {
+		return
+	}
+	p.depth.Add(int64(n))
 	select {
-	case p.queue <- *r:
-		p.cap.FlowsQueued++
+	case p.queue <- p.pending:
+		p.cap.FlowsQueued += uint64(n)
+		p.pending = nil
 	default:
-		p.dropped.Add(1)
+		p.depth.Add(-int64(n))
+		clear(p.pending)
+		p.pending = p.pending[:0]
+		p.dropped.Add(uint64(n))
 		p.dropLog.Warn().Uint64("dropped", p.dropped.Load()).
 			Msg("export queue full: dropping flows (collector too slow or unreachable; raise --queue-size)")
 	}
@@ -187,7 +232,7 @@ func (p *Probe) Stats() Stats {
 	s.FlowsLost = p.lost.Load()
 	s.ExportErrors = p.expErrs.Load()
 	s.FlowsDropped = p.dropped.Load()
-	s.QueueDepth = len(p.queue)
+	s.QueueDepth = int(p.depth.Load())
 	return s
 }
 
@@ -221,6 +266,7 @@ func (p *Probe) Run(ctx context.Context) error {
 	// Shutdown: end every connection and transaction, flush the export.
 	p.asm.FlushAll(last)
 	p.tr.FlushAll()
+	p.handOver()
 	p.publish()
 	close(p.queue)
 	expErr := <-exportDone
@@ -260,7 +306,7 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (time.Time, err
 		seg      capture.Segment
 		rseg     reassembly.Segment
 		last     time.Time
-		advanced time.Time
+		advanced int64 // capture time (Unix ns) of the last Advance
 	)
 	userFilter := p.cfg.Filter != "" && p.live == nil
 	// Cancellation is noticed at the next packet or poll timeout: a flag
@@ -279,10 +325,12 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (time.Time, err
 			case errors.Is(err, capture.ErrTimeout):
 				// No traffic: let idle timers run on the wall clock.
 				now := time.Now()
+				p.now = now.UnixNano()
 				p.asm.Advance(now)
 				p.tr.Advance(now)
+				p.handOver()
 				p.publish()
-				advanced = now
+				advanced = p.now
 				continue
 			case errors.Is(err, io.EOF), errors.Is(err, capture.ErrClosed):
 				return last, nil
@@ -336,12 +384,16 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (time.Time, err
 			FIN: seg.Flags&capture.TCPFin != 0, RST: seg.Flags&capture.TCPRst != 0,
 			Payload: seg.Payload,
 		}
+		p.now = ts.UnixNano()
 		p.asm.Assemble(&rseg, ts)
-		if ts.Sub(advanced) >= time.Second || ts.Before(advanced) {
+		if len(p.pending) > 0 && p.now >= p.due {
+			p.handOver()
+		}
+		if p.now-advanced >= int64(time.Second) || p.now < advanced {
 			p.asm.Advance(ts)
 			p.tr.Advance(ts)
 			p.publish()
-			advanced = ts
+			advanced = p.now
 		}
 	}
 }
@@ -382,7 +434,7 @@ func (p *Probe) exportLoop() error {
 	}
 	for {
 		select {
-		case r, ok := <-p.queue:
+		case b, ok := <-p.queue:
 			if !ok {
 				send(true)
 				err := p.exp.Close()
@@ -391,9 +443,18 @@ func (p *Probe) exportLoop() error {
 				}
 				return err
 			}
-			batch = append(batch, r)
-			if len(batch) == cap(batch) {
-				send(true)
+			p.depth.Add(-int64(len(b)))
+			for rest := b; len(rest) > 0; {
+				n := copy(batch[len(batch):cap(batch)], rest)
+				batch, rest = batch[:len(batch)+n], rest[n:]
+				if len(batch) == cap(batch) {
+					send(true)
+				}
+			}
+			clear(b) // the records' strings and slices may be collected
+			select {
+			case p.free <- b[:0]:
+			default:
 			}
 		case <-tick.C:
 			send(true)
