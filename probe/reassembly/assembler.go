@@ -27,6 +27,7 @@ type Assembler struct {
 	stats    Stats
 	pool     [][]byte  // spare out-of-order buffers
 	scratch  []segment // reused by bufferUncovered
+	last     *Conn     // the connection of the previous segment
 	// closed remembers where the streams of connections that ended by
 	// FIN or RST stopped, so a late retransmission of their data opens no
 	// new (midstream) connection and yields no duplicate packets.
@@ -66,8 +67,16 @@ func (a *Assembler) Stats() Stats {
 func (a *Assembler) Assemble(s *Segment, ts time.Time) {
 	a.stats.Segments++
 	a.stats.PayloadBytes += uint64(len(s.Payload))
-	key := makeKey(s.Src, s.Dst)
-	c := a.conns[key]
+	// Consecutive segments often belong to one connection (a request, its
+	// answer, the ACK): the last connection is checked before the table.
+	c := a.last
+	var key connKey
+	if c == nil || c.gone || !(c.Client == s.Src && c.Server == s.Dst || c.Client == s.Dst && c.Server == s.Src) {
+		key = makeKey(s.Src, s.Dst)
+		c = a.conns[key]
+	} else {
+		key = c.key
+	}
 	if c != nil && s.SYN && !s.ACK && c.isReuse(s) {
 		a.release(c, CloseReused, ts)
 		c = nil
@@ -86,6 +95,7 @@ func (a *Assembler) Assemble(s *Segment, ts time.Time) {
 		}
 		c = a.open(key, s, ts)
 	}
+	a.last = c
 	c.lastSeen = ts
 	a.touch(c)
 
