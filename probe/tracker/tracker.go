@@ -162,6 +162,7 @@ type dirState struct {
 	syncing bool
 	syncBuf []byte
 	aliases map[uint16]string
+	topic   string // the last topic named in this direction
 }
 
 // Open implements reassembly.Handler.

@@ -214,7 +214,13 @@ func (t *Tracker) publish(s *session, dir reassembly.Direction, ts time.Time, n 
 // resolveTopic applies MQTT 5.0 topic aliases (§3.3.2.3.4): a PUBLISH with
 // a topic and an alias sets the alias; one with an empty topic uses it.
 func (t *Tracker) resolveTopic(d *dirState, p *mqttparse.Packet) string {
-	topic := t.names.get(p.Topic)
+	// A client usually publishes to the same topic again: compare with the
+	// last one before looking the name up.
+	topic := d.topic
+	if string(p.Topic) != topic {
+		topic = t.names.get(p.Topic)
+		d.topic = topic
+	}
 	if !p.Properties.Has(mqttparse.PropTopicAlias) {
 		return topic
 	}
