@@ -1,0 +1,376 @@
+package mining
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mission-ids/mission/flow"
+)
+
+// Broker is the name given to the broker side of a connection.
+const Broker = "broker"
+
+// ActivitySep separates client and topic in an activity name.
+const ActivitySep = " → "
+
+// Activity returns the activity name of a PUBLISH by client on topic:
+// "client → topic", as in the original study.
+func Activity(client, topic string) string { return client + ActivitySep + topic }
+
+// Event is one MQTT flow as the event log sees it. Every flow of the log is
+// kept (CONNECT, SUBSCRIBE … too: the model's rates come from them); the
+// process view — the one exported as XES/CSV and mined — is the PUBLISH
+// events that carry a correlation id (Case != "").
+type Event struct {
+	FlowID uint64
+	Time   time.Time // flow start
+	Type   flow.ControlType
+	// Client is the source of the flow (the resource): its MQTT client id,
+	// "broker" for the broker side, else "address:port".
+	Client string
+	Dst    string // the destination, named like Client
+	// SrcAddr and DstAddr are the flow's endpoints (zero if unknown).
+	SrcAddr, DstAddr netip.AddrPort
+	Topic            string
+	// Filters are the topic filters of a SUBSCRIBE or UNSUBSCRIBE.
+	Filters []string
+	// Case is the text form of the correlation id (flow.CorrelationText);
+	// "" when the flow carries none.
+	Case string
+}
+
+// Activity returns "Client → Topic".
+func (e *Event) Activity() string { return Activity(e.Client, e.Topic) }
+
+// InProcess reports whether the event belongs to the process view: a
+// PUBLISH with a correlation id.
+func (e *Event) InProcess() bool { return e.Type == flow.Publish && e.Case != "" }
+
+// Trace is one case: the process events that share a correlation id, in
+// time order.
+type Trace struct {
+	Case   string
+	Events []Event
+}
+
+// EventLog is a set of flows in time order (ties broken by flow id).
+type EventLog struct {
+	Events []Event
+}
+
+// Namer names the endpoints of flows. The broker is recognised as the side
+// labelled flow.BrokerClientID, or as an address:port that received a
+// CONNECT; a client without a client id is named by its address:port.
+type Namer struct {
+	brokers map[netip.AddrPort]struct{}
+}
+
+// NewNamer returns a Namer that knows the given broker endpoints.
+func NewNamer(brokers ...netip.AddrPort) *Namer {
+	n := &Namer{brokers: make(map[netip.AddrPort]struct{})}
+	for _, b := range brokers {
+		n.brokers[b] = struct{}{}
+	}
+	return n
+}
+
+// Learn notes the broker endpoint of a CONNECT flow.
+func (n *Namer) Learn(r *flow.Record) {
+	if r.ControlType == flow.Connect && r.DstAddr.IsValid() && len(n.brokers) < maxBrokers {
+		n.brokers[netip.AddrPortFrom(r.DstAddr.Unmap(), r.DstPort)] = struct{}{}
+	}
+}
+
+const maxBrokers = 1024
+
+// Brokers returns the known broker endpoints, sorted.
+func (n *Namer) Brokers() []netip.AddrPort {
+	out := make([]netip.AddrPort, 0, len(n.brokers))
+	for b := range n.brokers {
+		out = append(out, b)
+	}
+	slices.SortFunc(out, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	return out
+}
+
+// Name returns the name of an endpoint with client id id.
+func (n *Namer) Name(id string, addr netip.Addr, port uint16) string {
+	if id == flow.BrokerClientID {
+		return Broker
+	}
+	if id != "" {
+		return id
+	}
+	ap := netip.AddrPortFrom(addr.Unmap(), port)
+	if _, ok := n.brokers[ap]; ok {
+		return Broker
+	}
+	if !addr.IsValid() {
+		return "unknown"
+	}
+	return ap.String()
+}
+
+// Event converts a record to an event, naming its endpoints.
+func (n *Namer) Event(r *flow.Record) Event {
+	e := Event{
+		FlowID: r.FlowID,
+		Time:   r.Start,
+		Type:   r.ControlType,
+		Client: n.Name(r.SrcClientID, r.SrcAddr, r.SrcPort),
+		Dst:    n.Name(r.DstClientID, r.DstAddr, r.DstPort),
+		Topic:  r.Topic,
+		Case:   flow.CorrelationText(r.CorrelationData),
+	}
+	if r.SrcAddr.IsValid() {
+		e.SrcAddr = netip.AddrPortFrom(r.SrcAddr.Unmap(), r.SrcPort)
+	}
+	if r.DstAddr.IsValid() {
+		e.DstAddr = netip.AddrPortFrom(r.DstAddr.Unmap(), r.DstPort)
+	}
+	if len(r.TopicFilters) > 0 {
+		e.Filters = slices.Clone(r.TopicFilters)
+	}
+	return e
+}
+
+// FromRecords builds an event log from flow records. Broker endpoints are
+// learned from all CONNECT flows first, so the order of records does not
+// matter for naming.
+func FromRecords(recs []flow.Record) *EventLog {
+	n := NewNamer()
+	for i := range recs {
+		n.Learn(&recs[i])
+	}
+	l := &EventLog{Events: make([]Event, 0, len(recs))}
+	for i := range recs {
+		l.Events = append(l.Events, n.Event(&recs[i]))
+	}
+	l.sort()
+	return l
+}
+
+// RecordFromDocument converts a stored document back to the record fields
+// the event log uses (addresses, ports, start, type, topic, filters, client
+// ids, correlation data). Other fields are left zero.
+func RecordFromDocument(d *flow.Document) (flow.Record, error) {
+	r := flow.Record{
+		FlowID:       d.FlowID,
+		SrcPort:      d.SourceTransportPort,
+		DstPort:      d.DestinationTransportPort,
+		Protocol:     d.Protocol,
+		ControlType:  flow.ControlType(d.MQTTControlType),
+		QoS:          d.MQTTQoS,
+		PacketID:     d.MQTTPacketID,
+		Topic:        d.MQTTTopic,
+		TopicFilters: d.MQTTTopicFilters,
+		SrcClientID:  d.MQTTSrcClientID,
+		DstClientID:  d.MQTTDstClientID,
+	}
+	switch {
+	case d.FlowStartNs != 0:
+		r.Start = time.Unix(0, d.FlowStartNs).UTC()
+	default:
+		r.Start = d.FlowStart
+	}
+	if d.FlowEndNs != 0 {
+		r.End = time.Unix(0, d.FlowEndNs).UTC()
+	} else {
+		r.End = d.FlowEnd
+	}
+	var err error
+	if r.SrcAddr, err = docAddr(d.SourceIPv4Address, d.SourceIPv6Address); err != nil {
+		return r, err
+	}
+	if r.DstAddr, err = docAddr(d.DestinationIPv4Address, d.DestinationIPv6Address); err != nil {
+		return r, err
+	}
+	switch {
+	case len(d.MQTTCorrelationDataRaw) > 0:
+		r.CorrelationData = d.MQTTCorrelationDataRaw
+	case d.MQTTCorrelationData != "":
+		// Only the text form was stored; its text form is itself (unless
+		// it happens to be non-printable, which the writer never stores).
+		r.CorrelationData = []byte(d.MQTTCorrelationData)
+	}
+	return r, nil
+}
+
+func docAddr(v4, v6 string) (netip.Addr, error) {
+	s := v4
+	if s == "" {
+		s = v6
+	}
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("mining: address %q: %w", s, err)
+	}
+	return a, nil
+}
+
+// LineError is an error in one line of a JSON-lines input.
+type LineError struct {
+	Line int
+	Err  error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("mining: line %d: %v", e.Line, e.Err) }
+func (e *LineError) Unwrap() error { return e.Err }
+
+// maxLine bounds one JSON line (a document with many topic filters is
+// still far below it).
+const maxLine = 4 << 20
+
+// ReadRecords reads flow.Document JSON objects, one per line (the probe's
+// --stdout and mongoexport's default format), and returns their records.
+// Empty lines are skipped; a malformed line is an error (*LineError).
+func ReadRecords(r io.Reader) ([]flow.Record, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	var recs []flow.Record
+	line := 0
+	for sc.Scan() {
+		line++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		var d flow.Document
+		if err := json.Unmarshal(b, &d); err != nil {
+			return recs, &LineError{Line: line, Err: err}
+		}
+		rec, err := RecordFromDocument(&d)
+		if err != nil {
+			return recs, &LineError{Line: line, Err: err}
+		}
+		recs = append(recs, rec)
+	}
+	if err := sc.Err(); err != nil {
+		return recs, &LineError{Line: line + 1, Err: err}
+	}
+	return recs, nil
+}
+
+// ReadJSONLines reads flow.Document JSON lines into an event log.
+func ReadJSONLines(r io.Reader) (*EventLog, error) {
+	recs, err := ReadRecords(r)
+	if err != nil {
+		return nil, err
+	}
+	return FromRecords(recs), nil
+}
+
+func (l *EventLog) sort() {
+	slices.SortStableFunc(l.Events, func(a, b Event) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.FlowID, b.FlowID)
+	})
+}
+
+// Traces returns the cases of the process view, each in time order, the
+// cases ordered by their first event.
+func (l *EventLog) Traces() []Trace {
+	idx := make(map[string]int)
+	var out []Trace
+	for i := range l.Events {
+		e := &l.Events[i]
+		if !e.InProcess() {
+			continue
+		}
+		j, ok := idx[e.Case]
+		if !ok {
+			j = len(out)
+			idx[e.Case] = j
+			out = append(out, Trace{Case: e.Case})
+		}
+		out[j].Events = append(out[j].Events, *e)
+	}
+	return out
+}
+
+// ProcessEvents returns the number of events in the process view.
+func (l *EventLog) ProcessEvents() int {
+	n := 0
+	for i := range l.Events {
+		if l.Events[i].InProcess() {
+			n++
+		}
+	}
+	return n
+}
+
+// Span returns the times of the first and last event (zero for an empty log).
+func (l *EventLog) Span() (first, last time.Time) {
+	if len(l.Events) == 0 {
+		return
+	}
+	return l.Events[0].Time, l.Events[len(l.Events)-1].Time
+}
+
+// SplitByTime splits the log for training and testing: the cut is the
+// start of the case at fraction frac (0 < frac < 1) of the cases in time
+// order. Whole cases go to the side their first event falls on; events
+// outside the process view go by their own time.
+func (l *EventLog) SplitByTime(frac float64) (train, test *EventLog) {
+	traces := l.Traces()
+	if len(traces) == 0 {
+		return l.SplitAt(time.Time{})
+	}
+	k := int(frac * float64(len(traces)))
+	k = max(0, min(k, len(traces)-1))
+	return l.SplitAt(traces[k].Events[0].Time)
+}
+
+// SplitAt splits the log at cut: cases whose first event is before cut, and
+// other events before cut, go to train; the rest to test.
+func (l *EventLog) SplitAt(cut time.Time) (train, test *EventLog) {
+	first := make(map[string]time.Time)
+	for i := range l.Events {
+		e := &l.Events[i]
+		if _, ok := first[e.Case]; e.InProcess() && !ok {
+			first[e.Case] = e.Time
+		}
+	}
+	train, test = &EventLog{}, &EventLog{}
+	for i := range l.Events {
+		e := l.Events[i]
+		t := e.Time
+		if e.InProcess() {
+			t = first[e.Case]
+		}
+		if t.Before(cut) {
+			train.Events = append(train.Events, e)
+		} else {
+			test.Events = append(test.Events, e)
+		}
+	}
+	return train, test
+}
+
+// isWildcard reports whether a topic filter has a wildcard.
+func isWildcard(f string) bool { return strings.ContainsAny(f, "+#") }
+
+// isSys reports whether a topic filter addresses the broker's $SYS tree
+// (or any $-topic, which only brokers publish).
+func isSys(f string) bool {
+	if strings.HasPrefix(f, "$share/") { // shared subscription: $share/group/filter
+		rest := f[len("$share/"):]
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			f = rest[i+1:]
+		}
+	}
+	return strings.HasPrefix(f, "$")
+}

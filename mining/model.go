@@ -1,0 +1,547 @@
+package mining
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mission-ids/mission/flow"
+)
+
+// ModelVersion is the version of the model format written by Learn.
+const ModelVersion = 1
+
+// Model is what normal behaviour looks like, learned from an event log and
+// used by the Detector. Its JSON form (docs/detection.md, "Model format"):
+//
+//	{
+//	  "version": 1,
+//	  "trained": {"from": "…", "to": "…", "flows": 1234, "cases": 300, "events": 1800},
+//	  "rateWindowNs": 10000000000,
+//	  "brokers": ["10.0.0.1:1883"],
+//	  "activities": [{"activity": "controller → plant/actuators/led/toggleState",
+//	                  "client": "controller", "topic": "plant/actuators/led/toggleState",
+//	                  "count": 60, "cases": 60, "uncorrelated": 0}, …],
+//	  "start": [{"activity": "…", "count": 60}, …],
+//	  "end":   [{"activity": "…", "count": 60}, …],
+//	  "directlyFollows": [{"from": "…", "to": "…", "count": 60,
+//	                       "meanNs": …, "medianNs": …, "stdDevNs": …, "minNs": …, "maxNs": …}, …],
+//	  "skeleton": {
+//	    "equivalence":   [{"a": "…", "b": "…"}, …],  // where a occurs, b occurs as often
+//	    "alwaysAfter":   [{"a": "…", "b": "…"}, …],  // every a is followed (later) by b
+//	    "alwaysBefore":  [{"a": "…", "b": "…"}, …],  // every a is preceded (earlier) by b
+//	    "neverTogether": [{"a": "…", "b": "…"}, …],  // a and b never in one case (a < b)
+//	    "occurrences":   [{"activity": "…", "min": 1, "max": 1}, …], // per case that has it
+//	    "caseLength":    {"min": 6, "max": 6}
+//	  },
+//	  "temporal": [{"from": "…", "to": "…", "count": 60, "meanNs": …, "stdDevNs": …}, …],
+//	  "clients": [{"client": "temperatureSensor", "publish": 10, "subscribe": 0, "connect": 1,
+//	               "filters": [], "wildcard": false, "sys": false}, …],
+//	  "total": {"client": "*", "publish": 120, …},
+//	  "correlatedTopics": ["plant/actuators/led/state", …]
+//	}
+//
+// Durations are integer nanoseconds. Rates are the highest number of flows
+// of that type the client started in one rate window (rateWindowNs) of the
+// training log; "total" is the same over all clients together. All lists
+// are sorted, so a model learned twice from the same log is byte-identical.
+type Model struct {
+	Version          int             `json:"version"`
+	Trained          TrainingInfo    `json:"trained"`
+	RateWindow       time.Duration   `json:"rateWindowNs"`
+	Brokers          []string        `json:"brokers"`
+	Activities       []ActivityInfo  `json:"activities"`
+	Start            []Count         `json:"start"`
+	End              []Count         `json:"end"`
+	DirectlyFollows  []Edge          `json:"directlyFollows"`
+	Skeleton         Skeleton        `json:"skeleton"`
+	Temporal         []Temporal      `json:"temporal"`
+	Clients          []ClientProfile `json:"clients"`
+	Total            ClientProfile   `json:"total"`
+	CorrelatedTopics []string        `json:"correlatedTopics"`
+}
+
+// TrainingInfo describes the training log.
+type TrainingInfo struct {
+	From   time.Time `json:"from"`
+	To     time.Time `json:"to"`
+	Flows  int       `json:"flows"`
+	Cases  int       `json:"cases"`
+	Events int       `json:"events"`
+}
+
+// ActivityInfo is one known activity (a PUBLISH by a client on a topic).
+type ActivityInfo struct {
+	Activity string `json:"activity"`
+	Client   string `json:"client"`
+	Topic    string `json:"topic"`
+	Count    int    `json:"count"`        // events in cases
+	Cases    int    `json:"cases"`        // cases with at least one
+	Uncorr   int    `json:"uncorrelated"` // PUBLISHes without correlation id
+}
+
+// Pair is an ordered pair of activities in a skeleton relation.
+type Pair struct {
+	A string `json:"a"`
+	B string `json:"b"`
+}
+
+// Occurrence bounds how often an activity occurs in a case that has it.
+type Occurrence struct {
+	Activity string `json:"activity"`
+	Min      int    `json:"min"`
+	Max      int    `json:"max"`
+}
+
+// Bounds is a closed integer interval.
+type Bounds struct {
+	Min int `json:"min"`
+	Max int `json:"max"`
+}
+
+// Skeleton is a log skeleton (Verbeek & Carmona 2021, as in PM4Py's
+// log_skeleton discovery), restricted to the relations named here.
+type Skeleton struct {
+	Equivalence   []Pair       `json:"equivalence"`
+	AlwaysAfter   []Pair       `json:"alwaysAfter"`
+	AlwaysBefore  []Pair       `json:"alwaysBefore"`
+	NeverTogether []Pair       `json:"neverTogether"`
+	Occurrences   []Occurrence `json:"occurrences"`
+	CaseLength    Bounds       `json:"caseLength"`
+}
+
+// Temporal is one entry of the temporal profile: the time from an event of
+// From to a later event of To in the same case.
+type Temporal struct {
+	From   string        `json:"from"`
+	To     string        `json:"to"`
+	Count  int           `json:"count"`
+	Mean   time.Duration `json:"meanNs"`
+	StdDev time.Duration `json:"stdDevNs"`
+}
+
+// ClientProfile is what a client did in training: its highest number of
+// PUBLISH, SUBSCRIBE and CONNECT flows in one rate window, and its
+// subscriptions.
+type ClientProfile struct {
+	Client    string   `json:"client"`
+	Publish   int      `json:"publish"`
+	Subscribe int      `json:"subscribe"`
+	Connect   int      `json:"connect"`
+	Filters   []string `json:"filters,omitempty"`
+	Wildcard  bool     `json:"wildcard"` // subscribed with + or #
+	Sys       bool     `json:"sys"`      // subscribed to $SYS (or another $ topic)
+}
+
+// LearnOptions tune Learn. Zero values select the defaults.
+type LearnOptions struct {
+	// RateWindow is the window of the per-client rates (default 10 s).
+	RateWindow time.Duration
+	// Noise is the share of cases allowed to violate a skeleton relation
+	// that is still kept (PM4Py's noise_threshold; default 0: exact).
+	Noise float64
+	// MaxTemporalCase bounds the events of a case used for the temporal
+	// profile (all pairs, quadratic; default 64).
+	MaxTemporalCase int
+	// MaxFilters bounds the subscription filters kept per client (default 64).
+	MaxFilters int
+}
+
+func (o *LearnOptions) defaults() {
+	if o.RateWindow <= 0 {
+		o.RateWindow = 10 * time.Second
+	}
+	if o.MaxTemporalCase <= 0 {
+		o.MaxTemporalCase = 64
+	}
+	if o.MaxFilters <= 0 {
+		o.MaxFilters = 64
+	}
+}
+
+// ErrEmptyLog is returned by Learn for a log without a single case.
+var ErrEmptyLog = errors.New("mining: the log has no PUBLISH with a correlation id")
+
+// Learn learns a model from a training log.
+func Learn(l *EventLog, opts LearnOptions) (*Model, error) {
+	opts.defaults()
+	traces := l.Traces()
+	if len(traces) == 0 {
+		return nil, ErrEmptyLog
+	}
+	m := &Model{Version: ModelVersion, RateWindow: opts.RateWindow}
+	m.Trained.From, m.Trained.To = l.Span()
+	m.Trained.Flows = len(l.Events)
+	m.Trained.Cases = len(traces)
+
+	g := DiscoverDFG(l, DFGOptions{})
+	m.Start, m.End, m.DirectlyFollows = g.Start, g.End, g.Edges
+	m.Trained.Events = l.ProcessEvents()
+
+	m.Activities = learnActivities(l, traces)
+	m.Skeleton = learnSkeleton(traces, opts.Noise)
+	m.Temporal = learnTemporal(traces, opts.MaxTemporalCase)
+	m.Clients, m.Total = learnRates(l, opts)
+	m.CorrelatedTopics = learnCorrelatedTopics(l)
+
+	brokers := map[string]bool{}
+	for i := range l.Events {
+		e := &l.Events[i]
+		if e.Type == flow.Connect && e.DstAddr.IsValid() {
+			brokers[e.DstAddr.String()] = true
+		}
+	}
+	m.Brokers = sortedKeys(brokers)
+	return m, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func learnActivities(l *EventLog, traces []Trace) []ActivityInfo {
+	info := map[string]*ActivityInfo{}
+	get := func(e *Event) *ActivityInfo {
+		a := e.Activity()
+		ai, ok := info[a]
+		if !ok {
+			ai = &ActivityInfo{Activity: a, Client: e.Client, Topic: e.Topic}
+			info[a] = ai
+		}
+		return ai
+	}
+	for i := range l.Events {
+		e := &l.Events[i]
+		if e.Type != flow.Publish {
+			continue
+		}
+		if e.Case == "" {
+			get(e).Uncorr++
+		}
+	}
+	for _, tr := range traces {
+		seen := map[string]bool{}
+		for i := range tr.Events {
+			ai := get(&tr.Events[i])
+			ai.Count++
+			if !seen[ai.Activity] {
+				seen[ai.Activity] = true
+				ai.Cases++
+			}
+		}
+	}
+	out := make([]ActivityInfo, 0, len(info))
+	for _, k := range sortedKeys(info) {
+		out = append(out, *info[k])
+	}
+	return out
+}
+
+// caseProfile is a trace reduced to what the skeleton needs.
+type caseProfile struct {
+	counts      map[string]int
+	first, last map[string]int // position of first / last occurrence
+	n           int
+}
+
+func profileOf(tr *Trace) caseProfile {
+	p := caseProfile{counts: map[string]int{}, first: map[string]int{}, last: map[string]int{}, n: len(tr.Events)}
+	for i := range tr.Events {
+		a := tr.Events[i].Activity()
+		if _, ok := p.first[a]; !ok {
+			p.first[a] = i
+		}
+		p.last[a] = i
+		p.counts[a]++
+	}
+	return p
+}
+
+// holdsAfter: every a is followed later by b (b after the last a).
+func (p *caseProfile) holdsAfter(a, b string) bool {
+	la, ok := p.last[a]
+	if !ok {
+		return true
+	}
+	lb, ok := p.last[b]
+	return ok && lb > la
+}
+
+// holdsBefore: every a is preceded by b (b before the first a).
+func (p *caseProfile) holdsBefore(a, b string) bool {
+	fa, ok := p.first[a]
+	if !ok {
+		return true
+	}
+	fb, ok := p.first[b]
+	return ok && fb < fa
+}
+
+func (p *caseProfile) holdsEquivalence(a, b string) bool {
+	ca, ok := p.counts[a]
+	return !ok || ca == p.counts[b]
+}
+
+func (p *caseProfile) holdsNeverTogether(a, b string) bool {
+	_, oka := p.counts[a]
+	_, okb := p.counts[b]
+	return !(oka && okb)
+}
+
+func learnSkeleton(traces []Trace, noise float64) Skeleton {
+	profiles := make([]caseProfile, len(traces))
+	actSet := map[string]bool{}
+	sk := Skeleton{CaseLength: Bounds{Min: math.MaxInt}}
+	occ := map[string]*Occurrence{}
+	for i := range traces {
+		profiles[i] = profileOf(&traces[i])
+		p := &profiles[i]
+		sk.CaseLength.Min = min(sk.CaseLength.Min, p.n)
+		sk.CaseLength.Max = max(sk.CaseLength.Max, p.n)
+		for a, c := range p.counts {
+			actSet[a] = true
+			o, ok := occ[a]
+			if !ok {
+				o = &Occurrence{Activity: a, Min: c, Max: c}
+				occ[a] = o
+			}
+			o.Min, o.Max = min(o.Min, c), max(o.Max, c)
+		}
+	}
+	acts := sortedKeys(actSet)
+	for _, a := range acts {
+		sk.Occurrences = append(sk.Occurrences, *occ[a])
+	}
+	// A relation is kept when the cases violating it are at most noise
+	// times the cases it is relevant to.
+	allowed := func(viol, relevant int) bool {
+		return relevant > 0 && float64(viol) <= noise*float64(relevant)
+	}
+	// Cases per activity, to scan only relevant cases.
+	casesOf := map[string][]int{}
+	for i := range profiles {
+		for a := range profiles[i].counts {
+			casesOf[a] = append(casesOf[a], i)
+		}
+	}
+	for _, a := range acts {
+		for _, b := range acts {
+			if a == b {
+				continue
+			}
+			rel := casesOf[a]
+			var vEq, vAfter, vBefore, vNever int
+			for _, i := range rel {
+				p := &profiles[i]
+				if !p.holdsEquivalence(a, b) {
+					vEq++
+				}
+				if !p.holdsAfter(a, b) {
+					vAfter++
+				}
+				if !p.holdsBefore(a, b) {
+					vBefore++
+				}
+				if !p.holdsNeverTogether(a, b) {
+					vNever++
+				}
+			}
+			if allowed(vEq, len(rel)) {
+				sk.Equivalence = append(sk.Equivalence, Pair{a, b})
+			}
+			if allowed(vAfter, len(rel)) {
+				sk.AlwaysAfter = append(sk.AlwaysAfter, Pair{a, b})
+			}
+			if allowed(vBefore, len(rel)) {
+				sk.AlwaysBefore = append(sk.AlwaysBefore, Pair{a, b})
+			}
+			if a < b && allowed(vNever, len(rel)) {
+				sk.NeverTogether = append(sk.NeverTogether, Pair{a, b})
+			}
+		}
+	}
+	return sk
+}
+
+func learnTemporal(traces []Trace, maxCase int) []Temporal {
+	type pair struct{ from, to string }
+	type acc struct {
+		n         int
+		sum, sum2 float64
+	}
+	accs := map[pair]*acc{}
+	for _, tr := range traces {
+		if len(tr.Events) > maxCase {
+			continue
+		}
+		acts := make([]string, len(tr.Events))
+		for i := range tr.Events {
+			acts[i] = tr.Events[i].Activity()
+		}
+		for i := range tr.Events {
+			for j := i + 1; j < len(tr.Events); j++ {
+				p := pair{acts[i], acts[j]}
+				a, ok := accs[p]
+				if !ok {
+					a = &acc{}
+					accs[p] = a
+				}
+				d := float64(tr.Events[j].Time.Sub(tr.Events[i].Time))
+				a.n++
+				a.sum += d
+				a.sum2 += d * d
+			}
+		}
+	}
+	out := make([]Temporal, 0, len(accs))
+	for p, a := range accs {
+		mean := a.sum / float64(a.n)
+		v := max(0, a.sum2/float64(a.n)-mean*mean)
+		out = append(out, Temporal{From: p.from, To: p.to, Count: a.n, Mean: time.Duration(mean), StdDev: time.Duration(math.Sqrt(v))})
+	}
+	slices.SortFunc(out, func(a, b Temporal) int {
+		return cmp.Or(strings.Compare(a.From, b.From), strings.Compare(a.To, b.To))
+	})
+	return out
+}
+
+// rateTypes are the flow types whose per-client rates are learned.
+var rateTypes = [...]flow.ControlType{flow.Publish, flow.Subscribe, flow.Connect}
+
+func (p *ClientProfile) rate(t flow.ControlType) int {
+	switch t {
+	case flow.Publish:
+		return p.Publish
+	case flow.Subscribe:
+		return p.Subscribe
+	case flow.Connect:
+		return p.Connect
+	}
+	return 0
+}
+
+func (p *ClientProfile) setRate(t flow.ControlType, n int) {
+	switch t {
+	case flow.Publish:
+		p.Publish = max(p.Publish, n)
+	case flow.Subscribe:
+		p.Subscribe = max(p.Subscribe, n)
+	case flow.Connect:
+		p.Connect = max(p.Connect, n)
+	}
+}
+
+// TotalClient is the name of the all-clients profile.
+const TotalClient = "*"
+
+func learnRates(l *EventLog, opts LearnOptions) ([]ClientProfile, ClientProfile) {
+	type key struct {
+		client string
+		typ    flow.ControlType
+		window int64
+	}
+	counts := map[key]int{}
+	profiles := map[string]*ClientProfile{}
+	total := ClientProfile{Client: TotalClient}
+	for i := range l.Events {
+		e := &l.Events[i]
+		p, ok := profiles[e.Client]
+		if !ok {
+			p = &ClientProfile{Client: e.Client}
+			profiles[e.Client] = p
+		}
+		for _, f := range e.Filters {
+			if e.Type != flow.Subscribe {
+				break
+			}
+			if isWildcard(f) {
+				p.Wildcard = true
+			}
+			if isSys(f) {
+				p.Sys = true
+			}
+			if !slices.Contains(p.Filters, f) && len(p.Filters) < opts.MaxFilters {
+				p.Filters = append(p.Filters, f)
+			}
+		}
+		if !slices.Contains(rateTypes[:], e.Type) {
+			continue
+		}
+		w := e.Time.UnixNano() / int64(opts.RateWindow)
+		k := key{e.Client, e.Type, w}
+		counts[k]++
+		p.setRate(e.Type, counts[k])
+		k.client = TotalClient
+		counts[k]++
+		total.setRate(e.Type, counts[k])
+	}
+	out := make([]ClientProfile, 0, len(profiles))
+	for _, c := range sortedKeys(profiles) {
+		p := profiles[c]
+		slices.Sort(p.Filters)
+		out = append(out, *p)
+	}
+	return out, total
+}
+
+// learnCorrelatedTopics returns the topics on which every PUBLISH carried a
+// correlation id.
+func learnCorrelatedTopics(l *EventLog) []string {
+	with, without := map[string]int{}, map[string]int{}
+	for i := range l.Events {
+		e := &l.Events[i]
+		if e.Type != flow.Publish {
+			continue
+		}
+		if e.Case != "" {
+			with[e.Topic]++
+		} else {
+			without[e.Topic]++
+		}
+	}
+	var out []string
+	for _, t := range sortedKeys(with) {
+		if without[t] == 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// WriteJSON writes the model as indented JSON.
+func (m *Model) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(m)
+}
+
+// ErrModelVersion is returned when reading a model of another format version.
+var ErrModelVersion = errors.New("mining: unsupported model version")
+
+// ReadModel reads a model written by WriteJSON (or json.Marshal).
+func ReadModel(r io.Reader) (*Model, error) {
+	var m Model
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("mining: model: %w", err)
+	}
+	if m.Version != ModelVersion {
+		return nil, fmt.Errorf("%w: %d (want %d)", ErrModelVersion, m.Version, ModelVersion)
+	}
+	if m.RateWindow <= 0 {
+		return nil, fmt.Errorf("mining: model: rateWindowNs must be positive")
+	}
+	return &m, nil
+}

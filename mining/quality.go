@@ -1,0 +1,282 @@
+package mining
+
+// Quality is how well a model describes a held-out (test) log. All values
+// are in [0, 1]; 1 is best.
+type Quality struct {
+	Cases  int `json:"cases"`
+	Events int `json:"events"`
+	// UnknownActivities counts test events whose activity the model lacks.
+	UnknownActivities int `json:"unknownActivities"`
+
+	DFG      DFGQuality      `json:"dfg"`
+	Skeleton SkeletonQuality `json:"skeleton"`
+}
+
+// DFGQuality measures the directly-follows model.
+type DFGQuality struct {
+	// TraceFitness is the share of test cases whose start arc, every
+	// directly-follows arc and end arc are all in the model.
+	TraceFitness float64 `json:"traceFitness"`
+	// ArcFitness is the share of the test log's arcs (start, directly-
+	// follows and end, counted with multiplicity) that are in the model.
+	ArcFitness float64 `json:"arcFitness"`
+	// Precision is escaping-arc precision: in each state (the last
+	// activity, or the case start) the model allows a set of next steps
+	// (activities or the case end); precision is, averaged over the test
+	// log's steps from known states, the share of the allowed next steps
+	// the test log takes from that state. 1 means the model allows nothing
+	// the test log does not do.
+	Precision float64 `json:"precision"`
+}
+
+// SkeletonQuality measures the log skeleton.
+type SkeletonQuality struct {
+	// TraceFitness is the share of test cases that violate no constraint.
+	TraceFitness float64 `json:"traceFitness"`
+	// ConstraintFitness is PM4Py's per-case deviation fitness averaged
+	// over cases: 1 − violated / checked constraints.
+	ConstraintFitness float64 `json:"constraintFitness"`
+	// Precision averages two shares: of the activity pairs the skeleton
+	// lets co-occur (not never-together, both in the test log), those that
+	// do co-occur in a test case; and of the occurrence counts the bounds
+	// allow for the test log's activities, those that test cases show.
+	Precision float64 `json:"precision"`
+}
+
+// Evaluate measures model on a test log (typically the later part of a
+// log split with SplitByTime).
+func Evaluate(m *Model, test *EventLog) Quality {
+	ix := newIndex(m)
+	traces := test.Traces()
+	q := Quality{Cases: len(traces)}
+	if len(traces) == 0 {
+		return q
+	}
+
+	const startState, endState = "\x00start", "\x00end"
+	allowed := func(s string) map[string]bool {
+		if s == startState {
+			return ix.startSet
+		}
+		return ix.next[s]
+	}
+	used := map[string]map[string]bool{}
+	steps := map[string]int{}
+	var arcs, arcsIn, fitTraces int
+	for _, tr := range traces {
+		q.Events += len(tr.Events)
+		ok := true
+		prev := startState
+		step := func(to string) {
+			arcs++
+			in := allowed(prev)[to]
+			if in {
+				arcsIn++
+				if used[prev] == nil {
+					used[prev] = map[string]bool{}
+				}
+				used[prev][to] = true
+			} else {
+				ok = false
+			}
+			if prev == startState || ix.act[prev] != nil {
+				steps[prev]++
+			}
+		}
+		for i := range tr.Events {
+			a := tr.Events[i].Activity()
+			if ix.act[a] == nil {
+				q.UnknownActivities++
+			}
+			step(a)
+			prev = a
+		}
+		step(endState)
+		if ok {
+			fitTraces++
+		}
+	}
+	q.DFG.TraceFitness = float64(fitTraces) / float64(len(traces))
+	q.DFG.ArcFitness = float64(arcsIn) / float64(arcs)
+	var num, den float64
+	for s, n := range steps {
+		al := allowed(s)
+		if len(al) == 0 {
+			continue
+		}
+		num += float64(n) * float64(len(used[s])) / float64(len(al))
+		den += float64(n)
+	}
+	if den > 0 {
+		q.DFG.Precision = num / den
+	}
+
+	// Skeleton.
+	var fitSk int
+	var devSum float64
+	cooc := map[Pair]bool{}
+	counts := map[string]map[int]bool{}
+	inTest := map[string]bool{}
+	for i := range traces {
+		p := profileOf(&traces[i])
+		checked, violated := ix.checkSkeleton(&p)
+		if violated == 0 {
+			fitSk++
+		}
+		if checked > 0 {
+			devSum += 1 - float64(violated)/float64(checked)
+		} else {
+			devSum++
+		}
+		for a, c := range p.counts {
+			inTest[a] = true
+			if counts[a] == nil {
+				counts[a] = map[int]bool{}
+			}
+			counts[a][c] = true
+			for b := range p.counts {
+				if a < b {
+					cooc[Pair{a, b}] = true
+				}
+			}
+		}
+	}
+	q.Skeleton.TraceFitness = float64(fitSk) / float64(len(traces))
+	q.Skeleton.ConstraintFitness = devSum / float64(len(traces))
+	var allowPairs, seenPairs, allowCounts, seenCounts int
+	for a := range inTest {
+		if o, ok := ix.occ[a]; ok {
+			allowCounts += o.Max - o.Min + 1
+			for c := range counts[a] {
+				if c >= o.Min && c <= o.Max {
+					seenCounts++
+				}
+			}
+		}
+		for b := range inTest {
+			if a < b && ix.act[a] != nil && ix.act[b] != nil && !ix.never[Pair{a, b}] {
+				allowPairs++
+				if cooc[Pair{a, b}] {
+					seenPairs++
+				}
+			}
+		}
+	}
+	var parts, sum float64
+	if allowPairs > 0 {
+		parts++
+		sum += float64(seenPairs) / float64(allowPairs)
+	}
+	if allowCounts > 0 {
+		parts++
+		sum += float64(seenCounts) / float64(allowCounts)
+	}
+	if parts > 0 {
+		q.Skeleton.Precision = sum / parts
+	}
+	return q
+}
+
+// index is a model prepared for look-ups by activity name.
+type index struct {
+	m        *Model
+	act      map[string]*ActivityInfo
+	startSet map[string]bool
+	endSet   map[string]bool
+	next     map[string]map[string]bool // DF successors; "\x00end" for end activities
+	occ      map[string]Occurrence
+	never    map[Pair]bool // a < b
+	// Skeleton relations by their first activity.
+	equiv, after, before map[string][]string
+}
+
+func newIndex(m *Model) *index {
+	ix := &index{
+		m: m, act: map[string]*ActivityInfo{}, startSet: map[string]bool{}, endSet: map[string]bool{},
+		next: map[string]map[string]bool{}, occ: map[string]Occurrence{}, never: map[Pair]bool{},
+		equiv: map[string][]string{}, after: map[string][]string{}, before: map[string][]string{},
+	}
+	for i := range m.Activities {
+		ix.act[m.Activities[i].Activity] = &m.Activities[i]
+	}
+	for _, s := range m.Start {
+		ix.startSet[s.Activity] = true
+	}
+	addNext := func(from, to string) {
+		if ix.next[from] == nil {
+			ix.next[from] = map[string]bool{}
+		}
+		ix.next[from][to] = true
+	}
+	for _, s := range m.End {
+		ix.endSet[s.Activity] = true
+		addNext(s.Activity, "\x00end")
+	}
+	for _, e := range m.DirectlyFollows {
+		addNext(e.From, e.To)
+	}
+	for _, o := range m.Skeleton.Occurrences {
+		ix.occ[o.Activity] = o
+	}
+	for _, p := range m.Skeleton.NeverTogether {
+		if p.A > p.B {
+			p.A, p.B = p.B, p.A
+		}
+		ix.never[p] = true
+	}
+	for _, p := range m.Skeleton.Equivalence {
+		ix.equiv[p.A] = append(ix.equiv[p.A], p.B)
+	}
+	for _, p := range m.Skeleton.AlwaysAfter {
+		ix.after[p.A] = append(ix.after[p.A], p.B)
+	}
+	for _, p := range m.Skeleton.AlwaysBefore {
+		ix.before[p.A] = append(ix.before[p.A], p.B)
+	}
+	return ix
+}
+
+// checkSkeleton checks a whole case against the skeleton and returns the
+// number of constraints checked and violated.
+func (ix *index) checkSkeleton(p *caseProfile) (checked, violated int) {
+	sk := &ix.m.Skeleton
+	checked++
+	if p.n < sk.CaseLength.Min || p.n > sk.CaseLength.Max {
+		violated++
+	}
+	for a, c := range p.counts {
+		if o, ok := ix.occ[a]; ok {
+			checked++
+			if c < o.Min || c > o.Max {
+				violated++
+			}
+		}
+		for _, b := range ix.equiv[a] {
+			checked++
+			if !p.holdsEquivalence(a, b) {
+				violated++
+			}
+		}
+		for _, b := range ix.after[a] {
+			checked++
+			if !p.holdsAfter(a, b) {
+				violated++
+			}
+		}
+		for _, b := range ix.before[a] {
+			checked++
+			if !p.holdsBefore(a, b) {
+				violated++
+			}
+		}
+		for b := range p.counts {
+			if a < b && ix.act[a] != nil && ix.act[b] != nil {
+				checked++
+				if ix.never[Pair{a, b}] {
+					violated++
+				}
+			}
+		}
+	}
+	return checked, violated
+}
