@@ -283,7 +283,7 @@ func (p *Probe) open() (capture.Source, error) {
 		return capture.OpenFile(p.cfg.ReadFile)
 	}
 	lc := capture.LiveConfig{Interface: p.cfg.Interface, SnapLen: p.cfg.SnapLen, Promiscuous: p.cfg.Promiscuous}
-	if p.cfg.Filter != "" {
+	if p.cfg.Filter != "" && p.cfg.Interface != capture.AnyInterface {
 		f, err := p.filterFor(capture.LinkEthernet)
 		if err != nil {
 			return nil, err
@@ -308,7 +308,8 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (time.Time, err
 		last     time.Time
 		advanced int64 // capture time (Unix ns) of the last Advance
 	)
-	userFilter := p.cfg.Filter != "" && p.live == nil
+	// Files, and cooked "any" captures, are filtered in user space.
+	userFilter := p.cfg.Filter != "" && (p.live == nil || p.cfg.Interface == capture.AnyInterface)
 	// Cancellation is noticed at the next packet or poll timeout: a flag
 	// costs one atomic load per packet, where polling ctx.Err() only every
 	// so many iterations would let a quiet interface (one poll timeout per

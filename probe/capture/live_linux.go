@@ -3,6 +3,7 @@
 package capture
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -38,16 +39,18 @@ var ErrTimeout = errors.New("capture: no packet within poll timeout")
 
 // Live is an AF_PACKET capture on one interface. It needs CAP_NET_RAW.
 type Live struct {
-	fd       int
-	ifindex  int
-	loopback bool
-	linkType LinkType
-	buf      []byte
-	oob      []byte
-	closed   atomic.Bool
-	reading  sync.Mutex // held by ReadPacket; Close waits for it before closing fd
-	mu       sync.Mutex // guards stats accumulation
-	stats    Stats
+	fd        int
+	ifindex   int
+	loopback  bool
+	linkType  LinkType
+	buf       []byte
+	oob       []byte
+	cooked    bool         // "any": SOCK_DGRAM, frames get an SLL header
+	loopbacks map[int]bool // "any": loopback interfaces, whose outgoing copies are skipped
+	closed    atomic.Bool
+	reading   sync.Mutex // held by ReadPacket; Close waits for it before closing fd
+	mu        sync.Mutex // guards stats accumulation
+	stats     Stats
 }
 
 var (
@@ -58,11 +61,28 @@ var (
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
+// AnyInterface captures on every interface, like tcpdump -i any: packets
+// come as Linux cooked frames (LinkLinuxSLL), and a Filter cannot be
+// attached in the kernel (the kernel sees them from the network header);
+// filter them in user space instead.
+const AnyInterface = "any"
+
 // OpenLive opens an AF_PACKET socket on cfg.Interface.
 func OpenLive(cfg LiveConfig) (*Live, error) {
-	ifc, err := net.InterfaceByName(cfg.Interface)
-	if err != nil {
-		return nil, fmt.Errorf("capture on %q: %w (list interfaces with `ip link`)", cfg.Interface, err)
+	var ifc *net.Interface
+	sockType := unix.SOCK_RAW
+	if cfg.Interface == AnyInterface {
+		if len(cfg.Filter) > 0 {
+			return nil, errors.New("capture on any: a kernel filter cannot be attached to a cooked capture; filter in user space")
+		}
+		ifc = &net.Interface{Index: 0, Name: AnyInterface}
+		sockType = unix.SOCK_DGRAM
+	} else {
+		var err error
+		ifc, err = net.InterfaceByName(cfg.Interface)
+		if err != nil {
+			return nil, fmt.Errorf("capture on %q: %w (list interfaces with `ip link`, or use any)", cfg.Interface, err)
+		}
 	}
 	if cfg.SnapLen <= 0 || cfg.SnapLen > MaxFrame {
 		cfg.SnapLen = MaxFrame
@@ -73,7 +93,7 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 	if cfg.PollTimeout <= 0 {
 		cfg.PollTimeout = 100 * time.Millisecond
 	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+	fd, err := unix.Socket(unix.AF_PACKET, sockType|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("open packet socket: %w (live capture needs root or CAP_NET_RAW)", err)
@@ -81,6 +101,10 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 		return nil, fmt.Errorf("open packet socket: %w", err)
 	}
 	l := &Live{fd: fd, ifindex: ifc.Index, loopback: ifc.Flags&net.FlagLoopback != 0, linkType: LinkEthernet}
+	if cfg.Interface == AnyInterface {
+		l.linkType, l.cooked = LinkLinuxSLL, true
+		l.loopbacks = loopbackIndexes()
+	}
 	fail := func(what string, err error) (*Live, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("capture on %q: %s: %w", cfg.Interface, what, err)
@@ -122,9 +146,24 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 	}
 	// Reset the kernel counters so Stats counts from now.
 	_, _ = unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
-	l.buf = make([]byte, cfg.SnapLen)
+	l.buf = make([]byte, cfg.SnapLen+sllHeaderLen)
 	l.oob = make([]byte, auxLen+tsLen)
 	return l, nil
+}
+
+// sllHeaderLen is the Linux cooked (v1) header put in front of frames of
+// an "any" capture.
+const sllHeaderLen = 16
+
+func loopbackIndexes() map[int]bool {
+	m := map[int]bool{}
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 {
+			m[i.Index] = true
+		}
+	}
+	return m
 }
 
 func attachFilter(fd int, prog []bpf.RawInstruction) error {
@@ -150,8 +189,15 @@ func (l *Live) ReadPacket(p *Packet) error {
 		}
 		var msg unix.Msghdr
 		var iov unix.Iovec
-		iov.Base = &l.buf[0]
-		iov.SetLen(len(l.buf))
+		var sa unix.RawSockaddrLinklayer
+		data := l.buf
+		if l.cooked {
+			data = l.buf[sllHeaderLen:]
+			msg.Name = (*byte)(unsafe.Pointer(&sa))
+			msg.Namelen = uint32(unsafe.Sizeof(sa))
+		}
+		iov.Base = &data[0]
+		iov.SetLen(len(data))
 		msg.Iov = &iov
 		msg.Iovlen = 1
 		msg.Control = &l.oob[0]
@@ -171,10 +217,13 @@ func (l *Live) ReadPacket(p *Packet) error {
 			}
 			return fmt.Errorf("capture: recvmsg: %w", errno)
 		}
+		if l.cooked && sa.Pkttype == unix.PACKET_OUTGOING && l.loopbacks[int(sa.Ifindex)] {
+			continue // the incoming copy of this loopback packet follows
+		}
 		p.Length = int(n)
 		capLen := int(n)
-		if capLen > len(l.buf) {
-			capLen = len(l.buf)
+		if capLen > len(data) {
+			capLen = len(data)
 		}
 		p.Timestamp = time.Time{}
 		oob := l.oob[:msg.Controllen]
@@ -199,6 +248,18 @@ func (l *Live) ReadPacket(p *Packet) error {
 		}
 		if p.Timestamp.IsZero() {
 			p.Timestamp = time.Now()
+		}
+		if l.cooked {
+			// Linux cooked header v1: packet type, ARPHRD type, address
+			// length, 8 address bytes, protocol (all big endian).
+			h := l.buf[:sllHeaderLen]
+			binary.BigEndian.PutUint16(h[0:2], uint16(sa.Pkttype))
+			binary.BigEndian.PutUint16(h[2:4], sa.Hatype)
+			binary.BigEndian.PutUint16(h[4:6], uint16(sa.Halen))
+			copy(h[6:14], sa.Addr[:])
+			binary.BigEndian.PutUint16(h[14:16], htons(sa.Protocol))
+			p.Length += sllHeaderLen
+			capLen += sllHeaderLen
 		}
 		p.Data = l.buf[:capLen]
 		p.LinkType = l.linkType

@@ -140,3 +140,52 @@ func TestLiveUnknownInterface(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "ip link")
 }
+
+// TestLiveAnyInterface captures on every interface (tcpdump -i any):
+// frames arrive as Linux cooked frames that decode to the TCP payloads,
+// loopback packets once each.
+func TestLiveAnyInterface(t *testing.T) {
+	requireRoot(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	live, err := OpenLive(LiveConfig{Interface: AnyInterface, PollTimeout: 50 * time.Millisecond})
+	require.NoError(t, err)
+	defer live.Close()
+	require.Equal(t, LinkLinuxSLL, live.LinkType())
+	_, err = OpenLive(LiveConfig{Interface: AnyInterface, Filter: tcpPortFilter(port)})
+	require.Error(t, err, "no kernel filter on a cooked capture")
+
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_, _ = c.Read(make([]byte, 100))
+			c.Close()
+		}
+	}()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	require.NoError(t, err)
+	_, err = c.Write([]byte("cooked-hello"))
+	require.NoError(t, err)
+	c.Close()
+
+	seen := 0
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		var p Packet
+		err := live.ReadPacket(&p)
+		if errors.Is(err, ErrTimeout) {
+			continue
+		}
+		require.NoError(t, err)
+		var seg Segment
+		if DecodeTCP(p.LinkType, p.Data, &seg) != nil || (seg.DstPort != port && seg.SrcPort != port) {
+			continue
+		}
+		if bytes.Contains(seg.Payload, []byte("cooked-hello")) {
+			seen++
+		}
+	}
+	require.Equal(t, 1, seen, "the payload is seen once on loopback")
+}
