@@ -164,7 +164,10 @@ type openCase struct {
 	times       []int64
 	flows       []uint64
 	reported    uint16
-	prev, next  *openCase // LRU list, least recently seen first
+	// tainted: the case has an activity the model lacks; that was alerted
+	// (unknown-activity) and the case's other checks would only repeat it.
+	tainted    bool
+	prev, next *openCase // LRU list, least recently seen first
 }
 
 // Detector checks flows one at a time against a model. It is not safe for
@@ -477,7 +480,10 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 		alert(bitLength, CheckSkeleton, SeverityHigh, fmt.Sprintf(
 			"case has %d events, at most %d in training (correlation id reused?)", c.n, d.caseMax))
 	}
-	if act < 0 || c.n > len(c.acts) {
+	if act < 0 {
+		c.tainted = true
+	}
+	if c.tainted || c.n > len(c.acts) {
 		return out // unknown activity (alerted above) or a case past the memory bound
 	}
 	i := len(c.acts) - 1
@@ -660,8 +666,8 @@ func (d *Detector) Flush() []Alert {
 func (d *Detector) closeCase(out []Alert, c *openCase) []Alert {
 	d.stats.Closed++
 	defer d.remove(c)
-	if c.n > len(c.acts) || c.n > d.caseMax || len(c.acts) == 0 {
-		return out // over-long cases were reported on arrival
+	if c.tainted || c.n > len(c.acts) || c.n > d.caseMax || len(c.acts) == 0 {
+		return out // reported on arrival
 	}
 	caseID := flow.CorrelationText([]byte(c.key))
 	alert := func(bit uint16, check Check, sev Severity, act int32, msg string) {
