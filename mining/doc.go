@@ -1,0 +1,31 @@
+// Package mining is the process-mining core of MQTT intrusion detection
+// (issue 8): it turns flow records into an event log, exports it, discovers
+// a directly-follows graph, learns a model of normal behaviour, measures the
+// model on held-out data and checks live flows against it.
+//
+// Event log, as in the original study: case = MQTT v5 correlation id
+// (flow.CorrelationText of Record.CorrelationData), activity = "source
+// client → topic", resource = source client, timestamp = flow start; only
+// PUBLISH flows with a correlation id are in the process view. The broker
+// side (flow.BrokerClientID, or an endpoint that received a CONNECT) is
+// named "broker"; a client without client id is named by address:port.
+//
+// Typical use:
+//
+//	log, err := mining.ReadJSONLines(r)         // or mining.FromRecords(recs)
+//	train, test := log.SplitByTime(0.7)
+//	model, err := mining.Learn(train, mining.LearnOptions{})
+//	q := mining.Evaluate(model, test)
+//	mining.DiscoverDFG(log, mining.DFGOptions{MinEdgeCount: 5}).WriteDOT(w)
+//	log.WriteXES(w); log.WriteCSV(w); model.WriteJSON(w)
+//
+//	d := mining.NewDetector(model, mining.DetectorOptions{})
+//	for each flow:  alerts := d.Observe(&rec)
+//	every second:   alerts := d.Advance(now)
+//	at the end:     alerts := d.Flush()
+//
+// The package does no I/O besides the io.Reader/io.Writer it is given,
+// starts no goroutines and does not log. A Detector is not safe for
+// concurrent use; its memory is bounded (DetectorOptions). See
+// docs/detection.md for the model format and the checks.
+package mining
