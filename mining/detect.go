@@ -175,7 +175,8 @@ type openCase struct {
 type Detector struct {
 	m    *Model
 	opts DetectorOptions
-	ix   *index
+	// window is the model's rate window (10 s if the model has none).
+	window int64
 
 	namer      *Namer
 	actID      map[actKey]int32
@@ -208,13 +209,16 @@ func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b
 func NewDetector(m *Model, opts DetectorOptions) *Detector {
 	opts.defaults()
 	d := &Detector{
-		m: m, opts: opts, ix: newIndex(m), namer: NewNamer(),
+		m: m, opts: opts, window: int64(m.RateWindow), namer: NewNamer(),
 		actID: map[actKey]int32{}, df: map[uint64]bool{}, never: map[uint64]bool{},
 		temporal: map[uint64]Temporal{}, clients: map[string]*ClientProfile{}, correlated: map[string]bool{},
 		cases: map[string]*openCase{}, rates: map[rateKey]*rateCounter{}, suppressed: map[suppressKey]time.Time{},
 		caseMax: m.Skeleton.CaseLength.Max,
 	}
 	d.stats.Alerts = map[Check]uint64{}
+	if d.window <= 0 {
+		d.window = int64(10 * time.Second)
+	}
 	for _, b := range m.Brokers {
 		if ap, err := netip.ParseAddrPort(b); err == nil {
 			d.namer.brokers[ap] = struct{}{}
@@ -368,7 +372,7 @@ func (d *Detector) bound(client string, typ flow.ControlType) int {
 }
 
 func (d *Detector) rate(out []Alert, client string, r *flow.Record) []Alert {
-	w := r.Start.UnixNano() / int64(d.m.RateWindow)
+	w := r.Start.UnixNano() / d.window
 	for _, c := range [2]string{client, TotalClient} {
 		k := rateKey{c, r.ControlType}
 		rc := d.rates[k]
@@ -394,7 +398,7 @@ func (d *Detector) rate(out []Alert, client string, r *flow.Record) []Alert {
 				Check: CheckRate, Severity: SeverityHigh, Time: r.Start, Client: c,
 				Flows: rc.recent(),
 				Message: fmt.Sprintf("%s flood: %s started more than %d %s flows in %s (bound from training)",
-					r.ControlType, who, b, r.ControlType, d.m.RateWindow),
+					r.ControlType, who, b, r.ControlType, time.Duration(d.window)),
 			})
 		}
 	}
@@ -639,7 +643,7 @@ func (d *Detector) Advance(now time.Time) []Alert {
 	for c := d.head; c != nil && now.Sub(c.last) >= d.opts.CaseTimeout; c = d.head {
 		out = d.closeCase(out, c)
 	}
-	w := now.UnixNano() / int64(d.m.RateWindow)
+	w := now.UnixNano() / d.window
 	for k, rc := range d.rates {
 		if rc.window < w-1 {
 			delete(d.rates, k)

@@ -605,3 +605,21 @@ func BenchmarkLearn(b *testing.B) {
 		}
 	}
 }
+
+func TestDetectorSurvivesOddInput(t *testing.T) {
+	d := NewDetector(&Model{}, DetectorOptions{}) // empty model, no rate window
+	for _, r := range []flow.Record{
+		{},
+		{ControlType: flow.Publish},
+		{ControlType: flow.Publish, CorrelationData: []byte{0}},
+		{ControlType: flow.Subscribe, TopicFilters: []string{"", "#", "$"}},
+		{ControlType: 99, SrcClientID: flow.BrokerClientID},
+	} {
+		for _, a := range d.Observe(&r) {
+			require.NotEmpty(t, a.Message)
+		}
+	}
+	d.Advance(time.Unix(1<<40, 0))
+	d.Flush()
+	require.Zero(t, d.Stats().OpenCases)
+}
