@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -35,6 +36,8 @@ import (
 	"github.com/mission-ids/mission/collector"
 	"github.com/mission-ids/mission/flow"
 	"github.com/mission-ids/mission/internal/metrics"
+	"github.com/mission-ids/mission/ipfix"
+	"github.com/mission-ids/mission/mining"
 	"github.com/mission-ids/mission/probe"
 	"github.com/mission-ids/mission/probe/reassembly"
 	"github.com/mission-ids/mission/probe/tracker"
@@ -88,6 +91,8 @@ func newApp() *cli.App {
 			collectCommand(),
 			allInOneCommand(),
 			queryCommand(),
+			mineCommand(),
+			detectCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints the error once
 	}
@@ -431,6 +436,7 @@ func collectCommand() *cli.Command {
 		&cli.IntFlag{Name: "udp-readers", Value: 2, EnvVars: []string{"UDP_READERS"}, Usage: "UDP sockets sharing the port"},
 		&cli.UintFlag{Name: "enterprise-number", Value: 9999, EnvVars: []string{"ENTERPRISE_NUMBER"}, Usage: "IPFIX private enterprise number of the MQTT elements"},
 		&cli.StringFlag{Name: "metrics-listen", EnvVars: []string{"METRICS_LISTEN"}, Usage: "serve Prometheus metrics on this address (e.g. :9465)"},
+		modelFlag(),
 	)
 	return &cli.Command{
 		Name:  "collect",
@@ -452,10 +458,19 @@ func collectCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			det, err := startDetection(c, w, log)
+			if err != nil {
+				return errors.Join(err, closeStore(w, log))
+			}
+			fns := []metrics.Func{storeMetrics(w)}
+			if det != nil {
+				ccfg.Flows = det.observe
+				fns = append(fns, det.metrics)
+			}
 			col := collector.New(ccfg, w)
 			if addr := c.String("metrics-listen"); addr != "" {
-				if _, err := metrics.Serve(c.Context, addr, log, col.Metrics, storeMetrics(w)); err != nil {
-					return errors.Join(fmt.Errorf("--metrics-listen: %w", err), closeStore(w, log))
+				if _, err := metrics.Serve(c.Context, addr, log, append(fns, col.Metrics)...); err != nil {
+					return errors.Join(fmt.Errorf("--metrics-listen: %w", err), det.close(), closeStore(w, log))
 				}
 			}
 			if f := c.String("read"); f != "" {
@@ -463,7 +478,7 @@ func collectCommand() *cli.Command {
 			} else {
 				err = col.Run(c.Context)
 			}
-			return errors.Join(err, closeStore(w, log))
+			return errors.Join(err, det.close(), closeStore(w, log))
 		},
 	}
 }
@@ -549,7 +564,7 @@ func allInOneCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "all-in-one",
 		Usage: "probe, collector and store in one process (flows still travel as IPFIX)",
-		Flags: append(append(logFlags(), captureFlags()...), storeFlags()...),
+		Flags: append(append(append(logFlags(), captureFlags()...), storeFlags()...), modelFlag()),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
@@ -567,10 +582,18 @@ func allInOneCommand() *cli.Command {
 				return err
 			}
 			sum := newSummary()
+			det, err := startDetection(c, w, log)
+			if err != nil {
+				return errors.Join(err, closeStore(w, log))
+			}
+			hook := sum.add
+			if det != nil {
+				hook = func(r *flow.Record) { sum.add(r); det.observe(r) }
+			}
 			// The collector listens on a private loopback port; the probe
 			// exports to it over TCP, the same IPFIX path as between hosts.
 			col := collector.New(collector.Config{Host: "127.0.0.1", Port: 0, Listen: []string{"tcp"},
-				EnterpriseNumber: uint32(c.Uint("enterprise-number")), Flows: sum.add, Logger: log}, w)
+				EnterpriseNumber: uint32(c.Uint("enterprise-number")), Flows: hook, Logger: log}, w)
 			colCtx, stopCol := context.WithCancel(context.Background())
 			colDone := make(chan error, 1)
 			go func() { colDone <- col.Run(colCtx) }()
@@ -591,7 +614,11 @@ func allInOneCommand() *cli.Command {
 				return errors.Join(err, <-colDone, closeStore(w, log))
 			}
 			if addr := c.String("metrics-listen"); addr != "" {
-				if _, err := metrics.Serve(c.Context, addr, log, p.Metrics, col.Metrics, storeMetrics(w)); err != nil {
+				fns := []metrics.Func{p.Metrics, col.Metrics, storeMetrics(w)}
+				if det != nil {
+					fns = append(fns, det.metrics)
+				}
+				if _, err := metrics.Serve(c.Context, addr, log, fns...); err != nil {
 					log.Error().Err(err).Msg("--metrics-listen: cannot serve metrics")
 				}
 			}
@@ -604,6 +631,7 @@ func allInOneCommand() *cli.Command {
 			}
 			stopCol()
 			colErr := <-colDone
+			detErr := det.close()
 			storeErr := closeStore(w, log)
 			if pcfg.ReadFile != "" {
 				sum.print(os.Stdout, summaryInfo{
@@ -612,7 +640,7 @@ func allInOneCommand() *cli.Command {
 					dataDir: c.String("data-dir"),
 				})
 			}
-			return errors.Join(runErr, colErr, storeErr)
+			return errors.Join(runErr, colErr, detErr, storeErr)
 		},
 	}
 }
@@ -876,4 +904,389 @@ func storeView(c *cli.Context) map[string]any {
 	}
 	return map[string]any{"mongoURL": url, "database": c.String("mongo-collection"), "collection": c.String("collection"),
 		"dataDir": c.String("data-dir"), "retention": c.Duration("retention").String()}
+}
+
+// detection runs a learned model over the flows a collector stores
+// (--model): alerts go to the log as JSON, to the alerts collection and
+// to metrics.
+type detection struct {
+	mu     sync.Mutex
+	det    *mining.Detector
+	alerts *store.AlertWriter
+	log    zerolog.Logger
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+func modelFlag() cli.Flag {
+	return &cli.StringFlag{Name: "model", EnvVars: []string{"MODEL"}, Usage: "detect with this model (from mission mine) on every stored flow"}
+}
+
+func startDetection(c *cli.Context, w *store.Writer, log zerolog.Logger) (*detection, error) {
+	path := c.String("model")
+	if path == "" {
+		return nil, nil
+	}
+	m, err := readModel(path)
+	if err != nil {
+		return nil, err
+	}
+	aw, err := store.OpenAlerts(c.Context, w.URL(), c.String("mongo-collection"), log)
+	if err != nil {
+		return nil, err
+	}
+	d := &detection{det: mining.NewDetector(m, mining.DetectorOptions{}), alerts: aw, log: log,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-d.stop:
+				return
+			case now := <-t.C:
+				d.mu.Lock()
+				alerts := d.det.Advance(now)
+				d.mu.Unlock()
+				d.report(alerts)
+			}
+		}
+	}()
+	log.Info().Str("model", path).Msg("detection enabled: alerts go to the log, the alerts collection and metrics")
+	return d, nil
+}
+
+func readModel(path string) (*mining.Model, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--model: %w", err)
+	}
+	defer f.Close()
+	m, err := mining.ReadModel(f)
+	if err != nil {
+		return nil, fmt.Errorf("--model %s: %w (learn one with mission mine)", path, err)
+	}
+	return m, nil
+}
+
+// observe is the collector's Flows hook.
+func (d *detection) observe(r *flow.Record) {
+	d.mu.Lock()
+	alerts := d.det.Observe(r)
+	d.mu.Unlock()
+	d.report(alerts)
+}
+
+func (d *detection) report(alerts []mining.Alert) {
+	for i := range alerts {
+		js, err := json.Marshal(&alerts[i])
+		if err != nil {
+			continue
+		}
+		d.log.Warn().RawJSON("alert", js).Msg(alerts[i].Message)
+		if doc, err := store.AlertDocument(js); err == nil {
+			d.alerts.Put(doc)
+		}
+	}
+}
+
+func (d *detection) metrics(e metrics.Emitter) {
+	d.mu.Lock()
+	st := d.det.Stats()
+	d.mu.Unlock()
+	for check, n := range st.Alerts {
+		e.Counter("mission_detect_alerts_total", "Alerts raised, by check.", float64(n), "check", string(check))
+	}
+	e.Counter("mission_detect_flows_total", "Flows checked against the model.", float64(st.Flows))
+	e.Gauge("mission_detect_open_cases", "Cases (correlation ids) open now.", float64(st.OpenCases))
+	e.Counter("mission_detect_alerts_dropped_total", "Alerts that could not be stored (still logged).", float64(d.alerts.Dropped()))
+}
+
+// close reports the alerts of the cases still open and stores everything.
+func (d *detection) close() error {
+	if d == nil {
+		return nil
+	}
+	close(d.stop)
+	<-d.done
+	d.mu.Lock()
+	alerts := d.det.Flush()
+	d.mu.Unlock()
+	d.report(alerts)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return d.alerts.Close(ctx)
+}
+
+// flowSourceFlags choose where mine and detect read flows.
+func flowSourceFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "jsonl", Usage: "read flows from a JSON-lines file (probe --stdout, mongoexport); - for stdin"},
+		&cli.StringFlag{Name: "ipfix", Usage: "read flows from an IPFIX file (probe --ipfix-file)"},
+		&cli.StringFlag{Name: "mongo-url", EnvVars: []string{"MONGO_URL"}, Usage: "read stored flows from MongoDB (default: the embedded store in --data-dir)"},
+		&cli.StringFlag{Name: "mongo-collection", Value: store.DefaultDatabase, EnvVars: []string{"MONGO_COLLECTION"}, Usage: "database name"},
+		&cli.StringFlag{Name: "collection", Value: store.DefaultCollection, EnvVars: []string{"MONGO_COLLECTION_NAME"}, Usage: "collection"},
+		&cli.StringFlag{Name: "data-dir", Value: store.DefaultDataDir, EnvVars: []string{"DATA_DIR"}, Usage: "embedded database directory"},
+		&cli.TimestampFlag{Name: "from", Layout: time.RFC3339, Usage: "only flows starting at or after this time (RFC 3339)"},
+		&cli.TimestampFlag{Name: "to", Layout: time.RFC3339, Usage: "only flows starting before this time (RFC 3339)"},
+		&cli.UintFlag{Name: "enterprise-number", Value: 9999, EnvVars: []string{"ENTERPRISE_NUMBER"}, Usage: "IPFIX private enterprise number of the MQTT elements (--ipfix)"},
+	}
+}
+
+// loadFlows reads flows from the source the flags name, in time order.
+func loadFlows(c *cli.Context, log zerolog.Logger) ([]flow.Record, error) {
+	var from, to time.Time
+	if t := c.Timestamp("from"); t != nil {
+		from = *t
+	}
+	if t := c.Timestamp("to"); t != nil {
+		to = *t
+	}
+	keep := func(r *flow.Record) bool {
+		return (from.IsZero() || !r.Start.Before(from)) && (to.IsZero() || r.Start.Before(to))
+	}
+	var recs []flow.Record
+	switch {
+	case c.String("jsonl") != "":
+		var in io.Reader = os.Stdin
+		if p := c.String("jsonl"); p != "-" {
+			f, err := os.Open(p)
+			if err != nil {
+				return nil, fmt.Errorf("--jsonl: %w", err)
+			}
+			defer f.Close()
+			in = f
+		}
+		all, err := mining.ReadRecords(in)
+		if err != nil {
+			return nil, fmt.Errorf("--jsonl: %w", err)
+		}
+		for i := range all {
+			if keep(&all[i]) {
+				recs = append(recs, all[i])
+			}
+		}
+	case c.String("ipfix") != "":
+		f, err := os.Open(c.String("ipfix"))
+		if err != nil {
+			return nil, fmt.Errorf("--ipfix: %w", err)
+		}
+		defer f.Close()
+		pen := uint32(c.Uint("enterprise-number"))
+		sess := ipfix.NewSession(ipfix.Config{Registry: ipfix.NewRegistry(pen)}, ipfix.SessionKey{Transport: ipfix.File})
+		dec := flow.NewDecoder(pen)
+		err = ipfix.DecodeFile(f, sess, func(rec ipfix.Record) error {
+			var r flow.Record
+			if !rec.Template.IsOptions() && dec.Decode(rec, &r) && keep(&r) {
+				recs = append(recs, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--ipfix: %w", err)
+		}
+	default:
+		url := c.String("mongo-url")
+		if url == "" {
+			dir := filepath.Join(c.String("data-dir"), "db")
+			if _, err := os.Stat(dir); err != nil {
+				return nil, fmt.Errorf("no embedded database in %s (give --jsonl, --ipfix, --mongo-url or --data-dir)", c.String("data-dir"))
+			}
+			emb, err := store.StartEmbedded(dir, "127.0.0.1:0", log)
+			if err != nil {
+				return nil, err
+			}
+			defer emb.Close()
+			url = emb.URL()
+		}
+		ctx, cancel := context.WithTimeout(c.Context, 10*time.Minute)
+		defer cancel()
+		client, err := mongo.Connect(ctx, options.Client().ApplyURI(url))
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", redactURL(url), err)
+		}
+		defer client.Disconnect(context.Background())
+		filter := bson.D{}
+		rng := bson.D{}
+		if !from.IsZero() {
+			rng = append(rng, bson.E{Key: "$gte", Value: from})
+		}
+		if !to.IsZero() {
+			rng = append(rng, bson.E{Key: "$lt", Value: to})
+		}
+		if len(rng) > 0 {
+			filter = bson.D{{Key: "flowStartNanoseconds", Value: rng}}
+		}
+		cur, err := client.Database(c.String("mongo-collection")).Collection(c.String("collection")).
+			Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "flowStartNs", Value: 1}}))
+		if err != nil {
+			return nil, fmt.Errorf("read stored flows: %w", err)
+		}
+		defer cur.Close(ctx)
+		for cur.Next(ctx) {
+			var d flow.Document
+			if err := cur.Decode(&d); err != nil {
+				return nil, fmt.Errorf("stored flow: %w", err)
+			}
+			r, err := mining.RecordFromDocument(&d)
+			if err != nil {
+				return nil, err
+			}
+			if keep(&r) {
+				recs = append(recs, r)
+			}
+		}
+		if err := cur.Err(); err != nil {
+			return nil, err
+		}
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Start.Before(recs[j].Start) })
+	return recs, nil
+}
+
+func mineCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "mine",
+		Usage: "build the event log of stored flows, export it (XES, CSV), discover the process (DFG) and learn a detection model",
+		Flags: append(append(logFlags(), flowSourceFlags()...),
+			&cli.StringFlag{Name: "out", Value: "mission-mine", Usage: "output directory"},
+			&cli.Float64Flag{Name: "test-fraction", Value: 0.3, Usage: "share of the log (latest cases) held out to measure model quality"},
+			&cli.IntFlag{Name: "min-edge", Usage: "drop directly-follows edges seen fewer times (graph only)"},
+			&cli.Float64Flag{Name: "noise", Usage: "share of cases allowed to violate a kept skeleton relation"},
+		),
+		Action: func(c *cli.Context) error {
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			recs, err := loadFlows(c, log)
+			if err != nil {
+				return err
+			}
+			el := mining.FromRecords(recs)
+			if len(el.Traces()) == 0 {
+				return fmt.Errorf("no PUBLISH flow with a correlation id among %d flows: nothing to mine", len(recs))
+			}
+			out := c.String("out")
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			write := func(name string, fn func(io.Writer) error) error {
+				f, err := os.Create(filepath.Join(out, name))
+				if err != nil {
+					return err
+				}
+				if err := fn(f); err != nil {
+					f.Close()
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				return f.Close()
+			}
+			if err := write("events.xes", el.WriteXES); err != nil {
+				return err
+			}
+			if err := write("events.csv", el.WriteCSV); err != nil {
+				return err
+			}
+			g := mining.DiscoverDFG(el, mining.DFGOptions{MinEdgeCount: c.Int("min-edge")})
+			if err := write("dfg.dot", g.WriteDOT); err != nil {
+				return err
+			}
+			rendered := renderDOT(filepath.Join(out, "dfg.dot"), log)
+			opts := mining.LearnOptions{Noise: c.Float64("noise")}
+			var q *mining.Quality
+			if tf := c.Float64("test-fraction"); tf > 0 && tf < 1 {
+				train, test := el.SplitByTime(1 - tf)
+				if m, err := mining.Learn(train, opts); err == nil {
+					qq := mining.Evaluate(m, test)
+					q = &qq
+				}
+			}
+			m, err := mining.Learn(el, opts)
+			if err != nil {
+				return err
+			}
+			if err := write("model.json", m.WriteJSON); err != nil {
+				return err
+			}
+			report := map[string]any{"flows": len(recs), "cases": len(el.Traces()), "output": out,
+				"files": append([]string{"events.xes", "events.csv", "dfg.dot", "model.json"}, rendered...)}
+			if q != nil {
+				report["heldOutQuality"] = q
+				report["testFraction"] = c.Float64("test-fraction")
+			}
+			return printConfig(report)
+		},
+	}
+}
+
+// renderDOT draws the graph with Graphviz when it is installed.
+func renderDOT(dot string, log zerolog.Logger) []string {
+	bin, err := exec.LookPath("dot")
+	if err != nil {
+		log.Info().Msg("Graphviz (dot) not installed: dfg.dot not rendered to SVG/PNG (apt-get install graphviz)")
+		return nil
+	}
+	var files []string
+	for _, format := range []string{"svg", "png"} {
+		outFile := strings.TrimSuffix(dot, ".dot") + "." + format
+		if out, err := exec.Command(bin, "-T"+format, "-o", outFile, dot).CombinedOutput(); err != nil {
+			log.Warn().Err(err).Str("output", string(out)).Msg("Graphviz failed")
+			continue
+		}
+		files = append(files, filepath.Base(outFile))
+	}
+	return files
+}
+
+func detectCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "detect",
+		Usage: "check stored flows (or a flow file) against a model; print alerts as JSON lines",
+		Flags: append(append(logFlags(), flowSourceFlags()...),
+			&cli.StringFlag{Name: "model", Required: true, EnvVars: []string{"MODEL"}, Usage: "model file from mission mine"},
+		),
+		Action: func(c *cli.Context) error {
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			m, err := readModel(c.String("model"))
+			if err != nil {
+				return err
+			}
+			recs, err := loadFlows(c, log)
+			if err != nil {
+				return err
+			}
+			det := mining.NewDetector(m, mining.DetectorOptions{})
+			out := json.NewEncoder(os.Stdout)
+			n := 0
+			emit := func(alerts []mining.Alert) error {
+				for i := range alerts {
+					n++
+					if err := out.Encode(&alerts[i]); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			for i := range recs {
+				if err := emit(det.Observe(&recs[i])); err != nil {
+					return err
+				}
+				if i%256 == 0 {
+					if err := emit(det.Advance(recs[i].Start)); err != nil {
+						return err
+					}
+				}
+			}
+			if err := emit(det.Flush()); err != nil {
+				return err
+			}
+			log.Info().Int("flows", len(recs)).Int("alerts", n).Msg("detection done")
+			return nil
+		},
+	}
 }
