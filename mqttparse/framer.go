@@ -80,6 +80,29 @@ func (f *Framer) Stats() FramerStats { return f.stats }
 // Buffered returns the number of bytes held for an unfinished packet.
 func (f *Framer) Buffered() int { return len(f.pend) + len(f.cur) }
 
+// Remaining returns how many more bytes complete the packet the framer is
+// in the middle of, when that is known: the framer has consumed everything
+// fed (Next returned nil, nil) and holds the complete fixed header of an
+// unfinished packet, or is skipping an oversized one. After a TCP gap of
+// L bytes with L < Remaining, the stream resumes Remaining−L bytes before
+// the next packet boundary, which saves a heuristic resynchronisation.
+func (f *Framer) Remaining() (int, bool) {
+	if f.err != nil || len(f.cur) > 0 {
+		return 0, false
+	}
+	if f.skip > 0 {
+		return f.skip, true
+	}
+	if len(f.pend) == 0 || f.release {
+		return 0, false
+	}
+	h, err := ParseFixedHeader(f.pend)
+	if err != nil {
+		return 0, false
+	}
+	return h.Len() - len(f.pend), true
+}
+
 // Err returns the sticky framing error, if any.
 func (f *Framer) Err() error { return f.err }
 

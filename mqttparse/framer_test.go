@@ -216,3 +216,45 @@ func TestFindSync(t *testing.T) {
 	}
 	require.Zero(t, f.Buffered())
 }
+
+func TestFramerRemaining(t *testing.T) {
+	// PUBLISH QoS 0, topic "a/b", 20-byte payload: 2 + 2 + 3 + 20 = 27 bytes.
+	pkt := append([]byte{0x30, 25, 0, 3, 'a', '/', 'b'}, make([]byte, 20)...)
+	f := NewFramer(0)
+	_, ok := f.Remaining()
+	require.False(t, ok, "nothing unfinished")
+	f.Feed(pkt[:1])
+	p, err := f.Next()
+	require.NoError(t, err)
+	require.Nil(t, p)
+	_, ok = f.Remaining()
+	require.False(t, ok, "fixed header incomplete")
+	f.Feed(pkt[1:10])
+	require.Equal(t, 10, len(pkt[:10]))
+	_, ok = f.Remaining()
+	require.False(t, ok, "unread bytes: Next first")
+	p, err = f.Next()
+	require.NoError(t, err)
+	require.Nil(t, p)
+	n, ok := f.Remaining()
+	require.True(t, ok)
+	require.Equal(t, 17, n)
+	f.Feed(pkt[10:])
+	p, err = f.Next()
+	require.NoError(t, err)
+	require.Equal(t, pkt, p)
+	_, ok = f.Remaining()
+	require.False(t, ok, "packet complete")
+
+	// An oversized packet being skipped.
+	big := NewFramer(16)
+	big.Feed(pkt[:12])
+	_, err = big.Next()
+	require.ErrorIs(t, err, ErrTooLarge)
+	p, err = big.Next()
+	require.NoError(t, err)
+	require.Nil(t, p)
+	n, ok = big.Remaining()
+	require.True(t, ok)
+	require.Equal(t, 15, n)
+}

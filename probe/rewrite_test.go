@@ -240,9 +240,9 @@ func checkLossy(t *testing.T, ref, got []flow.Record, st Stats, dropped []int, m
 	for _, n := range st.Tracker.Unmatched {
 		unmatched += n
 	}
-	t.Logf("dropped %d segments: %d reference flows, %d exported (%d exact, %d partial, %d without their CONNECT), %d missing, %d wrong; gaps %d lost bytes %d, gap-ended %d, resyncs %d resync-dropped %d, malformed %d, unmatched %d",
+	t.Logf("dropped %d segments: %d reference flows, %d exported (%d exact, %d partial, %d without their CONNECT), %d missing, %d wrong; gaps %d lost bytes %d, gap-ended %d, resyncs %d gap-skips %d resync-dropped %d, malformed %d, unmatched %d",
 		len(dropped), len(ref), len(got), exact, prefix, unknown, missing, len(wrong),
-		st.Reassembly.Gaps, st.Reassembly.LostBytes, st.Tracker.GapEnded, st.Tracker.Resyncs, st.Tracker.ResyncDropped,
+		st.Reassembly.Gaps, st.Reassembly.LostBytes, st.Tracker.GapEnded, st.Tracker.Resyncs, st.Tracker.GapSkips, st.Tracker.ResyncDropped,
 		st.Tracker.Malformed, unmatched)
 	if len(wrong) > 0 {
 		if len(wrong) > 20 {

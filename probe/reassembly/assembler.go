@@ -363,20 +363,22 @@ func (a *Assembler) skipTo(c *Conn, dir Direction, seq uint32, ts time.Time) {
 	if lost <= 0 {
 		return
 	}
+	counted := lost
 	if h.announcedOK {
-		// Part of the hole was announced already (ackFromPeer).
-		lost = seqDiff(seq, h.announced)
-		if seqDiff(seq, h.announced) >= 0 {
+		// Part of the hole was announced already (ackFromPeer): count
+		// only the rest in the statistics.
+		counted = seqDiff(seq, h.announced)
+		if counted >= 0 {
 			h.announcedOK = false
 		}
 	}
 	h.next = seq
-	if lost <= 0 {
-		return
+	if counted > 0 {
+		a.stats.Gaps++
+		a.stats.LostBytes += uint64(counted)
 	}
-	a.stats.Gaps++
-	a.stats.LostBytes += uint64(lost)
-	// The gap is announced with the next delivery.
+	// The next delivery reports the whole distance from the last
+	// delivered byte, announced or not: the handler's framing needs it.
 	h.pendingLost(lost)
 }
 

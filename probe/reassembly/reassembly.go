@@ -81,7 +81,10 @@ type Chunk struct {
 	// Timestamp is the capture time of the packet that made Data deliverable.
 	Timestamp time.Time
 	// Lost is the number of bytes known to be missing right before Data
-	// (a gap); the consumer must resynchronise its framing.
+	// (a gap): Data starts exactly Lost bytes after the last byte
+	// delivered before it, even when part of the hole was announced by an
+	// earlier chunk without Data. The consumer must resynchronise its
+	// framing (or skip, when it knows the length of the packet cut).
 	Lost int
 	// Midstream is set on the first chunk of a direction whose start was
 	// not seen (no SYN): Data may begin inside an application message.

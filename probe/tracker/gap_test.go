@@ -35,3 +35,32 @@ func TestGapEndsOpenTransactions(t *testing.T) {
 	st := h.tr.Stats()
 	require.EqualValues(t, 1, st.GapEnded)
 }
+
+// TestGapInsidePacketOfKnownLength loses a segment in the middle of a
+// large PUBLISH whose fixed header was seen: the tracker skips exactly to
+// the next packet, so a single packet after the hole is decoded at once
+// (no heuristic resynchronisation needed), and the cut PUBLISH yields no
+// flow.
+func TestGapInsidePacketOfKnownLength(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	h.send(c2s, connect(5, "g", ""))
+	h.send(s2c, connack(5, 0))
+	big := publish(5, 0, false, false, 0, "big", string(make([]byte, 5000)))
+	h.send(c2s, big[:1000])
+	h.seq[c2s] += 2000 // bytes 1000..2999 of the PUBLISH never captured
+	h.send(c2s, big[3000:], pkt(0xc0))
+	// The broker acknowledges everything, proving the hole.
+	h.asm.Assemble(&reassembly.Segment{Src: h.srv, Dst: h.cli, Seq: h.seq[s2c], Ack: h.seq[c2s], ACK: true}, h.now)
+	h.send(s2c, pkt(0xd0))
+	var types []flow.ControlType
+	for _, f := range h.flows {
+		types = append(types, f.ControlType)
+	}
+	require.Equal(t, []flow.ControlType{flow.Connect, flow.PingReq}, types, "CONNECT, then the PINGREQ right after the hole")
+	st := h.tr.Stats()
+	require.Equal(t, uint64(1), st.GapSkips)
+	require.Zero(t, st.Resyncs, "no heuristic search was needed")
+	require.Zero(t, st.Malformed)
+	require.Equal(t, uint64(len(big)-2000), st.ResyncDropped, "the captured bytes of the cut PUBLISH")
+}

@@ -90,6 +90,7 @@ type Stats struct {
 	Unmatched       [16]uint64 // responses without an open request, by type
 	Superseded      uint64     // open transactions replaced by a new request with the same key
 	GapEnded        uint64     // open transactions ended early because their connection lost bytes
+	GapSkips        uint64     // gaps inside a packet of known length: skipped to the next packet exactly
 	Flows           [16]uint64 // flows emitted, by initiating type
 	FlowsByEnd      [6]uint64  // flows emitted, by flowEndReason
 	Sessions        int        // connections tracked now
@@ -161,6 +162,7 @@ type dirState struct {
 	framer  *mqttparse.Framer
 	syncing bool
 	syncBuf []byte
+	skip    int // bytes still to discard of a packet cut by a gap (its length was known)
 	aliases map[uint16]string
 	topic   string // the last topic named in this direction
 }
@@ -214,20 +216,59 @@ func (t *Tracker) Data(c *reassembly.Conn, dir reassembly.Direction, ch reassemb
 	if ch.Lost > 0 {
 		t.endOpen(s)
 	}
-	if ch.Lost > 0 || ch.Midstream {
-		// The stream may resume inside a packet: find a provable boundary.
-		if d.framer.Buffered() > 0 {
+	data := ch.Data
+	switch {
+	case ch.Lost > 0 && len(data) == 0:
+		// A gap announced before any later data of this direction: the
+		// next chunk says where the stream resumes (late bytes after all,
+		// or data after the hole with its own Lost).
+		return
+	case ch.Midstream:
+		t.startSync(d)
+	case ch.Lost > 0 && d.skip > 0 && ch.Lost < d.skip:
+		// The gap fell inside the packet being discarded.
+		d.skip -= ch.Lost
+	case ch.Lost > 0 && !d.syncing:
+		if need, ok := d.framer.Remaining(); ok && ch.Lost < need {
+			// The lost bytes were inside the unfinished packet, whose
+			// length is known: the next packet starts need−Lost bytes
+			// into the new data. That packet is lost; nothing is guessed.
 			t.stats.ResyncDropped += uint64(d.framer.Buffered())
+			t.stats.GapSkips++
+			d.framer.Reset(0)
+			d.skip = need - ch.Lost
+		} else {
+			t.startSync(d)
 		}
-		d.syncing = true
-		d.syncBuf = d.syncBuf[:0]
+	case ch.Lost > 0:
+		t.startSync(d) // already looking for a boundary: start over after the new hole
+	}
+	if d.skip > 0 {
+		n := min(d.skip, len(data))
+		d.skip -= n
+		t.stats.ResyncDropped += uint64(n)
+		data = data[n:]
+		if len(data) == 0 {
+			return
+		}
 	}
 	if d.syncing {
-		t.syncAppend(s, dir, ch.Data, ch.Timestamp)
+		t.syncAppend(s, dir, data, ch.Timestamp)
 		return
 	}
-	d.framer.Feed(ch.Data)
+	d.framer.Feed(data)
 	t.drainFramer(s, dir, ch.Timestamp)
+}
+
+// startSync makes a direction look for a provable packet boundary: the
+// stream may resume inside a packet.
+func (t *Tracker) startSync(d *dirState) {
+	if d.framer.Buffered() > 0 {
+		t.stats.ResyncDropped += uint64(d.framer.Buffered())
+	}
+	d.skip = 0
+	d.syncing = true
+	d.syncBuf = d.syncBuf[:0]
 }
 
 // endOpen ends the session's open transactions because packets of theirs
