@@ -24,6 +24,14 @@ func OpenFile(path string) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open capture file: %w", err)
 	}
+	// Classic pcap files are mapped into memory where possible: packets
+	// are then slices of the mapping, with no read call and no copy.
+	if mem, unmap := mapFile(f); mem != nil {
+		if p, err := newPcapMem(mem); err == nil {
+			return &fileSource{reader: p, f: f, unmap: unmap}, nil
+		}
+		unmap()
+	}
 	src, err := NewFileReader(f)
 	if err != nil {
 		f.Close()
@@ -35,11 +43,84 @@ func OpenFile(path string) (Source, error) {
 type fileSource struct {
 	reader Source
 	f      *os.File
+	unmap  func()
 }
 
 func (s *fileSource) ReadPacket(p *Packet) error { return s.reader.ReadPacket(p) }
 func (s *fileSource) Stats() (Stats, error)      { return s.reader.Stats() }
-func (s *fileSource) Close() error               { return s.f.Close() }
+
+// Close releases the file; packets read from a mapped file are invalid
+// afterwards.
+func (s *fileSource) Close() error {
+	if s.unmap != nil {
+		s.unmap()
+		s.unmap = nil
+	}
+	return s.f.Close()
+}
+
+// pcapMem reads a classic pcap file mapped in memory.
+type pcapMem struct {
+	hdr pcapReader // byte order, resolution, link type
+	mem []byte
+	off int
+	n   uint64
+}
+
+func newPcapMem(mem []byte) (*pcapMem, error) {
+	if len(mem) < 24 {
+		return nil, fmt.Errorf("%w: pcap header", ErrBadFile)
+	}
+	p := &pcapMem{mem: mem, off: 24}
+	switch binary.LittleEndian.Uint32(mem[:4]) {
+	case 0xa1b2c3d4:
+		p.hdr.order = binary.LittleEndian
+	case 0xa1b23c4d:
+		p.hdr.order, p.hdr.nanos = binary.LittleEndian, true
+	case 0xd4c3b2a1:
+		p.hdr.order = binary.BigEndian
+	case 0x4d3cb2a1:
+		p.hdr.order, p.hdr.nanos = binary.BigEndian, true
+	default:
+		return nil, fmt.Errorf("%w: not a pcap file", ErrBadFile)
+	}
+	p.hdr.linkType = LinkType(p.hdr.order.Uint32(mem[20:24]) & 0xffff)
+	return p, nil
+}
+
+func (p *pcapMem) ReadPacket(pkt *Packet) error {
+	rest := len(p.mem) - p.off
+	if rest == 0 {
+		return io.EOF
+	}
+	if rest < 16 {
+		return fmt.Errorf("%w: packet %d header: %v", ErrBadFile, p.n+1, io.ErrUnexpectedEOF)
+	}
+	h := p.mem[p.off : p.off+16]
+	o := p.hdr.order
+	capLen := o.Uint32(h[8:12])
+	if capLen > MaxFrame {
+		return fmt.Errorf("%w: packet %d declares %d captured bytes (max %d)", ErrBadFile, p.n+1, capLen, MaxFrame)
+	}
+	if int(capLen) > rest-16 {
+		return fmt.Errorf("%w: packet %d truncated: %v", ErrBadFile, p.n+1, io.ErrUnexpectedEOF)
+	}
+	start := p.off + 16
+	p.off = start + int(capLen)
+	p.n++
+	ns := int64(o.Uint32(h[4:8]))
+	if !p.hdr.nanos {
+		ns *= 1000
+	}
+	pkt.Data = p.mem[start:p.off:p.off]
+	pkt.Timestamp = time.Unix(int64(o.Uint32(h[0:4])), ns)
+	pkt.Length = int(o.Uint32(h[12:16]))
+	pkt.LinkType = p.hdr.linkType
+	return nil
+}
+
+func (p *pcapMem) Stats() (Stats, error) { return Stats{Received: p.n}, nil }
+func (p *pcapMem) Close() error          { return nil }
 
 // NewFileReader reads pcap or pcapng from r.
 func NewFileReader(r io.Reader) (Source, error) {

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bytes"
+	"errors"
 	"encoding/binary"
 	"io"
 	"os"
@@ -184,4 +185,41 @@ func FuzzFileReader(f *testing.F) {
 			_ = DecodeTCP(p.LinkType, p.Data, &seg)
 		}
 	})
+}
+
+// TestMappedPcapMatchesReader checks the memory-mapped pcap path (OpenFile)
+// against the streaming reader, on a good, a truncated and a lying file.
+func TestMappedPcapMatchesReader(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.pcap")
+	writePcap(t, good, true, samplePackets(t))
+	raw, err := os.ReadFile(good)
+	require.NoError(t, err)
+	huge := append([]byte(nil), raw...)
+	binary.LittleEndian.PutUint32(huge[24+8:], 1<<30)
+	for name, data := range map[string][]byte{"good": raw, "truncated": raw[:len(raw)-3], "huge": huge, "header-only": raw[:24], "cut-header": raw[:30]} {
+		path := filepath.Join(dir, name+".pcap")
+		require.NoError(t, os.WriteFile(path, data, 0o644))
+		mapped, err := OpenFile(path)
+		require.NoError(t, err, name)
+		_, isMapped := mapped.(*fileSource).reader.(*pcapMem)
+		require.True(t, isMapped, "%s: pcap files are mapped", name)
+		stream, err := NewFileReader(bytes.NewReader(data))
+		require.NoError(t, err, name)
+		for i := 0; ; i++ {
+			var a, b Packet
+			errA, errB := mapped.ReadPacket(&a), stream.ReadPacket(&b)
+			require.Equal(t, errB == nil, errA == nil, "%s packet %d: %v vs %v", name, i, errA, errB)
+			if errB != nil {
+				require.Equal(t, errors.Is(errB, io.EOF), errors.Is(errA, io.EOF), name)
+				require.Equal(t, errors.Is(errB, ErrBadFile), errors.Is(errA, ErrBadFile), name)
+				break
+			}
+			require.Equal(t, b.Data, a.Data)
+			require.True(t, b.Timestamp.Equal(a.Timestamp))
+			require.Equal(t, b.Length, a.Length)
+			require.Equal(t, b.LinkType, a.LinkType)
+		}
+		require.NoError(t, mapped.Close())
+	}
 }

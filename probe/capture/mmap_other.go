@@ -1,0 +1,7 @@
+//go:build !unix
+
+package capture
+
+import "os"
+
+func mapFile(*os.File) ([]byte, func()) { return nil, nil }
