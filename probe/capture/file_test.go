@@ -2,8 +2,8 @@ package capture
 
 import (
 	"bytes"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
