@@ -32,6 +32,9 @@ const (
 	paceRatio   = 0.99 // export slope / request slope
 	backlogFrac = 0.01 // backlog growth allowed, as a fraction of the rate
 	warmup      = 500 * time.Millisecond
+
+	storeRatio      = 0.95
+	storeRatioSlack = 0.05
 )
 
 // analyze fills the rates, ratios, latencies and verdicts of a step from
@@ -86,7 +89,13 @@ func analyze(r *stepResult, rows []probeRow, samples []sample, t0, t1 time.Time)
 	storeBacklog := slope(ts, backS)
 	r.KeepsPaceExport = r.ExportRatio >= paceRatio && r.ExportBacklog <= backlogFrac*r.Offered &&
 		r.ExportLost <= 0 && r.KernelDrops == 0 && r.QueueDrops == 0
-	r.KeepsPaceStore = r.KeepsPaceExport && r.StoreRatio >= paceRatio && storeBacklog <= backlogFrac*r.Offered && r.NotStored <= 0
+	// The store writes in batches (every 200 ms or 1000 documents): its
+	// cumulative curve is a staircase and its slope only accurate to a few
+	// per cent over a short window. It keeps pace when its slope is within
+	// 5 %, its backlog grows by less than 5 % of the rate and everything is
+	// stored by the end of the drain; sustainable() also asks p99
+	// capture→store < 1 s, which bounds the backlog in time.
+	r.KeepsPaceStore = r.KeepsPaceExport && r.StoreRatio >= storeRatio && storeBacklog <= storeRatioSlack*r.Offered && r.NotStored <= 0
 
 	// capture → store: the k-th flow exported is taken to be the k-th
 	// document stored (the store writes in batches, in order); its store

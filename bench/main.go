@@ -30,21 +30,22 @@ import (
 )
 
 type config struct {
-	quick    bool
-	offline  bool
-	pcap     string
-	out      string
-	repo     string
-	mission  string
-	rates    [3][]float64
-	step     time.Duration
-	drain    time.Duration
-	clients  int
-	payload  int
-	window   int
-	mongoURL string
-	keep     bool
-	command  string
+	quick     bool
+	offline   bool
+	pcap      string
+	out       string
+	repo      string
+	mission   string
+	rates     [3][]float64
+	step      time.Duration
+	drain     time.Duration
+	clients   int
+	perClient int
+	payload   int
+	window    int
+	mongoURL  string
+	keep      bool
+	command   string
 }
 
 func main() {
@@ -75,9 +76,9 @@ func parseRates(s string) ([]float64, error) {
 // 100/70/40 flows/s: 10,000 / 7,000 / 4,000.
 var (
 	fullRates = [3]string{
-		"1000,5000,10000,20000,30000,45000",
-		"1000,3500,7000,14000,21000,30000",
-		"1000,2000,4000,8000,12000,18000",
+		"1000,2500,4000,5000,10000,20000,40000,80000",
+		"1000,2500,4000,7000,14000,28000,50000",
+		"1000,2500,4000,8000,16000,30000",
 	}
 	quickRates = [3]string{"2000,10000", "2000,7000", "1000,4000"}
 )
@@ -96,8 +97,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&r1, "rates1", "", "QoS 1 target rates")
 	fs.StringVar(&r2, "rates2", "", "QoS 2 target rates")
 	fs.DurationVar(&cfg.step, "step", 0, "load duration per rate (default 8s, quick 3s)")
-	fs.DurationVar(&cfg.drain, "drain", 0, "longest wait for the store after the load (default 6s, quick 3s)")
-	fs.IntVar(&cfg.clients, "clients", 8, "publishing MQTT clients")
+	fs.DurationVar(&cfg.drain, "drain", 0, "longest wait for the store after the load (default 5s, quick 3s)")
+	fs.IntVar(&cfg.clients, "clients", 8, "publishing MQTT clients (at least)")
+	fs.IntVar(&cfg.perClient, "per-client", 1000, "most PUBLISH/s per client: more clients at higher rates, so that a TCP segment carries about one message (0: always -clients)")
 	fs.IntVar(&cfg.payload, "payload", 64, "PUBLISH payload bytes")
 	fs.IntVar(&cfg.window, "window", 1000, "unacknowledged QoS 1/2 messages per client")
 	fs.StringVar(&cfg.mongoURL, "mongo-url", "", "store in this MongoDB instead of the embedded store (passed to mission collect)")
@@ -123,7 +125,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		cfg.step = 8 * time.Second
 	}
 	if cfg.drain == 0 {
-		cfg.drain = 6 * time.Second
+		cfg.drain = 5 * time.Second
 	}
 	for i, s := range []string{r0, r1, r2} {
 		if s == "" {

@@ -156,11 +156,15 @@ func recordCapture(ctx context.Context, cfg *config, tmp string, stdout io.Write
 		rate, dur = 5000, time.Second
 	}
 	fmt.Fprintf(stdout, "bench: recording %s per QoS at %.0f PUBLISH/s on lo (dumpcap)…\n", dur, rate)
+	clients := cfg.clients
+	if cfg.perClient > 0 {
+		clients = max(clients, int(rate)/cfg.perClient)
+	}
 	var total uint64
 	for qos := 0; qos < 3; qos++ {
 		var cnt loadCounters
 		lc := loadConfig{Addr: fmt.Sprintf("127.0.0.1:%d", port), QoS: byte(qos), Rate: rate, Duration: dur,
-			Clients: cfg.clients, Payload: cfg.payload, Window: cfg.window, Prefix: fmt.Sprintf("rec%d", qos)}
+			Clients: clients, Payload: cfg.payload, Window: cfg.window, Prefix: fmt.Sprintf("rec%d", qos)}
 		if err := runLoad(ctx, lc, &cnt, nil); err != nil {
 			return "", 0, "", err
 		}
@@ -171,6 +175,6 @@ func recordCapture(ctx context.Context, cfg *config, tmp string, stdout io.Write
 		fmt.Fprintf(stdout, "bench: dumpcap: %v\n", err)
 	}
 	desc := fmt.Sprintf("recorded on lo with dumpcap from the live load: %d MQTT v5 clients publishing %s each at QoS 0, 1 and 2 at %.0f PUBLISH/s (%d PUBLISH in all, %d-byte payload, fresh Correlation Data per message) to mosquitto on port %d.",
-		cfg.clients, dur, rate, total, cfg.payload, port)
+		clients, dur, rate, total, cfg.payload, port)
 	return file, port, desc, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -87,7 +88,11 @@ func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepR
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	r := &stepResult{QoS: qos, Target: target, Duration: cfg.step.Seconds(), Clients: cfg.clients, Payload: cfg.payload}
+	clients := cfg.clients
+	if cfg.perClient > 0 {
+		clients = max(clients, int(math.Ceil(target/float64(cfg.perClient))))
+	}
+	r := &stepResult{QoS: qos, Target: target, Duration: cfg.step.Seconds(), Clients: clients, Payload: cfg.payload}
 
 	ports := make([]int, 4)
 	for i := range ports {
@@ -112,7 +117,9 @@ func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepR
 	if err != nil {
 		return nil, err
 	}
-	defer col.stop(30 * time.Second)
+	// The store's data is thrown away after the step: no graceful close
+	// (it would drain the whole backlog first).
+	defer col.stop(2 * time.Second)
 	if err := waitMetrics(colMetrics, 30*time.Second, col); err != nil {
 		return nil, err
 	}
@@ -197,7 +204,7 @@ func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepR
 		}
 	}()
 	lcfg := loadConfig{Addr: fmt.Sprintf("127.0.0.1:%d", e.brokerPort), QoS: byte(qos), Rate: target,
-		Duration: cfg.step, Clients: cfg.clients, Payload: cfg.payload, Window: cfg.window,
+		Duration: cfg.step, Clients: clients, Payload: cfg.payload, Window: cfg.window,
 		Prefix: fmt.Sprintf("bench%02d", e.stepNo)}
 	r.LoadAvg = loadAvg()
 	loadErr := runLoad(ctx, lcfg, &cnt, func() {
@@ -217,7 +224,7 @@ func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepR
 		r.Err = loadErr.Error()
 	}
 	r.Sent, r.Acked = cnt.sent.Load(), cnt.acked.Load()
-	r.Expected = r.Sent + 2*uint64(cfg.clients)
+	r.Expected = r.Sent + 2*uint64(clients)
 	wall := time.Since(t0).Seconds() // the load window plus the wait for the last acks
 	for k, dst := range map[string]*float64{"probe": &r.CPUProbe, "collector": &r.CPUCollector, "broker": &r.CPUBroker, "loadgen": &r.CPULoadgen} {
 		*dst = 100 * (cpu1[k].cpu - cpu0[k].cpu).Seconds() / wall
@@ -293,7 +300,7 @@ func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepR
 	if err != nil {
 		return nil, fmt.Errorf("probe CSV: %w", err)
 	}
-	_ = col.stop(30 * time.Second)
+	_ = col.stop(2 * time.Second)
 
 	mu.Lock()
 	defer mu.Unlock()
