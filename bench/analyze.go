@@ -141,6 +141,12 @@ type verdict struct {
 	Bottleneck   string
 	ExportStep   *stepResult
 	StoreStep    *stepResult
+
+	// Store out of the path (probe → IPFIX file, no collector).
+	ProbeOnlyRate       float64
+	ProbeOnlyAtTop      bool
+	ProbeOnlyStep       *stepResult
+	ProbeOnlyBottleneck string
 }
 
 // sustainable picks, per QoS, the highest rate that kept pace, and names the
@@ -148,12 +154,33 @@ type verdict struct {
 func sustainable(rs []*stepResult, qos int) verdict {
 	v := verdict{QoS: qos}
 	var steps []*stepResult
+	var probeOnly []*stepResult
 	for _, r := range rs {
-		if r.QoS == qos {
+		switch {
+		case r.QoS != qos:
+		case r.Path == "probe-only":
+			probeOnly = append(probeOnly, r)
+		default:
 			steps = append(steps, r)
 		}
 	}
 	sort.Slice(steps, func(i, j int) bool { return steps[i].Target < steps[j].Target })
+	sort.Slice(probeOnly, func(i, j int) bool { return probeOnly[i].Target < probeOnly[j].Target })
+	for i, r := range probeOnly {
+		if r.KeepsPaceExport && r.LatExport[2] < 1000 {
+			if v.ProbeOnlyStep == nil || r.Offered > v.ProbeOnlyRate {
+				v.ProbeOnlyRate, v.ProbeOnlyStep, v.ProbeOnlyAtTop = r.Offered, r, i == len(probeOnly)-1
+			}
+		} else if v.ProbeOnlyBottleneck == "" {
+			v.ProbeOnlyBottleneck = bottleneck(r)
+		}
+		if v.ProbeOnlyBottleneck == "" && r.Offered < 0.97*r.Target {
+			v.ProbeOnlyBottleneck = bottleneck(r)
+		}
+	}
+	if v.ProbeOnlyBottleneck == "" && len(probeOnly) > 0 {
+		v.ProbeOnlyBottleneck = "none reached: every rate tested kept pace"
+	}
 	var firstFail *stepResult
 	for i, r := range steps {
 		okE := r.KeepsPaceExport && r.LatExport[2] < 1000

@@ -30,22 +30,23 @@ import (
 )
 
 type config struct {
-	quick     bool
-	offline   bool
-	pcap      string
-	out       string
-	repo      string
-	mission   string
-	rates     [3][]float64
-	step      time.Duration
-	drain     time.Duration
-	clients   int
-	perClient int
-	payload   int
-	window    int
-	mongoURL  string
-	keep      bool
-	command   string
+	quick      bool
+	offline    bool
+	pcap       string
+	out        string
+	repo       string
+	mission    string
+	rates      [3][]float64
+	probeRates [3][]float64 // store out of the path
+	step       time.Duration
+	drain      time.Duration
+	clients    int
+	perClient  int
+	payload    int
+	window     int
+	mongoURL   string
+	keep       bool
+	command    string
 }
 
 func main() {
@@ -60,7 +61,7 @@ func main() {
 func parseRates(s string) ([]float64, error) {
 	var out []float64
 	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f == "" {
+		if f = strings.TrimSpace(f); f == "" || f == "none" {
 			continue
 		}
 		v, err := strconv.ParseFloat(f, 64)
@@ -81,6 +82,11 @@ var (
 		"1000,2500,4000,8000,16000,30000",
 	}
 	quickRates = [3]string{"2000,10000", "2000,7000", "1000,4000"}
+
+	// With the store out of the path, higher rates: where does the probe
+	// (or the broker, the load generator, the machine) stop keeping pace?
+	fullProbeRates  = [3]string{"40000,80000,120000,160000", "28000,50000,80000", "16000,30000,50000"}
+	quickProbeRates = [3]string{"20000", "14000", "8000"}
 )
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -92,10 +98,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&cfg.out, "out", "", "output directory (default <repo>/docs/bench)")
 	fs.StringVar(&cfg.repo, "repo", "", "repository root (default: found from the working directory)")
 	fs.StringVar(&cfg.mission, "mission", "", "use this mission binary instead of building one")
-	var r0, r1, r2 string
+	var r0, r1, r2, p0, p1, p2 string
 	fs.StringVar(&r0, "rates0", "", "QoS 0 target rates, PUBLISH/s, comma-separated")
 	fs.StringVar(&r1, "rates1", "", "QoS 1 target rates")
 	fs.StringVar(&r2, "rates2", "", "QoS 2 target rates")
+	fs.StringVar(&p0, "probe-rates0", "", "QoS 0 target rates with the store out of the path (probe → IPFIX file /dev/null, no collector); none: skip")
+	fs.StringVar(&p1, "probe-rates1", "", "QoS 1 target rates with the store out of the path")
+	fs.StringVar(&p2, "probe-rates2", "", "QoS 2 target rates with the store out of the path")
 	fs.DurationVar(&cfg.step, "step", 0, "load duration per rate (default 8s, quick 3s)")
 	fs.DurationVar(&cfg.drain, "drain", 0, "longest wait for the store after the load (default 5s, quick 3s)")
 	fs.IntVar(&cfg.clients, "clients", 8, "publishing MQTT clients (at least)")
@@ -111,9 +120,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) > 0 {
 		cfg.command += " " + strings.Join(args, " ")
 	}
-	def := fullRates
+	def, pdef := fullRates, fullProbeRates
 	if cfg.quick {
-		def = quickRates
+		def, pdef = quickRates, quickProbeRates
 		if cfg.step == 0 {
 			cfg.step = 3 * time.Second
 		}
@@ -136,6 +145,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("-rates%d: %w", i, err)
 		}
 		cfg.rates[i] = v
+	}
+	for i, s := range []string{p0, p1, p2} {
+		if s == "" {
+			s = pdef[i]
+		}
+		v, err := parseRates(s)
+		if err != nil {
+			return fmt.Errorf("-probe-rates%d: %w", i, err)
+		}
+		cfg.probeRates[i] = v
 	}
 	if err := preflight(cfg.offline && cfg.pcap != ""); err != nil {
 		return err
@@ -228,32 +247,38 @@ func runLive(ctx context.Context, cfg *config, tmp string, stdout io.Writer) err
 	info.loadStart = loadAvg()
 	fmt.Fprintf(stdout, "bench: mosquitto on 127.0.0.1:%d; %s; load average %s\n", port, info.cpu, info.loadStart)
 	var results []*stepResult
-	for qos := 0; qos < 3; qos++ {
-		short := 0
-		for _, rate := range cfg.rates[qos] {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if broker.exited() {
-				return fmt.Errorf("mosquitto exited:\n%s", broker.tail(10))
-			}
-			r, err := env.runStep(ctx, qos, rate)
-			if err != nil {
-				return fmt.Errorf("QoS %d at %.0f/s: %w", qos, rate, err)
-			}
-			results = append(results, r)
-			fmt.Fprintf(stdout, "QoS %d target %6.0f/s: offered %7.0f/s exported %7.0f/s (ratio %.3f) stored %7.0f/s (ratio %.3f) | p99 ms export %.0f store %.0f | lost %d not stored %d drops %d | CPU broker %.0f%% gen %.0f%% probe %.0f%% collector %.0f%% machine %.0f%%%s\n",
-				qos, rate, r.Offered, r.ExportRate, r.ExportRatio, r.StoreRate, r.StoreRatio, r.LatExport[2], r.LatStore[2],
-				r.ExportLost, r.NotStored, r.KernelDrops, r.CPUBroker, r.CPULoadgen, r.CPUProbe, r.CPUCollector, r.CPUMachine, errNote(r.Err))
-			// Two steps in a row where the load generator could not offer
-			// the target: higher targets would measure the same ceiling.
-			if r.Offered < 0.9*rate {
-				short++
-				if short >= 2 {
-					break
+	type pass struct {
+		probeOnly bool
+		rates     [3][]float64
+	}
+	for _, ps := range []pass{{false, cfg.rates}, {true, cfg.probeRates}} {
+		for qos := 0; qos < 3; qos++ {
+			short := 0
+			for _, rate := range ps.rates[qos] {
+				if ctx.Err() != nil {
+					return ctx.Err()
 				}
-			} else {
-				short = 0
+				if broker.exited() {
+					return fmt.Errorf("mosquitto exited:\n%s", broker.tail(10))
+				}
+				r, err := env.runStep(ctx, qos, rate, ps.probeOnly)
+				if err != nil {
+					return fmt.Errorf("QoS %d at %.0f/s: %w", qos, rate, err)
+				}
+				results = append(results, r)
+				fmt.Fprintf(stdout, "%-10s QoS %d target %6.0f/s: offered %7.0f/s exported %7.0f/s (ratio %.3f) stored %7.0f/s (ratio %.3f) | p99 ms export %.0f store %.0f | lost %d not stored %d drops %d | CPU broker %.0f%% gen %.0f%% probe %.0f%% collector %.0f%% machine %.0f%%%s\n",
+					r.Path, qos, rate, r.Offered, r.ExportRate, r.ExportRatio, r.StoreRate, r.StoreRatio, r.LatExport[2], r.LatStore[2],
+					r.ExportLost, r.NotStored, r.KernelDrops, r.CPUBroker, r.CPULoadgen, r.CPUProbe, r.CPUCollector, r.CPUMachine, errNote(r.Err))
+				// Two steps in a row where the load generator could not offer
+				// the target: higher targets would measure the same ceiling.
+				if r.Offered < 0.9*rate {
+					short++
+					if short >= 2 {
+						break
+					}
+				} else {
+					short = 0
+				}
 			}
 		}
 	}

@@ -50,7 +50,7 @@ func (c *config) prefix() string {
 	return "live"
 }
 
-var csvHeader = []string{"qos", "target_rate", "offered_rate", "exported_rate", "export_ratio", "export_backlog_growth",
+var csvHeader = []string{"path", "qos", "target_rate", "offered_rate", "exported_rate", "export_ratio", "export_backlog_growth",
 	"stored_rate", "store_ratio", "duration_s", "clients", "payload_bytes", "sent", "acked", "expected_flows",
 	"exported_publish_flows", "exported_flows", "collector_records", "stored", "lost_at_probe", "not_stored", "store_backlog_end", "drain_s",
 	"kernel_drops", "queue_drops",
@@ -67,7 +67,7 @@ func f3(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 func (r *stepResult) csvRow() []string {
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
-	return []string{strconv.Itoa(r.QoS), f0(r.Target), f1(r.Offered), f1(r.ExportRate), f3(r.ExportRatio), f1(r.ExportBacklog),
+	return []string{r.Path, strconv.Itoa(r.QoS), f0(r.Target), f1(r.Offered), f1(r.ExportRate), f3(r.ExportRatio), f1(r.ExportBacklog),
 		f1(r.StoreRate), f3(r.StoreRatio), f1(r.Duration), strconv.Itoa(r.Clients), strconv.Itoa(r.Payload), u(r.Sent), u(r.Acked), u(r.Expected),
 		u(r.ExportedPub), u(r.ExportedAll), u(r.CollectorRecords), u(r.Stored), i(r.ExportLost), i(r.NotStored), i(r.StoreBacklogEnd), f1(r.DrainSeconds),
 		u(r.KernelDrops), u(r.QueueDrops),
@@ -115,14 +115,19 @@ func writeReport(cfg *config, m machine, rs []*stepResult, stdout io.Writer) err
 
 	b.WriteString("## Sustainable throughput\n\n")
 	b.WriteString("Method of the original study: over the load window, regress cumulative requests (PUBLISH sent) and cumulative exports on time; a rate is sustained when the export slope is ≥ 0.99 × the request slope, the backlog between them does not grow (< 1 % of the rate), no flow is lost (probe: kernel drops, queue drops, missing flows) and p99 capture→export is under 1 s. End to end (stored), the store writes in batches (every 200 ms or 1000 documents), so its cumulative curve is a staircase whose slope is only accurate to a few per cent over a step: a rate is sustained end to end when the probe sustains it, the store's slope ratio is ≥ 0.95, every flow is stored by the end of the drain and p99 capture→store is under 1 s (which bounds the backlog in time).\n\n")
-	b.WriteString("| QoS | original (flows/s) | target (100×) | probe export sustained (flows/s) | ratio to original | end to end, stored (flows/s) | ratio to original | p99 capture→store at that rate | bottleneck |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| QoS | original (flows/s) | target (100×) | probe export, store out of the path (flows/s) | ratio to original | probe export, collector + store running (flows/s) | ratio to original | end to end, stored (flows/s) | ratio to original | p99 capture→store at that rate | end-to-end bottleneck |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, v := range verdicts {
 		o := original[v.QoS]
-		fmt.Fprintf(&b, "| %d | %.0f | %.0f | %s | %s | %s | %s | %s | %s |\n", v.QoS, o, 100*o,
+		fmt.Fprintf(&b, "| %d | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n", v.QoS, o, 100*o,
+			rateCell(v.ProbeOnlyRate, v.ProbeOnlyAtTop, v.ProbeOnlyStep != nil), ratioCell(v.ProbeOnlyRate, o, v.ProbeOnlyAtTop, v.ProbeOnlyStep != nil),
 			rateCell(v.ExportRate, v.ExportAtTop, v.ExportStep != nil), ratioCell(v.ExportRate, o, v.ExportAtTop, v.ExportStep != nil),
 			rateCell(v.StoreRate, v.StoreAtTop, v.StoreStep != nil), ratioCell(v.StoreRate, o, v.StoreAtTop, v.StoreStep != nil),
 			latCell(v), strings.ReplaceAll(v.Bottleneck, "|", "/"))
+	}
+	b.WriteString("\nWith the store out of the path (probe → IPFIX file /dev/null, no collector), where the probe path stopped keeping pace:\n\n")
+	for _, v := range verdicts {
+		fmt.Fprintf(&b, "- QoS %d: %s\n", v.QoS, v.ProbeOnlyBottleneck)
 	}
 	b.WriteString("\n\"≥\": the highest rate tested still kept pace, so the sustainable rate is at least that. Rates are PUBLISH flows/s; each step also exports one CONNECT and one DISCONNECT flow per client.\n\n")
 
@@ -131,11 +136,11 @@ func writeReport(cfg *config, m machine, rs []*stepResult, stdout io.Writer) err
 		writeTargets(&b, v, rs)
 	}
 	b.WriteString("\n## Every step\n\n")
-	b.WriteString("| QoS | target/s | offered/s | exported/s | ratio | stored/s | ratio | lost at probe | not stored | kernel drops | p50/p95/p99 capture→export ms | p50/p95/p99 capture→collector ms | p50/p95/p99 capture→store ms | CPU % broker / gen / probe / collector | machine % | RSS MB probe / collector | load avg |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| path | QoS | target/s | offered/s | exported/s | ratio | stored/s | ratio | lost at probe | not stored | kernel drops | p50/p95/p99 capture→export ms | p50/p95/p99 capture→collector ms | p50/p95/p99 capture→store ms | CPU % broker / gen / probe / collector | machine % | RSS MB probe / collector | load avg |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.0f | %.3f | %.0f | %.3f | %d | %d | %d | %s | %s | %s | %.0f / %.0f / %.0f / %.0f | %.0f | %.0f / %.0f | %s |\n",
-			r.QoS, r.Target, r.Offered, r.ExportRate, r.ExportRatio, r.StoreRate, r.StoreRatio, r.ExportLost, r.NotStored, r.KernelDrops,
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %.0f | %.3f | %.0f | %.3f | %d | %d | %d | %s | %s | %s | %.0f / %.0f / %.0f / %.0f | %.0f | %.0f / %.0f | %s |\n",
+			r.Path, r.QoS, r.Target, r.Offered, r.ExportRate, r.ExportRatio, r.StoreRate, r.StoreRatio, r.ExportLost, r.NotStored, r.KernelDrops,
 			lat3(r.LatExport), lat3(r.LatCollector), lat3(r.LatStore),
 			r.CPUBroker, r.CPULoadgen, r.CPUProbe, r.CPUCollector, r.CPUMachine, float64(r.RSSProbe)/1e6, float64(r.RSSCollector)/1e6, r.LoadAvg)
 	}
@@ -202,8 +207,16 @@ func lat3(l [3]float64) string {
 
 func writeCharts(cfg *config, rs []*stepResult, qos int) error {
 	var tgt, off, exp, sto, le, ls []float64
+	var ptgt, poff, pexp, ple []float64
 	for _, r := range rs {
 		if r.QoS != qos {
+			continue
+		}
+		if r.Path == "probe-only" {
+			ptgt = append(ptgt, r.Target)
+			poff = append(poff, r.Offered)
+			pexp = append(pexp, r.ExportRate)
+			ple = append(ple, max(r.LatExport[2], 0.1))
 			continue
 		}
 		tgt = append(tgt, r.Target)
@@ -216,8 +229,10 @@ func writeCharts(cfg *config, rs []*stepResult, qos int) error {
 	c := chart{
 		Title:   fmt.Sprintf("mission, QoS %d: offered vs exported and stored rate, with p99 latency", qos),
 		Notes:   []string{fmt.Sprintf("original prototype: %.0f flows/s sustained (Raspberry Pi 4); target 100×: %.0f", original[qos], 100*original[qos])},
-		XLabel:  "target rate (PUBLISH/s)",
-		YLabel:  "flows/s",
+		XLabel:  "target rate (PUBLISH/s, log)",
+		YLabel:  "flows/s (log)",
+		LogX:    true,
+		LogY:    true,
 		Y2Label: "p99 latency (ms, log)",
 		LogY2:   true,
 		Series: []series{
@@ -227,6 +242,12 @@ func writeCharts(cfg *config, rs []*stepResult, qos int) error {
 			{Name: "p99 capture→export (right)", X: tgt, Y: le, Color: "#ff7f0e", Dash: true, Right: true},
 			{Name: "p99 capture→store (right)", X: tgt, Y: ls, Color: "#d62728", Dash: true, Right: true},
 		},
+	}
+	if len(ptgt) > 0 {
+		c.Series = append(c.Series,
+			series{Name: "offered, store out of the path", X: ptgt, Y: poff, Color: "#999"},
+			series{Name: "exported, store out of the path", X: ptgt, Y: pexp, Color: "#9467bd"},
+			series{Name: "p99 capture→export, no store (right)", X: ptgt, Y: ple, Color: "#8c564b", Dash: true, Right: true})
 	}
 	return os.WriteFile(filepath.Join(cfg.out, fmt.Sprintf("%s-qos%d.svg", cfg.prefix(), qos)), []byte(c.svg()), 0o644)
 }
@@ -272,6 +293,10 @@ func writeTargets(b *strings.Builder, v verdict, rs []*stepResult) {
 	if e := v.ExportStep; e != nil {
 		fmt.Fprintf(b, ". Probe headroom at %.0f/s: %.0f %% of one core, %d kernel drops, %d queue drops, p99 capture→export %.0f ms, collector+store %.0f %% of one core",
 			e.Offered, e.CPUProbe, e.KernelDrops, e.QueueDrops, e.LatExport[2], e.CPUCollector)
+	}
+	if e := v.ProbeOnlyStep; e != nil {
+		fmt.Fprintf(b, ". Store out of the path: the probe kept pace up to %s/s (%.0f %% of one core, %d kernel drops, p99 capture→export %.0f ms; machine %.0f %% busy)",
+			rateCell(e.Offered, v.ProbeOnlyAtTop, true), e.CPUProbe, e.KernelDrops, e.LatExport[2], e.CPUMachine)
 	}
 	b.WriteString(".\n")
 }

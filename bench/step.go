@@ -21,6 +21,7 @@ import (
 
 // stepResult is one row of the output CSV: one QoS at one target rate.
 type stepResult struct {
+	Path     string // "store": probe → collector → store; "probe-only": probe → IPFIX file /dev/null
 	QoS      int
 	Target   float64 // requested PUBLISH/s
 	Duration float64 // seconds of load
@@ -81,10 +82,14 @@ type benchEnv struct {
 	stepNo     int
 }
 
-func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepResult, error) {
+func (e *benchEnv) runStep(ctx context.Context, qos int, target float64, probeOnly bool) (*stepResult, error) {
 	cfg := e.cfg
 	e.stepNo++
-	dir := filepath.Join(e.tmp, fmt.Sprintf("step%02d-qos%d-%d", e.stepNo, qos, int(target)))
+	path := "store"
+	if probeOnly {
+		path = "probe-only"
+	}
+	dir := filepath.Join(e.tmp, fmt.Sprintf("step%02d-%s-qos%d-%d", e.stepNo, path, qos, int(target)))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -92,7 +97,7 @@ func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepR
 	if cfg.perClient > 0 {
 		clients = max(clients, int(math.Ceil(target/float64(cfg.perClient))))
 	}
-	r := &stepResult{QoS: qos, Target: target, Duration: cfg.step.Seconds(), Clients: clients, Payload: cfg.payload}
+	r := &stepResult{Path: path, QoS: qos, Target: target, Duration: cfg.step.Seconds(), Clients: clients, Payload: cfg.payload}
 
 	ports := make([]int, 4)
 	for i := range ports {
@@ -113,25 +118,33 @@ func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepR
 		colArgs = append(colArgs, "--mongo-url", cfg.mongoURL, "--mongo-collection", database)
 		mongoURL = cfg.mongoURL
 	}
-	col, err := startProc("collector", filepath.Join(dir, "collector.log"), colArgs...)
-	if err != nil {
-		return nil, err
-	}
-	// The store's data is thrown away after the step: no graceful close
-	// (it would drain the whole backlog first).
-	defer col.stop(2 * time.Second)
-	if err := waitMetrics(colMetrics, 30*time.Second, col); err != nil {
-		return nil, err
-	}
-	if err := waitTCP(fmt.Sprintf("127.0.0.1:%d", ipfixPort), 10*time.Second, col); err != nil {
-		return nil, err
+	var col *proc
+	exportArgs := []string{"--transport", "tcp", "--collector", "127.0.0.1", "--port", strconv.Itoa(ipfixPort)}
+	if probeOnly {
+		// The store out of the path: the probe encodes IPFIX into a file
+		// that discards it; no collector competes for the CPU.
+		exportArgs = []string{"--ipfix-file", os.DevNull}
+	} else {
+		var err error
+		col, err = startProc("collector", filepath.Join(dir, "collector.log"), colArgs...)
+		if err != nil {
+			return nil, err
+		}
+		// The store's data is thrown away after the step: no graceful close
+		// (it would drain the whole backlog first).
+		defer col.stop(2 * time.Second)
+		if err := waitMetrics(colMetrics, 30*time.Second, col); err != nil {
+			return nil, err
+		}
+		if err := waitTCP(fmt.Sprintf("127.0.0.1:%d", ipfixPort), 10*time.Second, col); err != nil {
+			return nil, err
+		}
 	}
 	csvPath := filepath.Join(dir, "probe.csv")
 	probeLog := filepath.Join(dir, "probe.log")
-	pr, err := startProc("probe", probeLog, e.mission, "probe", "-i", "lo",
-		"--filter", fmt.Sprintf("tcp port %d", e.brokerPort), "--mqtt-ports", strconv.Itoa(e.brokerPort),
-		"--transport", "tcp", "--collector", "127.0.0.1", "--port", strconv.Itoa(ipfixPort),
-		"--benchmark", "--file-name", csvPath, "--metrics-listen", probeMetrics, "--log-level", "info")
+	pr, err := startProc("probe", probeLog, append(append([]string{e.mission, "probe", "-i", "lo",
+		"--filter", fmt.Sprintf("tcp port %d", e.brokerPort), "--mqtt-ports", strconv.Itoa(e.brokerPort)}, exportArgs...),
+		"--benchmark", "--file-name", csvPath, "--metrics-listen", probeMetrics, "--log-level", "info")...)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +177,10 @@ func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepR
 		samples []sample
 		t0, t1  time.Time
 	)
-	pids := map[string]int{"probe": pr.pid(), "collector": col.pid(), "broker": e.broker.pid(), "loadgen": os.Getpid()}
+	pids := map[string]int{"probe": pr.pid(), "broker": e.broker.pid(), "loadgen": os.Getpid()}
+	if col != nil {
+		pids["collector"] = col.pid()
+	}
 	var cpu0, cpu1 map[string]procSample
 	var mb0, mt0, mb1, mt1 uint64
 	snapCPU := func() map[string]procSample {
@@ -183,14 +199,16 @@ func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepR
 		defer tk.Stop()
 		for {
 			s := sample{t: time.Now(), sent: cnt.sent.Load()}
-			if m, err := scrape(colMetrics); err == nil {
+			if col == nil {
+				// no collector
+			} else if m, err := scrape(colMetrics); err == nil {
 				s.stored = m.get("mission_store_inserted_total") + m.get("mission_store_duplicates_total")
 				s.recs = m.get(`mission_collector_records_total{kind="mqtt"}`)
 			}
 			if p, err := readProc(pids["probe"]); err == nil {
 				s.rssP = p.rss
 			}
-			if p, err := readProc(pids["collector"]); err == nil {
+			if p, err := readProc(pids["collector"]); col != nil && err == nil {
 				s.rssC = p.rss
 			}
 			mu.Lock()
@@ -258,7 +276,7 @@ func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepR
 	exportedNow := lastExp
 	lastSt, lastStChange := -1.0, time.Now()
 	var cm metricSet
-	for {
+	for col != nil {
 		m, err := scrape(colMetrics)
 		if err == nil {
 			cm = m
@@ -284,9 +302,14 @@ func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepR
 		r.StoreBacklogEnd = int64(cm.get("mission_store_queue_depth") + cm.get("mission_store_spool_documents"))
 	}
 	r.NotStored = int64(r.Expected) - int64(r.Stored)
+	if col == nil {
+		r.NotStored = 0
+	}
 
 	// capture → collector receive, from the stored documents (bounded query).
-	if lat, err := queryCollectorLatency(ctx, mongoURL, database); err == nil && len(lat) > 0 {
+	if col == nil {
+		// nothing stored
+	} else if lat, err := queryCollectorLatency(ctx, mongoURL, database); err == nil && len(lat) > 0 {
 		r.LatCollector = percentiles(lat)
 	} else if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: step %d: store query: %v\n", e.stepNo, err)
@@ -300,7 +323,9 @@ func (e *benchEnv) runStep(ctx context.Context, qos int, target float64) (*stepR
 	if err != nil {
 		return nil, fmt.Errorf("probe CSV: %w", err)
 	}
-	_ = col.stop(2 * time.Second)
+	if col != nil {
+		_ = col.stop(2 * time.Second)
+	}
 
 	mu.Lock()
 	defer mu.Unlock()
