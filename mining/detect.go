@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/mission-ids/mission/flow"
@@ -78,6 +79,17 @@ type DetectorOptions struct {
 	// MaxTracked bounds the per-client rate counters and the suppression
 	// table each (default 10000).
 	MaxTracked int
+	// Reorder is how late a flow may arrive compared with flows that
+	// started after it (default 500 ms). A collector hands flows over when
+	// they end, not when they start: on a real broker the delivery of a
+	// QoS 2 PUBLISH to a subscriber often ends, and arrives, before the
+	// publisher's own flow (which waits for PUBCOMP). A case keeps its
+	// events in start order; the checks that depend on that order (start
+	// activity, directly-follows, always-before, temporal) run for an event
+	// once the detector's clock (the latest flow start seen, or Advance) is
+	// Reorder past its start, so they are raised about Reorder after the
+	// flow. Order-free checks are raised at once.
+	Reorder time.Duration
 }
 
 func (o *DetectorOptions) defaults() {
@@ -110,6 +122,9 @@ func (o *DetectorOptions) defaults() {
 	}
 	if o.MaxTracked <= 0 {
 		o.MaxTracked = 10000
+	}
+	if o.Reorder <= 0 {
+		o.Reorder = 500 * time.Millisecond
 	}
 }
 
@@ -166,7 +181,12 @@ type openCase struct {
 	reported    uint16
 	// tainted: the case has an activity the model lacks; that was alerted
 	// (unknown-activity) and the case's other checks would only repeat it.
-	tainted    bool
+	tainted bool
+	// checked: the events acts[:checked] (in start order) had their
+	// order-dependent checks; pidx is the case's index in Detector.pending
+	// while some have not (-1 otherwise).
+	checked    int
+	pidx       int
 	prev, next *openCase // LRU list, least recently seen first
 }
 
@@ -201,6 +221,13 @@ type Detector struct {
 	rates      map[rateKey]*rateCounter
 	suppressed map[suppressKey]time.Time
 	stats      DetectorStats
+
+	// clock is the latest flow start seen (ns); pending are the cases
+	// with events not yet order-checked, pendingMin the earliest start of
+	// such an event (an upper bound on it, lowered as events arrive).
+	clock      int64
+	pending    []*openCase
+	pendingMin int64
 }
 
 func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
@@ -332,12 +359,15 @@ func (d *Detector) once(check Check, client, topic string, t time.Time) bool {
 // Observe checks one flow and returns the alerts it raises (nil if none).
 // Flows should arrive roughly in time order; the detector's clock is the
 // flows' start times. End-of-case checks run in Advance.
-func (d *Detector) Observe(r *flow.Record) []Alert {
+func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 	d.stats.Flows++
 	d.namer.Learn(r)
 	client := d.namer.Name(r.SrcClientID, r.SrcAddr, r.SrcPort)
 	t := r.Start
-	var out []Alert
+	if tn := t.UnixNano(); tn > d.clock {
+		d.clock = tn
+	}
+	defer func() { out = d.settle(out, d.clock-int64(d.opts.Reorder)) }()
 	if client != Broker && d.clients[client] == nil && d.once(CheckUnknownClient, client, "", t) {
 		out = d.emit(out, Alert{
 			Check: CheckUnknownClient, Severity: SeverityMedium, Time: t, Client: client, Topic: r.Topic,
@@ -467,11 +497,23 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 		d.touch(c)
 	}
 	c.n++
-	c.last = t
+	tn := t.UnixNano()
+	if t.After(c.last) {
+		c.last = t
+	}
+	pos := -1
 	if len(c.acts) < d.opts.MaxCaseEvents {
-		c.acts = append(c.acts, act)
-		c.times = append(c.times, t.UnixNano())
-		c.flows = append(c.flows, r.FlowID)
+		// In start order: a flow that arrives late goes to its place.
+		pos = len(c.acts)
+		for pos > 0 && c.times[pos-1] > tn {
+			pos--
+		}
+		c.acts = slices.Insert(c.acts, pos, act)
+		c.times = slices.Insert(c.times, pos, tn)
+		c.flows = slices.Insert(c.flows, pos, r.FlowID)
+		if pos < c.checked {
+			c.checked++ // later than Reorder: checked below, in place
+		}
 	}
 	alert := func(bit uint16, check Check, sev Severity, msg string) {
 		c.reported |= bit
@@ -490,17 +532,8 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 	if c.tainted || c.n > len(c.acts) {
 		return out // unknown activity (alerted above) or a case past the memory bound
 	}
-	i := len(c.acts) - 1
 	name := d.acts[act].Activity
-	// Directly-follows.
-	if i == 0 {
-		if !d.start[act] && c.reported&bitStart == 0 {
-			alert(bitStart, CheckDirectlyFollows, SeverityMedium, fmt.Sprintf("case starts with %q, which never started a case", name))
-		}
-	} else if p := c.acts[i-1]; p >= 0 && !d.df[pairKey(p, act)] && c.reported&bitDF == 0 {
-		alert(bitDF, CheckDirectlyFollows, SeverityMedium, fmt.Sprintf("%q directly after %q, never seen in training", name, d.acts[p].Activity))
-	}
-	// Skeleton: occurrences, never-together, always-before.
+	// Order-free skeleton checks: occurrences, never-together.
 	if c.reported&bitOccMax == 0 {
 		n := 0
 		for _, a := range c.acts {
@@ -513,13 +546,99 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 		}
 	}
 	if c.reported&bitNever == 0 {
-		for _, a := range c.acts[:i] {
-			if a >= 0 && d.never[pairKey(a, act)] {
+		for j, a := range c.acts {
+			if j != pos && a >= 0 && d.never[pairKey(a, act)] {
 				alert(bitNever, CheckSkeleton, SeverityMedium, fmt.Sprintf("%q and %q in one case; never together in training", d.acts[a].Activity, name))
 				break
 			}
 		}
 	}
+	// The order-dependent checks wait until no earlier flow can still come.
+	if pos < c.checked {
+		return d.orderChecks(out, c, pos)
+	}
+	if c.pidx < 0 {
+		c.pidx = len(d.pending)
+		d.pending = append(d.pending, c)
+	}
+	if len(d.pending) == 1 || tn < d.pendingMin {
+		d.pendingMin = tn
+	}
+	return out
+}
+
+// settle runs the order-dependent checks of every pending event that
+// started at or before horizon (ns).
+func (d *Detector) settle(out []Alert, horizon int64) []Alert {
+	if len(d.pending) == 0 || horizon < d.pendingMin {
+		return out
+	}
+	next := int64(math.MaxInt64)
+	for i := 0; i < len(d.pending); {
+		c := d.pending[i]
+		out = d.settleCase(out, c, horizon)
+		if c.pidx < 0 {
+			continue // removed: d.pending[i] is another case now
+		}
+		next = min(next, c.times[c.checked])
+		i++
+	}
+	d.pendingMin = next
+	return out
+}
+
+// settleCase checks the case's events up to horizon, in start order.
+func (d *Detector) settleCase(out []Alert, c *openCase, horizon int64) []Alert {
+	for c.checked < len(c.acts) && c.times[c.checked] <= horizon {
+		if !c.tainted && c.n <= len(c.acts) {
+			out = d.orderChecks(out, c, c.checked)
+		}
+		c.checked++
+	}
+	if c.checked == len(c.acts) {
+		d.unpend(c)
+	}
+	return out
+}
+
+func (d *Detector) unpend(c *openCase) {
+	if c.pidx < 0 {
+		return
+	}
+	last := len(d.pending) - 1
+	d.pending[c.pidx] = d.pending[last]
+	d.pending[c.pidx].pidx = c.pidx
+	d.pending[last] = nil
+	d.pending = d.pending[:last]
+	c.pidx = -1
+}
+
+// orderChecks runs the checks of the case's i-th event (start order) that
+// depend on the events before it: start activity, directly-follows,
+// always-before, temporal profile.
+func (d *Detector) orderChecks(out []Alert, c *openCase, i int) []Alert {
+	act := c.acts[i]
+	if act < 0 {
+		return out
+	}
+	a := d.acts[act]
+	name := a.Activity
+	alert := func(bit uint16, check Check, sev Severity, msg string) {
+		c.reported |= bit
+		out = d.emit(out, Alert{
+			Check: check, Severity: sev, Time: time.Unix(0, c.times[i]).UTC(), Client: a.Client, Topic: a.Topic,
+			Case: flow.CorrelationText([]byte(c.key)), Flows: lastFlows(c.flows[:i+1], c.flows[i]), Message: msg,
+		})
+	}
+	// Directly-follows.
+	if i == 0 {
+		if !d.start[act] && c.reported&bitStart == 0 {
+			alert(bitStart, CheckDirectlyFollows, SeverityMedium, fmt.Sprintf("case starts with %q, which never started a case", name))
+		}
+	} else if p := c.acts[i-1]; p >= 0 && !d.df[pairKey(p, act)] && c.reported&bitDF == 0 {
+		alert(bitDF, CheckDirectlyFollows, SeverityMedium, fmt.Sprintf("%q directly after %q, never seen in training", name, d.acts[p].Activity))
+	}
+	// Skeleton: always-before.
 	if c.reported&bitBefore == 0 {
 		for _, b := range d.before[act] {
 			if !containsAct(c.acts[:i], b) {
@@ -531,11 +650,11 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 	// Temporal profile, for cases of normal length.
 	if c.reported&bitTemporal == 0 && c.n <= d.caseMax {
 		for j := 0; j < i; j++ {
-			a := c.acts[j]
-			if a < 0 {
+			p := c.acts[j]
+			if p < 0 {
 				continue
 			}
-			tp, ok := d.temporal[pairKey(a, act)]
+			tp, ok := d.temporal[pairKey(p, act)]
 			if !ok {
 				continue
 			}
@@ -547,7 +666,7 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 			limit := max(time.Duration(d.opts.Zeta*float64(tp.StdDev)), d.opts.MinTemporalSlack)
 			if dev > limit {
 				alert(bitTemporal, CheckTemporal, SeverityLow, fmt.Sprintf("%s from %q to %q; normally %s ± %s",
-					formatDuration(dt), d.acts[a].Activity, name, formatDuration(tp.Mean), formatDuration(tp.StdDev)))
+					formatDuration(dt), d.acts[p].Activity, name, formatDuration(tp.Mean), formatDuration(tp.StdDev)))
 				break
 			}
 		}
@@ -588,7 +707,7 @@ func (d *Detector) newCase(key string, t time.Time) *openCase {
 	} else {
 		c = &openCase{}
 	}
-	c.key, c.first, c.last = key, t, t
+	c.key, c.first, c.last, c.pidx = key, t, t, -1
 	d.cases[key] = c
 	d.pushBack(c)
 	return c
@@ -626,6 +745,7 @@ func (d *Detector) touch(c *openCase) {
 }
 
 func (d *Detector) remove(c *openCase) {
+	d.unpend(c)
 	d.unlink(c)
 	delete(d.cases, c.key)
 	if len(d.free) < 256 {
@@ -640,6 +760,7 @@ func (d *Detector) remove(c *openCase) {
 // with the time of the latest flow or the wall clock.
 func (d *Detector) Advance(now time.Time) []Alert {
 	var out []Alert
+	out = d.settle(out, max(now.UnixNano(), d.clock)-int64(d.opts.Reorder))
 	for c := d.head; c != nil && now.Sub(c.last) >= d.opts.CaseTimeout; c = d.head {
 		out = d.closeCase(out, c)
 	}
@@ -670,6 +791,7 @@ func (d *Detector) Flush() []Alert {
 func (d *Detector) closeCase(out []Alert, c *openCase) []Alert {
 	d.stats.Closed++
 	defer d.remove(c)
+	out = d.settleCase(out, c, math.MaxInt64)
 	if c.tainted || c.n > len(c.acts) || c.n > d.caseMax || len(c.acts) == 0 {
 		return out // reported on arrival
 	}
