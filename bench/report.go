@@ -50,7 +50,7 @@ func (c *config) prefix() string {
 	return "live"
 }
 
-var csvHeader = []string{"path", "qos", "target_rate", "offered_rate", "exported_rate", "export_ratio", "export_backlog_growth",
+var csvHeader = []string{"path", "qos", "target_rate", "offered_rate", "wire_rate", "exported_rate", "export_ratio", "export_backlog_growth",
 	"stored_rate", "store_ratio", "duration_s", "clients", "payload_bytes", "sent", "acked", "expected_flows",
 	"exported_publish_flows", "exported_flows", "collector_records", "stored", "lost_at_probe", "not_stored", "store_backlog_end", "drain_s",
 	"kernel_drops", "queue_drops",
@@ -67,7 +67,7 @@ func f3(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 func (r *stepResult) csvRow() []string {
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
-	return []string{r.Path, strconv.Itoa(r.QoS), f0(r.Target), f1(r.Offered), f1(r.ExportRate), f3(r.ExportRatio), f1(r.ExportBacklog),
+	return []string{r.Path, strconv.Itoa(r.QoS), f0(r.Target), f1(r.Offered), f1(r.WireRate), f1(r.ExportRate), f3(r.ExportRatio), f1(r.ExportBacklog),
 		f1(r.StoreRate), f3(r.StoreRatio), f1(r.Duration), strconv.Itoa(r.Clients), strconv.Itoa(r.Payload), u(r.Sent), u(r.Acked), u(r.Expected),
 		u(r.ExportedPub), u(r.ExportedAll), u(r.CollectorRecords), u(r.Stored), i(r.ExportLost), i(r.NotStored), i(r.StoreBacklogEnd), f1(r.DrainSeconds),
 		u(r.KernelDrops), u(r.QueueDrops),
@@ -145,7 +145,7 @@ func writeReport(cfg *config, m machine, rs []*stepResult, stdout io.Writer) err
 			r.CPUBroker, r.CPULoadgen, r.CPUProbe, r.CPUCollector, r.CPUMachine, float64(r.RSSProbe)/1e6, float64(r.RSSCollector)/1e6, r.LoadAvg)
 	}
 	b.WriteString("\nCPU shares are % of one core over the load window (the machine column: % of all cores). \"not stored\" counts flows not in the store when the drain ended — still queued or spooled by the store, not necessarily lost (see the CSV's store_backlog_end).\n\n")
-	b.WriteString("Latencies: capture→export from the probe's `--benchmark` CSV (kernel capture timestamp of the flow's last packet to export); capture→collector from the stored documents (`collectorReceiveTime` − `flowEndNs`, millisecond resolution, up to 20,000 PUBLISH documents per step); capture→store matches the k-th exported flow to the store's insert counter reaching k (sampled every 100 ms, interpolated).\n\n")
+	b.WriteString("Latencies: capture→export from the probe's `--benchmark` CSV (kernel capture timestamp of the flow's last packet to export); capture→collector from the stored documents (`collectorReceiveTime` − `flowEndNs`, millisecond resolution, up to 20,000 PUBLISH documents per step); capture→store matches the k-th exported flow to the store's insert counter reaching k (sampled every 100 ms, interpolated). At low rates capture→export is dominated by the probe's `--flush-interval` (default 100 ms: the longest a finished flow waits for its export batch). The CSV's `wire_rate` is the slope of PUBLISH transactions by the capture time of their last packet: when it trails `offered_rate` while `exported_rate` follows it, the lag is upstream of the probe (the broker reading and answering), not in it.\n\n")
 	b.WriteString("## Charts\n\n")
 	for qos := 0; qos < 3; qos++ {
 		fmt.Fprintf(&b, "![QoS %d](%s-qos%d.svg)\n\n", qos, p, qos)

@@ -36,6 +36,7 @@ type stepResult struct {
 	ExportedPub   uint64  // PUBLISH flows in the probe's benchmark CSV
 	ExportedAll   uint64  // all flows in the CSV
 	ExportRate    float64 // slope of cumulative PUBLISH exports over the load window
+	WireRate      float64 // slope of cumulative PUBLISH flows by capture time of their last packet (completed on the wire)
 	ExportRatio   float64 // ExportRate / Offered (slope ratio, the original's method)
 	ExportBacklog float64 // slope of (sent − exported) in flows/s; ≤ 1 % of the rate: not growing
 	KernelDrops   uint64
