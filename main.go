@@ -939,7 +939,7 @@ func startDetection(c *cli.Context, w *store.Writer, log zerolog.Logger) (*detec
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(250 * time.Millisecond) // releases order-dependent alerts (the detector reorders within 500 ms)
 		defer t.Stop()
 		for {
 			select {
