@@ -151,7 +151,7 @@ func recordCapture(ctx context.Context, cfg *config, tmp string, stdout io.Write
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
-	rate, dur := 10000.0, 4*time.Second
+	rate, dur := 20000.0, 6*time.Second
 	if cfg.quick {
 		rate, dur = 5000, time.Second
 	}
