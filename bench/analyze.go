@@ -200,7 +200,11 @@ func sustainable(rs []*stepResult, qos int) verdict {
 			firstFail = r
 		}
 	}
-	if firstFail == nil && len(steps) > 0 {
+	if len(steps) == 0 {
+		v.Bottleneck = "not measured (no rate given for this QoS)"
+		return v
+	}
+	if firstFail == nil {
 		v.Bottleneck = "none reached: every rate tested kept pace end to end (raise the rates)"
 		return v
 	}
