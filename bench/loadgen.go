@@ -52,7 +52,16 @@ type client struct {
 	id       int
 	cnt      *loadCounters
 	done     chan struct{}
-	readErr  error
+	readErr  atomic.Pointer[error] // set by the reader goroutine
+}
+
+func (c *client) setReadErr(err error) { c.readErr.Store(&err) }
+
+func (c *client) readError() error {
+	if p := c.readErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func appendVarint(b []byte, n int) []byte {
@@ -230,7 +239,7 @@ func (c *client) readLoop(br *bufio.Reader) {
 		typ, body, err := readPacket(br)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.readErr = err
+				c.setReadErr(err)
 			}
 			return
 		}
@@ -243,7 +252,7 @@ func (c *client) readLoop(br *bufio.Reader) {
 				rel = append(rel, 0x62, 0x02, body[0], body[1])
 			}
 		case 14: // DISCONNECT from the broker
-			c.readErr = fmt.Errorf("broker sent DISCONNECT %x", body)
+			c.setReadErr(fmt.Errorf("broker sent DISCONNECT %x", body))
 			return
 		}
 		if len(rel) > 0 && br.Buffered() == 0 {
@@ -349,7 +358,7 @@ func runLoad(ctx context.Context, cfg loadConfig, cnt *loadCounters, started fun
 	// Wait for the acks of what was sent (bounded), then DISCONNECT.
 	deadline := time.Now().Add(5 * time.Second)
 	for _, c := range clients {
-		for c.qos > 0 && c.inflight.Load() > 0 && time.Now().Before(deadline) && c.readErr == nil {
+		for c.qos > 0 && c.inflight.Load() > 0 && time.Now().Before(deadline) && c.readError() == nil {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
@@ -370,8 +379,8 @@ func runLoad(ctx context.Context, cfg loadConfig, cnt *loadCounters, started fun
 		if errs[i] != nil {
 			all = append(all, fmt.Errorf("client %d write: %w", i, errs[i]))
 		}
-		if c.readErr != nil {
-			all = append(all, fmt.Errorf("client %d read: %w", i, c.readErr))
+		if err := c.readError(); err != nil {
+			all = append(all, fmt.Errorf("client %d read: %w", i, err))
 		}
 	}
 	return errors.Join(all...)
