@@ -1153,6 +1153,8 @@ func mineCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Value: "mission-mine", Usage: "output directory"},
 			&cli.Float64Flag{Name: "test-fraction", Value: 0.3, Usage: "share of the log (latest cases) held out to measure model quality"},
 			&cli.IntFlag{Name: "min-edge", Usage: "drop directly-follows edges seen fewer times (graph only)"},
+			&cli.IntFlag{Name: "min-activity", Usage: "drop activities seen fewer times (graph only)"},
+			&cli.StringSliceFlag{Name: "activity", Usage: "keep only these activities in the graph (\"client → topic\"; repeat the flag)"},
 			&cli.Float64Flag{Name: "noise", Usage: "share of cases allowed to violate a kept skeleton relation"},
 		),
 		Action: func(c *cli.Context) error {
@@ -1189,7 +1191,8 @@ func mineCommand() *cli.Command {
 			if err := write("events.csv", el.WriteCSV); err != nil {
 				return err
 			}
-			g := mining.DiscoverDFG(el, mining.DFGOptions{MinEdgeCount: c.Int("min-edge")})
+			g := mining.DiscoverDFG(el, mining.DFGOptions{MinEdgeCount: c.Int("min-edge"),
+				MinActivityCount: c.Int("min-activity"), Activities: c.StringSlice("activity")})
 			if err := write("dfg.dot", g.WriteDOT); err != nil {
 				return err
 			}
