@@ -3,6 +3,7 @@ package flow
 import (
 	"fmt"
 	"reflect"
+	"sort"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -14,7 +15,8 @@ import (
 // AppendBSON appends the BSON form of d to dst, field by field, without
 // reflection (the collector stores hundreds of thousands of flows a
 // second; reflection-based encoding was half of its CPU). The result is
-// what bson.Marshal gives for the struct tags, except that unsigned 64-bit
+// what bson.Marshal gives for the struct tags (ipfixFields sorted by name,
+// where the driver follows Go's random map order), except that unsigned 64-bit
 // integers, which BSON lacks, are written as the int64 with the same bits
 // (values above 2^63−1 read back negative; the probe's flow ids stay below).
 func (d *Document) AppendBSON(dst []byte) ([]byte, error) {
@@ -82,7 +84,17 @@ func (d *Document) AppendBSON(dst []byte) ([]byte, error) {
 	str("mqttResponseTopic", d.MQTTResponseTopic, true)
 	str("mqttUsername", d.MQTTUsername, true)
 	if len(d.IPFIXFields) > 0 {
-		raw, err := bson.MarshalWithRegistry(uint64AsInt64, d.IPFIXFields)
+		// Sorted by name: the same record always gives the same bytes.
+		keys := make([]string, 0, len(d.IPFIXFields))
+		for k := range d.IPFIXFields {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		fields := make(bson.D, len(keys))
+		for i, k := range keys {
+			fields[i] = bson.E{Key: k, Value: d.IPFIXFields[k]}
+		}
+		raw, err := bson.MarshalWithRegistry(uint64AsInt64, fields)
 		if err != nil {
 			return nil, fmt.Errorf("ipfixFields: %w", err)
 		}

@@ -41,6 +41,17 @@ func TestAppendBSONMatchesReflection(t *testing.T) {
 		require.NoError(t, err)
 		got, err := docs[i].AppendBSON(nil)
 		require.NoError(t, err)
+		if len(docs[i].IPFIXFields) > 1 {
+			// The driver writes a map in Go's random order; compare values.
+			var w, g bson.M
+			require.NoError(t, bson.Unmarshal(want, &w))
+			require.NoError(t, bson.Unmarshal(got, &g))
+			require.Equal(t, w, g, "document %d", i)
+			again, err := docs[i].AppendBSON(nil)
+			require.NoError(t, err)
+			require.Equal(t, got, again, "document %d: deterministic bytes", i)
+			continue
+		}
 		require.Equal(t, bson.Raw(want).String(), bson.Raw(got).String(), "document %d", i)
 		require.Equal(t, want, got, "document %d", i)
 	}
