@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
@@ -359,35 +358,12 @@ func recordDetectionRun(t *testing.T, port int, name string, seed uint64, d time
 // readStore returns the stored flows and alerts of a data directory.
 func readStore(t *testing.T, dataDir string) ([]flow.Document, []storedAlert) {
 	t.Helper()
-	emb, err := store.StartEmbedded(filepath.Join(dataDir, "db"), "127.0.0.1:0", zerolog.Nop())
-	if err != nil {
-		t.Fatalf("open the store: %v", err)
-	}
-	defer emb.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(emb.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(context.Background())
-	db := client.Database(store.DefaultDatabase)
 	var docs []flow.Document
-	cur, err := db.Collection(store.DefaultCollection).Find(ctx, bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		t.Fatalf("decode stored flows: %v", err)
-	}
 	var alerts []storedAlert
-	cur, err = db.Collection(store.AlertCollection).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "time", Value: 1}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cur.All(ctx, &alerts); err != nil {
-		t.Fatalf("decode stored alerts: %v", err)
-	}
+	withStore(t, dataDir, func(ctx context.Context, db *mongo.Database) {
+		findAll(t, ctx, db.Collection(store.DefaultCollection), &docs)
+		findAll(t, ctx, db.Collection(store.AlertCollection), &alerts, options.Find().SetSort(bson.D{{Key: "time", Value: 1}}))
+	})
 	sort.SliceStable(alerts, func(i, j int) bool { return alerts[i].Time.Before(alerts[j].Time) })
 	return docs, alerts
 }

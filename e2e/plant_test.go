@@ -249,11 +249,12 @@ func keyOf(d flow.Document) flowKey {
 	return k
 }
 
-func storedFlows(t *testing.T, dataDir string) []flow.Document {
+// withStore serves the embedded store of dataDir while fn reads it.
+func withStore(t *testing.T, dataDir string, fn func(ctx context.Context, db *mongo.Database)) {
 	t.Helper()
 	emb, err := store.StartEmbedded(filepath.Join(dataDir, "db"), "127.0.0.1:0", zerolog.Nop())
 	if err != nil {
-		t.Fatalf("open the stored flows: %v", err)
+		t.Fatalf("open the store: %v", err)
 	}
 	defer emb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -263,14 +264,27 @@ func storedFlows(t *testing.T, dataDir string) []flow.Document {
 		t.Fatal(err)
 	}
 	defer client.Disconnect(context.Background())
-	cur, err := client.Database(store.DefaultDatabase).Collection(store.DefaultCollection).Find(ctx, bson.D{})
+	fn(ctx, client.Database(store.DefaultDatabase))
+}
+
+// findAll decodes every document of a collection into out.
+func findAll(t *testing.T, ctx context.Context, coll *mongo.Collection, out any, opts ...*options.FindOptions) {
+	t.Helper()
+	cur, err := coll.Find(ctx, bson.D{}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var docs []flow.Document
-	if err := cur.All(ctx, &docs); err != nil {
-		t.Fatalf("decode stored flows: %v", err)
+	if err := cur.All(ctx, out); err != nil {
+		t.Fatalf("decode %s: %v", coll.Name(), err)
 	}
+}
+
+func storedFlows(t *testing.T, dataDir string) []flow.Document {
+	t.Helper()
+	var docs []flow.Document
+	withStore(t, dataDir, func(ctx context.Context, db *mongo.Database) {
+		findAll(t, ctx, db.Collection(store.DefaultCollection), &docs)
+	})
 	return docs
 }
 

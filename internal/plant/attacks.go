@@ -133,14 +133,9 @@ func (p *Plant) Flood(ctx context.Context, cfg FloodConfig) (AttackReport, error
 // over d. The actuator answers each.
 func (p *Plant) InjectToggles(ctx context.Context, client, actuator string, count int, over time.Duration, corr []byte) (AttackReport, error) {
 	r := AttackReport{Name: "toggle injection", Client: client, Correlation: [][]byte{corr}}
-	var a Actuator
-	for _, x := range p.cfg.Actuators {
-		if x.Name == actuator {
-			a = x
-		}
-	}
-	if a.Name == "" {
-		return r, fmt.Errorf("plant: no actuator %q", actuator)
+	a, err := p.actuator(actuator)
+	if err != nil {
+		return r, err
 	}
 	r.Topics = []string{a.ToggleTopic}
 	c, hij, err := p.Hijack(ctx, client)
@@ -245,14 +240,9 @@ func (p *Plant) connectOnce(ctx context.Context, id string) error {
 // The actuator answers it.
 func (p *Plant) Intrude(ctx context.Context, id, actuator string, corr []byte) (AttackReport, error) {
 	r := AttackReport{Name: "unknown client toggles actuator", Client: id, Correlation: [][]byte{corr}}
-	var a Actuator
-	for _, x := range p.cfg.Actuators {
-		if x.Name == actuator {
-			a = x
-		}
-	}
-	if a.Name == "" {
-		return r, fmt.Errorf("plant: no actuator %q", actuator)
+	a, err := p.actuator(actuator)
+	if err != nil {
+		return r, err
 	}
 	r.Topics = []string{a.ToggleTopic}
 	r.Start = time.Now()
@@ -273,4 +263,14 @@ func (p *Plant) Intrude(ctx context.Context, id, actuator string, corr []byte) (
 	r.Publishes++
 	r.End = time.Now()
 	return r, nil
+}
+
+// actuator returns the configured actuator called name.
+func (p *Plant) actuator(name string) (Actuator, error) {
+	for _, x := range p.cfg.Actuators {
+		if x.Name == name {
+			return x, nil
+		}
+	}
+	return Actuator{}, fmt.Errorf("plant: no actuator %q", name)
 }
