@@ -5,10 +5,11 @@
 // JSON lines).
 //
 // Capture never blocks on export: finished flows are gathered in batches of
-// up to 64 (handed over when full, after 10 ms of capture time, or when the
-// capture is idle for a poll timeout), which go through a bounded queue to a
-// single export goroutine that batches them and flushes at least every
-// FlushInterval; a full queue drops flows and counts them.
+// up to BatchSize (handed over when full, after 10 ms of capture time, or
+// when the capture is idle for a poll timeout), which go through a bounded
+// queue to a single export goroutine that exports full batches as they are,
+// gathers partial ones, and flushes at least every FlushInterval; a full
+// queue drops flows and counts them.
 package probe
 
 import (
@@ -17,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,7 +137,7 @@ func New(cfg Config, exp Exporter) (*Probe, error) {
 	if (cfg.Interface == "") == (cfg.ReadFile == "") {
 		return nil, errors.New("probe: give exactly one of --interface (live) or --read (file)")
 	}
-	nbatch := max(1, cfg.QueueSize/captureBatch)
+	nbatch := max(1, cfg.QueueSize/cfg.BatchSize)
 	p := &Probe{cfg: cfg, exp: exp, log: cfg.Logger, queue: make(chan []flow.Record, nbatch),
 		free:    make(chan []flow.Record, nbatch+2),
 		filters: make(map[capture.LinkType]*bpf.Program)}
@@ -174,23 +176,15 @@ func (p *Probe) filterFor(lt capture.LinkType) (*bpf.Program, error) {
 	return f, nil
 }
 
-// captureBatch is the number of flows the capture hands to the export
-// goroutine at once; captureLinger bounds how long (capture time) a flow
-// waits in a batch that is not full.
-const (
-	captureBatch  = 64
-	captureLinger = int64(10 * time.Millisecond)
-)
+// captureLinger bounds how long (capture time) a flow waits in a batch
+// that is not full. A full batch holds BatchSize flows: the export
+// goroutine exports it as it is, without copying.
+const captureLinger = int64(10 * time.Millisecond)
 
 // enqueue is the tracker's sink: it never blocks the capture.
 func (p *Probe) enqueue(r *flow.Record) {
 	if p.pending == nil {
-		select {
-		case b := <-p.free:
-			p.pending = b[:0]
-		default:
-			p.pending = make([]flow.Record, 0, captureBatch)
-		}
+		p.pending = p.freeBatch()
 	}
 	if len(p.pending) == 0 {
 		p.due = p.now + captureLinger
@@ -199,6 +193,28 @@ func (p *Probe) enqueue(r *flow.Record) {
 	if len(p.pending) == cap(p.pending) {
 		p.handOver()
 	}
+}
+
+// freeBatch returns an emptied batch, or a new one. When none is free but
+// batches are queued, the export goroutine is given the processor first:
+// with one core (GOMAXPROCS=1) it would otherwise run only when the
+// scheduler preempts the capture, and every batch of those 10 ms would be
+// a new allocation. The capture still never waits for the exporter.
+func (p *Probe) freeBatch() []flow.Record {
+	select {
+	case b := <-p.free:
+		return b[:0]
+	default:
+	}
+	if len(p.queue) > 0 {
+		runtime.Gosched()
+		select {
+		case b := <-p.free:
+			return b[:0]
+		default:
+		}
+	}
+	return make([]flow.Record, 0, p.cfg.BatchSize)
 }
 
 // handOver queues the pending batch, or drops it if the queue is full.
@@ -445,6 +461,11 @@ func (p *Probe) exportLoop() error {
 				return err
 			}
 			p.depth.Add(-int64(len(b)))
+			if len(batch) == 0 && len(b) == cap(batch) {
+				// A full batch from the capture goes out as it is.
+				batch, b = b, batch
+				send(true)
+			}
 			for rest := b; len(rest) > 0; {
 				n := copy(batch[len(batch):cap(batch)], rest)
 				batch, rest = batch[:len(batch)+n], rest[n:]
