@@ -280,7 +280,7 @@ func (p *Probe) Run(ctx context.Context) error {
 	_ = src.Close()
 
 	// Shutdown: end every connection and transaction, flush the export.
-	p.asm.FlushAll(last)
+	p.asm.FlushAllAt(last)
 	p.tr.FlushAll()
 	p.handOver()
 	p.publish()
@@ -315,13 +315,14 @@ func (p *Probe) open() (capture.Source, error) {
 	return live, nil
 }
 
-// capture is the packet loop. It returns the time of the last packet.
-func (p *Probe) capture(ctx context.Context, src capture.Source) (time.Time, error) {
+// capture is the packet loop. It returns the time of the last packet
+// (Unix ns).
+func (p *Probe) capture(ctx context.Context, src capture.Source) (int64, error) {
 	var (
 		pkt      capture.Packet
 		seg      capture.Segment
 		rseg     reassembly.Segment
-		last     time.Time
+		last     int64 // capture time (Unix ns) of the latest packet
 		advanced int64 // capture time (Unix ns) of the last Advance
 	)
 	// Files, and cooked "any" captures, are filtered in user space.
@@ -341,10 +342,9 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (time.Time, err
 			switch {
 			case errors.Is(err, capture.ErrTimeout):
 				// No traffic: let idle timers run on the wall clock.
-				now := time.Now()
-				p.now = now.UnixNano()
-				p.asm.Advance(now)
-				p.tr.Advance(now)
+				p.now = time.Now().UnixNano()
+				p.asm.AdvanceAt(p.now)
+				p.tr.AdvanceAt(p.now)
 				p.handOver()
 				p.publish()
 				advanced = p.now
@@ -356,8 +356,8 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (time.Time, err
 		}
 		p.cap.Packets++
 		p.cap.Bytes += uint64(pkt.Length)
-		ts := pkt.Timestamp
-		if ts.After(last) {
+		ts := unixNanos(pkt.Timestamp)
+		if ts > last {
 			last = ts
 		}
 		if userFilter {
@@ -401,14 +401,14 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (time.Time, err
 			FIN: seg.Flags&capture.TCPFin != 0, RST: seg.Flags&capture.TCPRst != 0,
 			Payload: seg.Payload,
 		}
-		p.now = ts.UnixNano()
-		p.asm.Assemble(&rseg, ts)
+		p.now = ts
+		p.asm.AssembleAt(&rseg, ts)
 		if len(p.pending) > 0 && p.now >= p.due {
 			p.handOver()
 		}
 		if p.now-advanced >= int64(time.Second) || p.now < advanced {
-			p.asm.Advance(ts)
-			p.tr.Advance(ts)
+			p.asm.AdvanceAt(ts)
+			p.tr.AdvanceAt(ts)
 			p.publish()
 			advanced = p.now
 		}
@@ -482,6 +482,15 @@ func (p *Probe) exportLoop() error {
 			send(true)
 		}
 	}
+}
+
+// unixNanos returns t in Unix nanoseconds; a missing timestamp (the zero
+// time, e.g. a pcapng simple packet block) counts as 0.
+func unixNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 func addrPort(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }

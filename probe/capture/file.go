@@ -61,10 +61,11 @@ func (s *fileSource) Close() error {
 
 // pcapMem reads a classic pcap file mapped in memory.
 type pcapMem struct {
-	hdr pcapReader // byte order, resolution, link type
-	mem []byte
-	off int
-	n   uint64
+	hdr    pcapReader // byte order, resolution, link type
+	little bool       // hdr.order is little-endian
+	mem    []byte
+	off    int
+	n      uint64
 }
 
 func newPcapMem(mem []byte) (*pcapMem, error) {
@@ -85,6 +86,7 @@ func newPcapMem(mem []byte) (*pcapMem, error) {
 		return nil, fmt.Errorf("%w: not a pcap file", ErrBadFile)
 	}
 	p.hdr.linkType = LinkType(p.hdr.order.Uint32(mem[20:24]) & 0xffff)
+	p.little = p.hdr.order == binary.LittleEndian
 	return p, nil
 }
 
@@ -97,8 +99,14 @@ func (p *pcapMem) ReadPacket(pkt *Packet) error {
 		return fmt.Errorf("%w: packet %d header: %v", ErrBadFile, p.n+1, io.ErrUnexpectedEOF)
 	}
 	h := p.mem[p.off : p.off+16]
-	o := p.hdr.order
-	capLen := o.Uint32(h[8:12])
+	var sec, frac, capLen, origLen uint32
+	if p.little { // the common case, without the interface calls
+		sec, frac = binary.LittleEndian.Uint32(h[0:4]), binary.LittleEndian.Uint32(h[4:8])
+		capLen, origLen = binary.LittleEndian.Uint32(h[8:12]), binary.LittleEndian.Uint32(h[12:16])
+	} else {
+		sec, frac = binary.BigEndian.Uint32(h[0:4]), binary.BigEndian.Uint32(h[4:8])
+		capLen, origLen = binary.BigEndian.Uint32(h[8:12]), binary.BigEndian.Uint32(h[12:16])
+	}
 	if capLen > MaxFrame {
 		return fmt.Errorf("%w: packet %d declares %d captured bytes (max %d)", ErrBadFile, p.n+1, capLen, MaxFrame)
 	}
@@ -108,13 +116,13 @@ func (p *pcapMem) ReadPacket(pkt *Packet) error {
 	start := p.off + 16
 	p.off = start + int(capLen)
 	p.n++
-	ns := int64(o.Uint32(h[4:8]))
+	ns := int64(frac)
 	if !p.hdr.nanos {
 		ns *= 1000
 	}
 	pkt.Data = p.mem[start:p.off:p.off]
-	pkt.Timestamp = time.Unix(int64(o.Uint32(h[0:4])), ns)
-	pkt.Length = int(o.Uint32(h[12:16]))
+	pkt.Timestamp = time.Unix(int64(sec), ns)
+	pkt.Length = int(origLen)
 	pkt.LinkType = p.hdr.linkType
 	return nil
 }

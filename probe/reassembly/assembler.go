@@ -39,7 +39,7 @@ type Assembler struct {
 type closedConn struct {
 	src  [2]netip.AddrPort
 	next [2]uint32
-	at   time.Time
+	at   int64 // Unix ns
 }
 
 // closedLinger is how long a closed connection is remembered (capture
@@ -64,7 +64,10 @@ func (a *Assembler) Stats() Stats {
 }
 
 // Assemble processes one segment captured at ts.
-func (a *Assembler) Assemble(s *Segment, ts time.Time) {
+func (a *Assembler) Assemble(s *Segment, ts time.Time) { a.AssembleAt(s, ts.UnixNano()) }
+
+// AssembleAt processes one segment captured at ts (Unix nanoseconds).
+func (a *Assembler) AssembleAt(s *Segment, ts int64) {
 	a.stats.Segments++
 	a.stats.PayloadBytes += uint64(len(s.Payload))
 	// Consecutive segments often belong to one connection (a request, its
@@ -149,12 +152,12 @@ func (c *Conn) released() bool { return c.gone }
 
 // lateRetransmission reports whether s only repeats data of a connection
 // that already closed (and counts it as retransmitted).
-func (a *Assembler) lateRetransmission(key connKey, s *Segment, ts time.Time) bool {
+func (a *Assembler) lateRetransmission(key connKey, s *Segment, ts int64) bool {
 	cc, ok := a.closed[key]
 	if !ok || s.SYN {
 		return false
 	}
-	if ts.Sub(cc.at) > closedLinger {
+	if ts-cc.at > int64(closedLinger) {
 		delete(a.closed, key)
 		return false
 	}
@@ -168,10 +171,10 @@ func (a *Assembler) lateRetransmission(key connKey, s *Segment, ts time.Time) bo
 }
 
 // rememberClosed notes where c's streams ended.
-func (a *Assembler) rememberClosed(c *Conn, ts time.Time) {
+func (a *Assembler) rememberClosed(c *Conn, ts int64) {
 	if len(a.closed) >= closedMax {
 		for k, v := range a.closed { // drop expired entries, else any one
-			if ts.Sub(v.at) > closedLinger || len(a.closed) >= closedMax {
+			if ts-v.at > int64(closedLinger) || len(a.closed) >= closedMax {
 				delete(a.closed, k)
 			}
 			if len(a.closed) < closedMax*3/4 {
@@ -192,7 +195,7 @@ func (c *Conn) isReuse(s *Segment) bool {
 	return !h.synSeen || s.Seq != h.next-1
 }
 
-func (a *Assembler) open(key connKey, s *Segment, ts time.Time) *Conn {
+func (a *Assembler) open(key connKey, s *Segment, ts int64) *Conn {
 	if len(a.conns) >= a.cfg.MaxConnections && a.lruHead != nil {
 		a.release(a.lruHead, CloseEvicted, ts)
 	}
@@ -217,7 +220,7 @@ func (a *Assembler) open(key connKey, s *Segment, ts time.Time) *Conn {
 }
 
 // data handles payload of direction dir starting at seq.
-func (a *Assembler) data(c *Conn, dir Direction, seq uint32, p []byte, ts time.Time) {
+func (a *Assembler) data(c *Conn, dir Direction, seq uint32, p []byte, ts int64) {
 	h := &c.half[dir]
 	if h.finished {
 		a.stats.RetransmitBytes += uint64(len(p))
@@ -322,7 +325,7 @@ func (a *Assembler) firstBuffered(h *half, fallback uint32) uint32 {
 }
 
 // drain delivers buffered segments that have become contiguous.
-func (a *Assembler) drain(c *Conn, dir Direction, ts time.Time) {
+func (a *Assembler) drain(c *Conn, dir Direction, ts int64) {
 	h := &c.half[dir]
 	for len(h.ooo) > 0 && !c.released() {
 		s := h.ooo[0]
@@ -357,7 +360,7 @@ func (a *Assembler) recycle(b []byte) {
 }
 
 // skipTo declares the bytes from next up to seq lost.
-func (a *Assembler) skipTo(c *Conn, dir Direction, seq uint32, ts time.Time) {
+func (a *Assembler) skipTo(c *Conn, dir Direction, seq uint32, ts int64) {
 	h := &c.half[dir]
 	lost := seqDiff(seq, h.next)
 	if lost <= 0 {
@@ -385,9 +388,9 @@ func (a *Assembler) skipTo(c *Conn, dir Direction, seq uint32, ts time.Time) {
 // pendingLost records lost bytes to report with the next chunk.
 func (h *half) pendingLost(n int) { h.lost += n }
 
-func (a *Assembler) deliver(c *Conn, dir Direction, p []byte, ts time.Time) {
+func (a *Assembler) deliver(c *Conn, dir Direction, p []byte, ts int64) {
 	h := &c.half[dir]
-	ch := Chunk{Data: p, Timestamp: ts, Lost: h.lost, Midstream: h.midstream}
+	ch := Chunk{Data: p, Time: ts, Lost: h.lost, Midstream: h.midstream}
 	h.lost = 0
 	h.midstream = false
 	if h.announcedOK {
@@ -407,7 +410,7 @@ func (a *Assembler) deliver(c *Conn, dir Direction, p []byte, ts time.Time) {
 // ackFromPeer notes that the peer acknowledged dir's bytes up to ack. Bytes
 // acknowledged but never captured are lost; buffered data behind that hole
 // can then be delivered.
-func (a *Assembler) ackFromPeer(c *Conn, dir Direction, ack uint32, ts time.Time) {
+func (a *Assembler) ackFromPeer(c *Conn, dir Direction, ack uint32, ts int64) {
 	h := &c.half[dir]
 	if !h.seen {
 		return
@@ -439,7 +442,7 @@ func (a *Assembler) ackFromPeer(c *Conn, dir Direction, ack uint32, ts time.Time
 		a.stats.Gaps++
 		a.stats.LostBytes += uint64(n)
 		h.announced, h.announcedOK = ack, true
-		a.h.Data(c, dir, Chunk{Timestamp: ts, Lost: n})
+		a.h.Data(c, dir, Chunk{Time: ts, Lost: n})
 		return
 	default:
 		return
@@ -449,7 +452,7 @@ func (a *Assembler) ackFromPeer(c *Conn, dir Direction, ack uint32, ts time.Time
 
 // checkFinished marks a direction finished once everything up to its FIN
 // was delivered, and releases the connection when both are.
-func (a *Assembler) checkFinished(c *Conn, dir Direction, ts time.Time) {
+func (a *Assembler) checkFinished(c *Conn, dir Direction, ts int64) {
 	if c.released() {
 		return
 	}
@@ -464,15 +467,21 @@ func (a *Assembler) checkFinished(c *Conn, dir Direction, ts time.Time) {
 
 // Advance expires connections idle since before now − IdleTimeout. Call it
 // with the capture time (packet timestamps, or the wall clock when idle).
-func (a *Assembler) Advance(now time.Time) {
-	limit := now.Add(-a.cfg.IdleTimeout)
-	for a.lruHead != nil && a.lruHead.lastSeen.Before(limit) {
+func (a *Assembler) Advance(now time.Time) { a.AdvanceAt(now.UnixNano()) }
+
+// AdvanceAt is Advance with the time in Unix nanoseconds.
+func (a *Assembler) AdvanceAt(now int64) {
+	limit := now - int64(a.cfg.IdleTimeout)
+	for a.lruHead != nil && a.lruHead.lastSeen < limit {
 		a.release(a.lruHead, CloseIdle, now)
 	}
 }
 
 // FlushAll releases every connection (end of capture or shutdown).
-func (a *Assembler) FlushAll(now time.Time) {
+func (a *Assembler) FlushAll(now time.Time) { a.FlushAllAt(now.UnixNano()) }
+
+// FlushAllAt is FlushAll with the time in Unix nanoseconds.
+func (a *Assembler) FlushAllAt(now int64) {
 	for a.lruHead != nil {
 		a.release(a.lruHead, CloseShutdown, now)
 	}
@@ -480,7 +489,7 @@ func (a *Assembler) FlushAll(now time.Time) {
 
 // release delivers what is buffered (announcing the holes), tells the
 // handler, and forgets the connection.
-func (a *Assembler) release(c *Conn, reason CloseReason, ts time.Time) {
+func (a *Assembler) release(c *Conn, reason CloseReason, ts int64) {
 	for dir := ClientToServer; dir <= ServerToClient; dir++ {
 		h := &c.half[dir]
 		for len(h.ooo) > 0 {

@@ -40,7 +40,7 @@ func (r *recorder) Data(c *Conn, dir Direction, ch Chunk) {
 	r.chunks[dir] = append(r.chunks[dir], ch)
 }
 
-func (r *recorder) Close(c *Conn, reason CloseReason, ts time.Time) {
+func (r *recorder) Close(c *Conn, reason CloseReason, ts int64) {
 	r.closed = append(r.closed, reason)
 }
 
@@ -347,9 +347,9 @@ func BenchmarkInOrder(b *testing.B) {
 
 type nopHandler struct{}
 
-func (nopHandler) Open(*Conn)                          {}
-func (nopHandler) Data(*Conn, Direction, Chunk)        {}
-func (nopHandler) Close(*Conn, CloseReason, time.Time) {}
+func (nopHandler) Open(*Conn)                      {}
+func (nopHandler) Data(*Conn, Direction, Chunk)    {}
+func (nopHandler) Close(*Conn, CloseReason, int64) {}
 
 // FuzzAssemble feeds arbitrary segment sequences: no panic, buffers
 // bounded, and every delivered chunk is contiguous with the previous one.
@@ -404,7 +404,7 @@ func (c *contiguity) Data(conn *Conn, d Direction, ch Chunk) {
 	}
 	c.next[conn][d] += ch.Lost + len(ch.Data)
 }
-func (c *contiguity) Close(conn *Conn, _ CloseReason, _ time.Time) {
+func (c *contiguity) Close(conn *Conn, _ CloseReason, _ int64) {
 	if _, ok := c.next[conn]; !ok {
 		c.t.Fatal("close of unknown connection")
 	}

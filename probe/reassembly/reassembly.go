@@ -78,8 +78,9 @@ type Chunk struct {
 	// capture buffer or into a reused out-of-order buffer. It is empty when
 	// the chunk only announces a gap (Lost > 0) proven by the peer's ACK.
 	Data []byte
-	// Timestamp is the capture time of the packet that made Data deliverable.
-	Timestamp time.Time
+	// Time is the capture time (Unix nanoseconds) of the packet that made
+	// Data deliverable.
+	Time int64
 	// Lost is the number of bytes known to be missing right before Data
 	// (a gap): Data starts exactly Lost bytes after the last byte
 	// delivered before it, even when part of the hole was announced by an
@@ -98,8 +99,9 @@ type Handler interface {
 	Open(c *Conn)
 	// Data delivers in-order bytes of one direction.
 	Data(c *Conn, dir Direction, chunk Chunk)
-	// Close is called once when the connection's state is released.
-	Close(c *Conn, reason CloseReason, ts time.Time)
+	// Close is called once when the connection's state is released; ts
+	// is the capture time in Unix nanoseconds.
+	Close(c *Conn, reason CloseReason, ts int64)
 }
 
 // Config bounds the assembler's memory. Zero values take the defaults.
@@ -160,7 +162,7 @@ type Conn struct {
 	key        connKey
 	gone       bool // released
 	half       [2]half
-	lastSeen   time.Time
+	lastSeen   int64 // capture time, Unix ns
 	prev, next *Conn // LRU list, least recently active first
 }
 

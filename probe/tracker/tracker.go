@@ -128,9 +128,12 @@ func (t *Tracker) Stats() Stats {
 }
 
 // Advance ends transactions idle since before now − IdleTimeout.
-func (t *Tracker) Advance(now time.Time) {
-	limit := now.Add(-t.cfg.IdleTimeout)
-	for t.head != nil && t.head.last.Before(limit) {
+func (t *Tracker) Advance(now time.Time) { t.AdvanceAt(now.UnixNano()) }
+
+// AdvanceAt is Advance with the time in Unix nanoseconds.
+func (t *Tracker) AdvanceAt(now int64) {
+	limit := now - int64(t.cfg.IdleTimeout)
+	for t.head != nil && t.head.last < limit {
 		t.end(t.head, flow.EndIdleTimeout)
 	}
 }
@@ -177,7 +180,7 @@ func (t *Tracker) Open(c *reassembly.Conn) {
 // Close implements reassembly.Handler: open transactions of the connection
 // end with flowEndReason "forced end"; bytes still waiting for a packet
 // boundary are given one last chance.
-func (t *Tracker) Close(c *reassembly.Conn, reason reassembly.CloseReason, ts time.Time) {
+func (t *Tracker) Close(c *reassembly.Conn, reason reassembly.CloseReason, ts int64) {
 	s, ok := c.State.(*session)
 	if !ok {
 		return
@@ -253,11 +256,11 @@ func (t *Tracker) Data(c *reassembly.Conn, dir reassembly.Direction, ch reassemb
 		}
 	}
 	if d.syncing {
-		t.syncAppend(s, dir, data, ch.Timestamp)
+		t.syncAppend(s, dir, data, ch.Time)
 		return
 	}
 	d.framer.Feed(data)
-	t.drainFramer(s, dir, ch.Timestamp)
+	t.drainFramer(s, dir, ch.Time)
 }
 
 // startSync makes a direction look for a provable packet boundary: the
@@ -284,7 +287,7 @@ func (t *Tracker) endOpen(s *session) {
 }
 
 // syncAppend collects bytes until FindSync proves a packet boundary.
-func (t *Tracker) syncAppend(s *session, dir reassembly.Direction, data []byte, ts time.Time) {
+func (t *Tracker) syncAppend(s *session, dir reassembly.Direction, data []byte, ts int64) {
 	d := &s.dirs[dir]
 	if over := len(d.syncBuf) + len(data) - t.cfg.MaxResync; over > 0 {
 		t.endOpen(s)
@@ -309,7 +312,7 @@ func (t *Tracker) syncAppend(s *session, dir reassembly.Direction, data []byte, 
 }
 
 // resume restarts framing at syncBuf[off:].
-func (t *Tracker) resume(s *session, dir reassembly.Direction, off int, ts time.Time) {
+func (t *Tracker) resume(s *session, dir reassembly.Direction, off int, ts int64) {
 	d := &s.dirs[dir]
 	t.stats.Resyncs++
 	t.stats.ResyncDropped += uint64(off)
@@ -329,7 +332,7 @@ func (t *Tracker) resume(s *session, dir reassembly.Direction, off int, ts time.
 	}
 }
 
-func (t *Tracker) drainFramer(s *session, dir reassembly.Direction, ts time.Time) {
+func (t *Tracker) drainFramer(s *session, dir reassembly.Direction, ts int64) {
 	d := &s.dirs[dir]
 	for {
 		raw, err := d.framer.Next()

@@ -38,17 +38,18 @@ type tx struct {
 	key        txKey
 	s          *session
 	rec        flow.Record
-	last       time.Time
-	suspect    bool // begun by a packet held back by a resync: never "end of flow"
-	prev, next *tx  // tracker LRU, least recently active first
-	sprev      *tx  // session list
+	start, end int64 // capture times (Unix ns) of its first and last packets
+	last       int64 // of the last packet (LRU order)
+	suspect    bool  // begun by a packet held back by a resync: never "end of flow"
+	prev, next *tx   // tracker LRU, least recently active first
+	sprev      *tx   // session list
 	snext      *tx
 }
 
 func isTooLarge(err error) bool { return errors.Is(err, mqttparse.ErrTooLarge) }
 
 // packet handles one complete MQTT packet of direction dir.
-func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts time.Time) {
+func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts int64) {
 	p := &t.pkt
 	v := s.version
 	_, err := mqttparse.Decode(raw, v, p)
@@ -180,7 +181,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts ti
 
 // publish handles a PUBLISH: QoS 0 is a flow of its own; QoS 1 and 2 open
 // a transaction, and a DUP retransmission joins the open one.
-func (t *Tracker) publish(s *session, dir reassembly.Direction, ts time.Time, n uint64) {
+func (t *Tracker) publish(s *session, dir reassembly.Direction, ts int64, n uint64) {
 	p := &t.pkt
 	d := &s.dirs[dir]
 	topic := t.resolveTopic(d, p)
@@ -257,13 +258,12 @@ func setCorrelation(r *flow.Record, props *mqttparse.Properties) {
 	}
 }
 
-// base fills the fields every flow of this session and direction shares.
-func (t *Tracker) base(r *flow.Record, s *session, dir reassembly.Direction, ts time.Time) {
+// base fills the fields every flow of this session and direction shares
+// (not the times).
+func (t *Tracker) base(r *flow.Record, s *session, dir reassembly.Direction) {
 	*r = flow.Record{
 		FlowID:          t.cfg.FlowIDs(),
 		Protocol:        6,
-		Start:           ts,
-		End:             ts,
 		ControlType:     flow.ControlType(t.pkt.Header.Type),
 		ProtocolVersion: uint8(s.version),
 		Username:        s.username,
@@ -284,9 +284,11 @@ func (t *Tracker) base(r *flow.Record, s *session, dir reassembly.Direction, ts 
 }
 
 // single emits a one-packet flow.
-func (t *Tracker) single(s *session, dir reassembly.Direction, ts time.Time, n uint64, fill func(*flow.Record)) {
+func (t *Tracker) single(s *session, dir reassembly.Direction, ts int64, n uint64, fill func(*flow.Record)) {
 	r := &t.rec
-	t.base(r, s, dir, ts)
+	t.base(r, s, dir)
+	r.Start = time.Unix(0, ts)
+	r.End = r.Start
 	r.Packets, r.Octets = 1, n
 	if fill != nil {
 		fill(r)
@@ -296,7 +298,7 @@ func (t *Tracker) single(s *session, dir reassembly.Direction, ts time.Time, n u
 }
 
 // begin opens a transaction; an open one with the same key is superseded.
-func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid uint16, ts time.Time, n uint64) *flow.Record {
+func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid uint16, ts int64, n uint64) *flow.Record {
 	key := makeTxKey(s, dir, kind, pid)
 	if old := t.txs[key]; old != nil {
 		t.stats.Superseded++
@@ -314,9 +316,9 @@ func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid ui
 	}
 	x.key = key
 	x.s = s
-	x.last = ts
+	x.last, x.start, x.end = ts, ts, ts
 	x.suspect = s.resuming
-	t.base(&x.rec, s, dir, ts)
+	t.base(&x.rec, s, dir)
 	x.rec.Packets, x.rec.Octets = 1, n
 	x.rec.PacketID = pid
 	t.txs[key] = x
@@ -329,11 +331,11 @@ func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid ui
 	return &x.rec
 }
 
-func (t *Tracker) attach(x *tx, ts time.Time, n uint64) {
+func (t *Tracker) attach(x *tx, ts int64, n uint64) {
 	x.rec.Packets++
 	x.rec.Octets += n
-	if ts.After(x.rec.End) {
-		x.rec.End = ts
+	if ts > x.end {
+		x.end = ts
 	}
 	x.last = ts
 	if t.tail != x {
@@ -361,6 +363,7 @@ func (t *Tracker) end(x *tx, reason flow.EndReason) {
 		reason = flow.EndForced
 	}
 	x.rec.EndReason = reason
+	x.rec.Start, x.rec.End = time.Unix(0, x.start), time.Unix(0, x.end)
 	t.emit(&x.rec)
 	*x = tx{}
 	if len(t.free) < 4096 {
