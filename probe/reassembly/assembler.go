@@ -27,7 +27,10 @@ type Assembler struct {
 	stats    Stats
 	pool     [][]byte  // spare out-of-order buffers
 	scratch  []segment // reused by bufferUncovered
-	last     *Conn     // the connection of the previous segment
+	// recent holds connections by a hash of their ports; a segment's
+	// connection is looked for there before the table (building the key
+	// and hashing it cost more than the rest of a pure ACK's handling).
+	recent [recentSize]*Conn
 	// closed remembers where the streams of connections that ended by
 	// FIN or RST stopped, so a late retransmission of their data opens no
 	// new (midstream) connection and yields no duplicate packets.
@@ -40,6 +43,16 @@ type closedConn struct {
 	src  [2]netip.AddrPort
 	next [2]uint32
 	at   int64 // Unix ns
+}
+
+// recentSize is the number of recent-connection slots (8 KiB of pointers).
+const recentSize = 1024
+
+// recentSlot is symmetric: both directions of a connection share a slot.
+// Client ports vary, so they are a good enough hash on their own.
+func recentSlot(x, y netip.AddrPort) uint {
+	p := uint(x.Port() ^ y.Port())
+	return (p ^ p>>10) & (recentSize - 1)
 }
 
 // closedLinger is how long a closed connection is remembered (capture
@@ -70,9 +83,8 @@ func (a *Assembler) Assemble(s *Segment, ts time.Time) { a.AssembleAt(s, ts.Unix
 func (a *Assembler) AssembleAt(s *Segment, ts int64) {
 	a.stats.Segments++
 	a.stats.PayloadBytes += uint64(len(s.Payload))
-	// Consecutive segments often belong to one connection (a request, its
-	// answer, the ACK): the last connection is checked before the table.
-	c := a.last
+	slot := &a.recent[recentSlot(s.Src, s.Dst)]
+	c := *slot
 	var key connKey
 	if c == nil || c.gone || !(c.Client == s.Src && c.Server == s.Dst || c.Client == s.Dst && c.Server == s.Src) {
 		key = makeKey(s.Src, s.Dst)
@@ -98,7 +110,7 @@ func (a *Assembler) AssembleAt(s *Segment, ts int64) {
 		}
 		c = a.open(key, s, ts)
 	}
-	a.last = c
+	*slot = c
 	c.lastSeen = ts
 	a.touch(c)
 
@@ -515,6 +527,9 @@ func (a *Assembler) release(c *Conn, reason CloseReason, ts int64) {
 		a.rememberClosed(c, ts)
 	}
 	delete(a.conns, c.key)
+	if slot := &a.recent[recentSlot(c.Client, c.Server)]; *slot == c {
+		*slot = nil
+	}
 	a.unlink(c)
 	a.h.Close(c, reason, ts)
 	c.gone = true
