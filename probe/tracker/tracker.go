@@ -108,6 +108,7 @@ type Tracker struct {
 	tail    *tx
 	free    []*tx
 	names   interner
+	bytes   byteChunks // emitted flows' correlation data
 	stats   Stats
 	sess    int
 	nserial uint64 // serial number of the last session opened

@@ -2,7 +2,9 @@ package tracker
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -396,4 +398,39 @@ func BenchmarkPublishQoS2(b *testing.B) {
 		send(false, comp)
 	}
 	b.ReportMetric(float64(b.N*4)/b.Elapsed().Seconds(), "packets/s")
+}
+
+// TestCorrelationDataOwned checks that every emitted flow owns its
+// correlation data: the tracker copies it out of the packet and out of the
+// transaction (both reused), so a sink that keeps records sees each flow's
+// own bytes, short or long, QoS 0 or 1, many flows later.
+func TestCorrelationDataOwned(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	h.send(c2s, connect(5, "owner", ""))
+	h.send(s2c, connack(5, 0))
+	want := map[uint16]string{}
+	for i := range 600 {
+		id := uint16(i%500 + 1)
+		cd := fmt.Sprintf("corr-%04d", i)
+		if i%7 == 0 {
+			cd += strings.Repeat("x", 60+i%300) // past the inline buffer, some past a chunk piece
+		}
+		qos := byte(i % 2)
+		if qos == 0 {
+			id = 0
+		}
+		h.send(c2s, publish(5, qos, false, false, id, "plant/x", "v", propCorrelation(cd)))
+		if qos == 1 {
+			h.send(s2c, ack(0x40, id, 5, 0))
+		}
+		want[uint16(i)] = cd
+	}
+	require.Len(t, h.flows, 601)
+	for i, f := range h.flows[1:] {
+		require.Equal(t, want[uint16(i)], string(f.CorrelationData), "flow %d", i)
+		if len(f.CorrelationData) <= chunkMaxPiece {
+			require.Equal(t, len(f.CorrelationData), cap(f.CorrelationData), "flow %d: appending must not overwrite a neighbour", i)
+		}
+	}
 }

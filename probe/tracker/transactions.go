@@ -44,6 +44,10 @@ type tx struct {
 	prev, next *tx   // tracker LRU, least recently active first
 	sprev      *tx   // session list
 	snext      *tx
+	// corr holds the correlation data of an open PUBLISH transaction
+	// (longer data is allocated); rec.CorrelationData points here until
+	// emit copies it out.
+	corr [64]byte
 }
 
 func isTooLarge(err error) bool { return errors.Is(err, mqttparse.ErrTooLarge) }
@@ -125,10 +129,11 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 		if typ == mqttparse.Unsubscribe {
 			kind = kindUnsubscribe
 		}
-		r := t.begin(s, dir, kind, p.PacketID, ts, n)
-		if r == nil {
+		x := t.begin(s, dir, kind, p.PacketID, ts, n)
+		if x == nil {
 			return
 		}
+		r := &x.rec
 		if len(p.Filters) > 0 {
 			r.TopicFilters = make([]string, len(p.Filters))
 			for i, f := range p.Filters {
@@ -206,9 +211,18 @@ func (t *Tracker) publish(s *session, dir reassembly.Direction, ts int64, n uint
 		tx.rec.Dup = true
 		return
 	}
-	if r := t.begin(s, dir, kindPublish, p.PacketID, ts, n); r != nil {
+	if x := t.begin(s, dir, kindPublish, p.PacketID, ts, n); x != nil {
+		r := &x.rec
 		fill(r)
 		r.PacketID = p.PacketID
+		if len(r.CorrelationData) > 0 {
+			// It points into the packet: the transaction keeps a copy.
+			if len(r.CorrelationData) <= len(x.corr) {
+				r.CorrelationData = x.corr[:copy(x.corr[:], r.CorrelationData)]
+			} else {
+				r.CorrelationData = append([]byte(nil), r.CorrelationData...)
+			}
+		}
 	}
 }
 
@@ -240,9 +254,11 @@ func (t *Tracker) resolveTopic(d *dirState, p *mqttparse.Packet) string {
 
 // setCorrelation takes the v5 Correlation Data, else the trace id of a W3C
 // traceparent user property ("00-<32 hex trace id>-<16 hex>-<2 hex>").
+// r.CorrelationData points into the packet: a transaction copies it into
+// its own buffer, and emit copies it for the sink.
 func setCorrelation(r *flow.Record, props *mqttparse.Properties) {
 	if props.Has(mqttparse.PropCorrelationData) {
-		r.CorrelationData = append([]byte(nil), props.CorrelationData...)
+		r.CorrelationData = props.CorrelationData
 		r.CorrelationSource = flow.CorrelationData
 		return
 	}
@@ -253,7 +269,7 @@ func setCorrelation(r *flow.Record, props *mqttparse.Properties) {
 				return
 			}
 		}
-		r.CorrelationData = append([]byte(nil), id...)
+		r.CorrelationData = id
 		r.CorrelationSource = flow.CorrelationTraceparent
 	}
 }
@@ -298,7 +314,7 @@ func (t *Tracker) single(s *session, dir reassembly.Direction, ts int64, n uint6
 }
 
 // begin opens a transaction; an open one with the same key is superseded.
-func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid uint16, ts int64, n uint64) *flow.Record {
+func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid uint16, ts int64, n uint64) *tx {
 	key := makeTxKey(s, dir, kind, pid)
 	if old := t.txs[key]; old != nil {
 		t.stats.Superseded++
@@ -328,7 +344,7 @@ func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid ui
 		s.txHead.sprev = x
 	}
 	s.txHead = x
-	return &x.rec
+	return x
 }
 
 func (t *Tracker) attach(x *tx, ts int64, n uint64) {
@@ -372,6 +388,9 @@ func (t *Tracker) end(x *tx, reason flow.EndReason) {
 }
 
 func (t *Tracker) emit(r *flow.Record) {
+	if len(r.CorrelationData) > 0 {
+		r.CorrelationData = t.bytes.copy(r.CorrelationData)
+	}
 	t.stats.Flows[r.ControlType&15]++
 	if int(r.EndReason) < len(t.stats.FlowsByEnd) {
 		t.stats.FlowsByEnd[r.EndReason]++
@@ -401,6 +420,30 @@ func (t *Tracker) unlink(x *tx) {
 		t.tail = x.prev
 	}
 	x.prev, x.next = nil, nil
+}
+
+// byteChunks hands out copies of short byte strings cut from shared
+// 4 KiB chunks, one allocation for many flows' correlation data. A chunk is
+// only appended to, never reused: a copy stays valid as long as a record
+// holds it, and only emitted records do (open transactions keep their
+// own), so a chunk becomes garbage once the flows cut from it are exported.
+type byteChunks struct{ buf []byte }
+
+const (
+	chunkSize     = 4096
+	chunkMaxPiece = 256 // longer strings get their own allocation
+)
+
+func (c *byteChunks) copy(b []byte) []byte {
+	if len(b) > chunkMaxPiece {
+		return append([]byte(nil), b...)
+	}
+	if cap(c.buf)-len(c.buf) < len(b) {
+		c.buf = make([]byte, 0, chunkSize)
+	}
+	off := len(c.buf)
+	c.buf = append(c.buf, b...)
+	return c.buf[off:len(c.buf):len(c.buf)]
 }
 
 // interner shares the strings of repeated names (client ids, topics) so a
