@@ -5,11 +5,11 @@
 // JSON lines).
 //
 // Capture never blocks on export: finished flows are gathered in batches of
-// up to BatchSize (handed over when full, after 10 ms of capture time, or
-// when the capture is idle for a poll timeout), which go through a bounded
-// queue to a single export goroutine that exports full batches as they are,
-// gathers partial ones, and flushes at least every FlushInterval; a full
-// queue drops flows and counts them.
+// up to 64 (handed over when full, after 10 ms of capture time, or when the
+// capture is idle for a poll timeout), which go through a bounded queue to a
+// single export goroutine that batches them and flushes at least every
+// FlushInterval; a full queue drops flows and counts them. Emptied batches
+// go back to the capture.
 package probe
 
 import (
@@ -137,7 +137,7 @@ func New(cfg Config, exp Exporter) (*Probe, error) {
 	if (cfg.Interface == "") == (cfg.ReadFile == "") {
 		return nil, errors.New("probe: give exactly one of --interface (live) or --read (file)")
 	}
-	nbatch := max(1, cfg.QueueSize/cfg.BatchSize)
+	nbatch := max(1, cfg.QueueSize/captureBatch)
 	p := &Probe{cfg: cfg, exp: exp, log: cfg.Logger, queue: make(chan []flow.Record, nbatch),
 		free:    make(chan []flow.Record, nbatch+2),
 		filters: make(map[capture.LinkType]*bpf.Program)}
@@ -176,10 +176,13 @@ func (p *Probe) filterFor(lt capture.LinkType) (*bpf.Program, error) {
 	return f, nil
 }
 
-// captureLinger bounds how long (capture time) a flow waits in a batch
-// that is not full. A full batch holds BatchSize flows: the export
-// goroutine exports it as it is, without copying.
-const captureLinger = int64(10 * time.Millisecond)
+// captureBatch is the number of flows the capture hands to the export
+// goroutine at once; captureLinger bounds how long (capture time) a flow
+// waits in a batch that is not full.
+const (
+	captureBatch  = 64
+	captureLinger = int64(10 * time.Millisecond)
+)
 
 // enqueue is the tracker's sink: it never blocks the capture.
 func (p *Probe) enqueue(r *flow.Record) {
@@ -214,7 +217,7 @@ func (p *Probe) freeBatch() []flow.Record {
 		default:
 		}
 	}
-	return make([]flow.Record, 0, p.cfg.BatchSize)
+	return make([]flow.Record, 0, captureBatch)
 }
 
 // handOver queues the pending batch, or drops it if the queue is full.
@@ -461,11 +464,6 @@ func (p *Probe) exportLoop() error {
 				return err
 			}
 			p.depth.Add(-int64(len(b)))
-			if len(batch) == 0 && len(b) == cap(batch) {
-				// A full batch from the capture goes out as it is.
-				batch, b = b, batch
-				send(true)
-			}
 			for rest := b; len(rest) > 0; {
 				n := copy(batch[len(batch):cap(batch)], rest)
 				batch, rest = batch[:len(batch)+n], rest[n:]
