@@ -99,19 +99,22 @@ type Stats struct {
 
 // Tracker implements reassembly.Handler.
 type Tracker struct {
-	cfg     Config
-	sink    Sink
-	pkt     mqttparse.Packet
-	rec     flow.Record
-	txs     map[txKey]*tx
-	head    *tx // least recently active open transaction
-	tail    *tx
-	free    []*tx
-	names   interner
-	bytes   byteChunks // emitted flows' correlation data
-	stats   Stats
-	sess    int
-	nserial uint64 // serial number of the last session opened
+	cfg   Config
+	sink  Sink
+	pkt   mqttparse.Packet
+	rec   flow.Record
+	txs   map[txKey]*tx
+	head  *tx // least recently active open transaction
+	tail  *tx
+	free  []*tx
+	names interner
+	bytes byteChunks // emitted flows' correlation data
+	// framerOnly turns off the in-place decoding of whole packets (tests
+	// compare both paths).
+	framerOnly bool
+	stats      Stats
+	sess       int
+	nserial    uint64 // serial number of the last session opened
 }
 
 // New returns a tracker that emits flows to sink.
@@ -260,8 +263,39 @@ func (t *Tracker) Data(c *reassembly.Conn, dir reassembly.Direction, ch reassemb
 		t.syncAppend(s, dir, data, ch.Time)
 		return
 	}
+	if data = t.whole(s, dir, data, ch.Time); len(data) == 0 {
+		return
+	}
 	d.framer.Feed(data)
 	t.drainFramer(s, dir, ch.Time)
+}
+
+// whole decodes the complete packets at the start of data in place when the
+// framer holds nothing of the direction (no unfinished packet, none being
+// skipped, no error), which is what the framer would do with them too, and
+// returns the rest for the framer: an unfinished or oversized packet, or a
+// broken header.
+func (t *Tracker) whole(s *session, dir reassembly.Direction, data []byte, ts int64) []byte {
+	f := s.dirs[dir].framer
+	if t.framerOnly || f.Buffered() != 0 || f.Err() != nil {
+		return data
+	}
+	if _, skipping := f.Remaining(); skipping {
+		return data
+	}
+	for len(data) > 0 {
+		h, err := mqttparse.ParseFixedHeader(data)
+		if err != nil {
+			return data
+		}
+		n := h.Len()
+		if n > len(data) || n > t.cfg.MaxPacketSize {
+			return data
+		}
+		t.packet(s, dir, data[:n:n], ts)
+		data = data[n:]
+	}
+	return data
 }
 
 // startSync makes a direction look for a provable packet boundary: the
