@@ -397,13 +397,13 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (int64, error) 
 			p.cap.OtherTCP++
 			continue
 		}
-		rseg = reassembly.Segment{
-			Src: addrPort(seg.Src, seg.SrcPort), Dst: addrPort(seg.Dst, seg.DstPort),
-			Seq: seg.Seq, Ack: seg.Ack,
-			SYN: seg.Flags&capture.TCPSyn != 0, ACK: seg.Flags&capture.TCPAck != 0,
-			FIN: seg.Flags&capture.TCPFin != 0, RST: seg.Flags&capture.TCPRst != 0,
-			Payload: seg.Payload,
-		}
+		// Field by field: every field is set, and a composite literal
+		// would be built in a temporary and copied.
+		rseg.Src, rseg.Dst = netip.AddrPortFrom(seg.Src, seg.SrcPort), netip.AddrPortFrom(seg.Dst, seg.DstPort)
+		rseg.Seq, rseg.Ack = seg.Seq, seg.Ack
+		rseg.SYN, rseg.ACK = seg.Flags&capture.TCPSyn != 0, seg.Flags&capture.TCPAck != 0
+		rseg.FIN, rseg.RST = seg.Flags&capture.TCPFin != 0, seg.Flags&capture.TCPRst != 0
+		rseg.Payload = seg.Payload
 		p.now = ts
 		p.asm.AssembleAt(&rseg, ts)
 		if len(p.pending) > 0 && p.now >= p.due {
@@ -490,5 +490,3 @@ func unixNanos(t time.Time) int64 {
 	}
 	return t.UnixNano()
 }
-
-func addrPort(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
