@@ -275,18 +275,16 @@ func setCorrelation(r *flow.Record, props *mqttparse.Properties) {
 }
 
 // base fills the fields every flow of this session and direction shares
-// (not the times).
+// (not the times) into r, which is zero. Field by field: a composite
+// literal would be built in a temporary and copied.
 func (t *Tracker) base(r *flow.Record, s *session, dir reassembly.Direction) {
-	*r = flow.Record{
-		FlowID:          t.cfg.FlowIDs(),
-		Protocol:        6,
-		ControlType:     flow.ControlType(t.pkt.Header.Type),
-		ProtocolVersion: uint8(s.version),
-		Username:        s.username,
+	r.FlowID = t.cfg.FlowIDs()
+	r.Protocol = 6
+	r.ControlType = flow.ControlType(t.pkt.Header.Type)
+	if s.known {
+		r.ProtocolVersion = uint8(s.version)
 	}
-	if !s.known {
-		r.ProtocolVersion = 0
-	}
+	r.Username = s.username
 	c := s.conn
 	if dir == reassembly.ClientToServer {
 		r.SrcAddr, r.SrcPort = c.Client.Addr(), c.Client.Port()
@@ -302,6 +300,7 @@ func (t *Tracker) base(r *flow.Record, s *session, dir reassembly.Direction) {
 // single emits a one-packet flow.
 func (t *Tracker) single(s *session, dir reassembly.Direction, ts int64, n uint64, fill func(*flow.Record)) {
 	r := &t.rec
+	*r = flow.Record{}
 	t.base(r, s, dir)
 	r.Start = time.Unix(0, ts)
 	r.End = r.Start
@@ -334,7 +333,7 @@ func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid ui
 	x.s = s
 	x.last, x.start, x.end = ts, ts, ts
 	x.suspect = s.resuming
-	t.base(&x.rec, s, dir)
+	t.base(&x.rec, s, dir) // x is zero: new, or cleared by end
 	x.rec.Packets, x.rec.Octets = 1, n
 	x.rec.PacketID = pid
 	t.txs[key] = x
