@@ -197,7 +197,12 @@ func TestMappedPcapMatchesReader(t *testing.T) {
 	require.NoError(t, err)
 	huge := append([]byte(nil), raw...)
 	binary.LittleEndian.PutUint32(huge[24+8:], 1<<30)
-	for name, data := range map[string][]byte{"good": raw, "truncated": raw[:len(raw)-3], "huge": huge, "header-only": raw[:24], "cut-header": raw[:30]} {
+	usPath := filepath.Join(dir, "us.pcap")
+	writePcap(t, usPath, false, samplePackets(t))
+	us, err := os.ReadFile(usPath)
+	require.NoError(t, err)
+	for name, data := range map[string][]byte{"good": raw, "truncated": raw[:len(raw)-3], "huge": huge, "header-only": raw[:24], "cut-header": raw[:30],
+		"big-endian": bigEndianPcap(t, raw), "big-endian-us": bigEndianPcap(t, us)} {
 		path := filepath.Join(dir, name+".pcap")
 		require.NoError(t, os.WriteFile(path, data, 0o644))
 		mapped, err := OpenFile(path)
@@ -222,4 +227,31 @@ func TestMappedPcapMatchesReader(t *testing.T) {
 		}
 		require.NoError(t, mapped.Close())
 	}
+}
+
+// bigEndianPcap rewrites a little-endian pcap file in big-endian byte order,
+// as written on a big-endian host.
+func bigEndianPcap(t *testing.T, le []byte) []byte {
+	be := append([]byte(nil), le...)
+	swap32 := func(off int) {
+		binary.BigEndian.PutUint32(be[off:], binary.LittleEndian.Uint32(le[off:]))
+	}
+	swap16 := func(off int) {
+		binary.BigEndian.PutUint16(be[off:], binary.LittleEndian.Uint16(le[off:]))
+	}
+	swap32(0) // magic
+	swap16(4) // version
+	swap16(6)
+	for off := 8; off < 24; off += 4 { // zone, sigfigs, snaplen, link type
+		swap32(off)
+	}
+	for off := 24; off < len(le); {
+		require.LessOrEqual(t, off+16, len(le))
+		capLen := int(binary.LittleEndian.Uint32(le[off+8:]))
+		for i := 0; i < 16; i += 4 {
+			swap32(off + i)
+		}
+		off += 16 + capLen
+	}
+	return be
 }
