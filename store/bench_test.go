@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -14,10 +16,30 @@ import (
 // database's acknowledgement, with batches of 1000 realistic flow documents
 // (QoS 1 PUBLISH flows, about 700 bytes of BSON each) and all indexes.
 func BenchmarkEmbeddedInsert(b *testing.B) {
+	benchInsert(b, Config{DataDir: b.TempDir(), BatchSize: 1000})
+}
+
+// BenchmarkExternalInsert is BenchmarkEmbeddedInsert against the server at
+// $MISSION_BENCH_MONGO_URL, into a fresh database per run (dropped after).
+// scripts/bench-external-store.sh starts one (FerretDB over PostgreSQL)
+// and runs it; there is no MongoDB server on these machines.
+func BenchmarkExternalInsert(b *testing.B) {
+	url := os.Getenv("MISSION_BENCH_MONGO_URL")
+	if url == "" {
+		b.Skip("set MISSION_BENCH_MONGO_URL to a MongoDB server (scripts/bench-external-store.sh does)")
+	}
+	db := fmt.Sprintf("missionbench%d", time.Now().UnixNano())
+	benchInsert(b, Config{URL: url, Database: db, DataDir: b.TempDir(), BatchSize: 1000})
+}
+
+func benchInsert(b *testing.B, cfg Config) {
 	ctx := context.Background()
-	w, err := Open(ctx, Config{DataDir: b.TempDir(), BatchSize: 1000}, zerolog.Nop())
+	w, err := Open(ctx, cfg, zerolog.Nop())
 	require.NoError(b, err)
 	defer w.Close(ctx)
+	if cfg.URL != "" {
+		defer func() { _ = w.coll.Database().Drop(ctx) }()
+	}
 	docs := testDocs(0, 10_000)
 	raw, err := encode(&docs[0])
 	require.NoError(b, err)
