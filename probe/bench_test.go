@@ -18,7 +18,8 @@ import (
 	"github.com/mission-ids/mission/probe/tracker"
 )
 
-// The benchmarks (docs/bench-probe.md has the figures and commands):
+// The benchmarks (docs/benchmarks.md, section "probe", has the figures and
+// commands):
 //
 //	go test ./probe -run '^$' -bench 'Offline|Tshark' -benchtime 3x -cpu 1
 //	go test ./probe -run '^$' -bench Connections -benchtime 1x -cpu 1
