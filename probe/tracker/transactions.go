@@ -302,7 +302,7 @@ func (t *Tracker) single(s *session, dir reassembly.Direction, ts int64, n uint6
 	r := &t.rec
 	*r = flow.Record{}
 	t.base(r, s, dir)
-	r.Start = time.Unix(0, ts)
+	r.Start = captureTime(ts)
 	r.End = r.Start
 	r.Packets, r.Octets = 1, n
 	if fill != nil {
@@ -378,12 +378,22 @@ func (t *Tracker) end(x *tx, reason flow.EndReason) {
 		reason = flow.EndForced
 	}
 	x.rec.EndReason = reason
-	x.rec.Start, x.rec.End = time.Unix(0, x.start), time.Unix(0, x.end)
+	x.rec.Start, x.rec.End = captureTime(x.start), captureTime(x.end)
 	t.emit(&x.rec)
 	*x = tx{}
 	if len(t.free) < 4096 {
 		t.free = append(t.free, x)
 	}
+}
+
+// captureTime turns a capture time in Unix nanoseconds back into the
+// time.Time the capture reported (time.Unix); 0, a packet without a
+// timestamp (a pcapng simple packet block), is the zero time again.
+func captureTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 func (t *Tracker) emit(r *flow.Record) {
