@@ -147,3 +147,48 @@ func TestSlopeAndPercentiles(t *testing.T) {
 		}
 	}
 }
+
+// TestRefineTarget checks the refinement between the last rate stored end
+// to end and the first that was not.
+func TestRefineTarget(t *testing.T) {
+	ok := func(target float64) *stepResult {
+		r := &stepResult{Target: target, Offered: target, KeepsPaceStore: true}
+		r.LatStore[2] = 400
+		return r
+	}
+	slow := func(target float64) *stepResult { // stored behind the offered rate
+		return &stepResult{Target: target, Offered: target}
+	}
+	late := func(target float64) *stepResult { // kept pace, p99 over a second
+		r := ok(target)
+		r.LatStore[2] = 1500
+		return r
+	}
+	short := func(target float64) *stepResult { // load generator fell short
+		r := ok(target)
+		r.Offered = 0.9 * target
+		return r
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []*stepResult
+		want  float64 // 0: no refinement
+	}{
+		{"knee between grid points", []*stepResult{ok(1000), ok(4000), slow(7000), slow(14000)}, 5500},
+		{"rounded to 250", []*stepResult{ok(4000), slow(5000)}, 4500},
+		{"late counts as not kept", []*stepResult{ok(4000), late(8000)}, 6000},
+		{"short counts as not kept", []*stepResult{ok(4000), short(8000)}, 6000},
+		{"refined step narrows", []*stepResult{ok(4000), slow(7000), ok(5500)}, 6250},
+		{"noisy failure below the best is ignored", []*stepResult{slow(2500), ok(4000), slow(7000)}, 5500},
+		{"interval under 10 %", []*stepResult{ok(5000), slow(5250)}, 0},
+		{"everything kept pace", []*stepResult{ok(1000), ok(2000)}, 0},
+		{"nothing kept pace", []*stepResult{slow(1000), slow(2000)}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, refine := refineTarget(tc.steps)
+			if refine != (tc.want != 0) || got != tc.want {
+				t.Fatalf("refineTarget = %v, %v; want %v", got, refine, tc.want)
+			}
+		})
+	}
+}

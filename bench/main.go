@@ -19,10 +19,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +48,7 @@ type config struct {
 	window     int
 	mongoURL   string
 	keep       bool
+	refine     int // extra steps per QoS between the last rate that kept pace end to end and the first that did not
 	command    string
 }
 
@@ -113,6 +116,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&cfg.window, "window", 1000, "unacknowledged QoS 1/2 messages per client")
 	fs.StringVar(&cfg.mongoURL, "mongo-url", "", "store in this MongoDB instead of the embedded store (passed to mission collect)")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (logs, per-step CSVs)")
+	fs.IntVar(&cfg.refine, "refine", -1, "extra steps per QoS halving the interval between the highest rate stored end to end and the lowest that was not (default 3, quick 0)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -129,6 +133,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if cfg.drain == 0 {
 			cfg.drain = 3 * time.Second
 		}
+		if cfg.refine < 0 {
+			cfg.refine = 0
+		}
+	}
+	if cfg.refine < 0 {
+		cfg.refine = 3
 	}
 	if cfg.step == 0 {
 		cfg.step = 8 * time.Second
@@ -253,22 +263,29 @@ func runLive(ctx context.Context, cfg *config, tmp string, stdout io.Writer) err
 	}
 	for _, ps := range []pass{{false, cfg.rates}, {true, cfg.probeRates}} {
 		for qos := 0; qos < 3; qos++ {
-			short := 0
-			for _, rate := range ps.rates[qos] {
+			var done []*stepResult
+			step := func(rate float64) (*stepResult, error) {
 				if ctx.Err() != nil {
-					return ctx.Err()
+					return nil, ctx.Err()
 				}
 				if broker.exited() {
-					return fmt.Errorf("mosquitto exited:\n%s", broker.tail(10))
+					return nil, fmt.Errorf("mosquitto exited:\n%s", broker.tail(10))
 				}
 				r, err := env.runStep(ctx, qos, rate, ps.probeOnly)
 				if err != nil {
-					return fmt.Errorf("QoS %d at %.0f/s: %w", qos, rate, err)
+					return nil, fmt.Errorf("QoS %d at %.0f/s: %w", qos, rate, err)
 				}
 				results = append(results, r)
-				fmt.Fprintf(stdout, "%-10s QoS %d target %6.0f/s: offered %7.0f/s exported %7.0f/s (ratio %.3f) stored %7.0f/s (ratio %.3f) | p99 ms export %.0f store %.0f | lost %d not stored %d drops %d | CPU broker %.0f%% gen %.0f%% probe %.0f%% collector %.0f%% machine %.0f%%%s\n",
-					r.Path, qos, rate, r.Offered, r.ExportRate, r.ExportRatio, r.StoreRate, r.StoreRatio, r.LatExport[2], r.LatStore[2],
-					r.ExportLost, r.NotStored, r.KernelDrops, r.CPUBroker, r.CPULoadgen, r.CPUProbe, r.CPUCollector, r.CPUMachine, errNote(r.Err))
+				done = append(done, r)
+				printStep(stdout, r)
+				return r, nil
+			}
+			short := 0
+			for _, rate := range ps.rates[qos] {
+				r, err := step(rate)
+				if err != nil {
+					return err
+				}
 				// Two steps in a row where the load generator could not offer
 				// the target: higher targets would measure the same ceiling.
 				if r.Offered < 0.9*rate {
@@ -280,11 +297,70 @@ func runLive(ctx context.Context, cfg *config, tmp string, stdout io.Writer) err
 					short = 0
 				}
 			}
+			for k := 0; k < cfg.refine && !ps.probeOnly; k++ {
+				mid, ok := refineTarget(done)
+				if !ok {
+					break
+				}
+				if _, err := step(mid); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	info.loadEnd = loadAvg()
 	info.elapsed = time.Since(started)
+	// Refinement steps ran last; tables and charts go by rate.
+	sort.SliceStable(results, func(i, j int) bool {
+		a, b := results[i], results[j]
+		if a.Path != b.Path {
+			return a.Path == "store"
+		}
+		if a.QoS != b.QoS {
+			return a.QoS < b.QoS
+		}
+		return a.Target < b.Target
+	})
 	return writeReport(cfg, info, results, stdout)
+}
+
+func printStep(w io.Writer, r *stepResult) {
+	fmt.Fprintf(w, "%-10s QoS %d target %6.0f/s: offered %7.0f/s exported %7.0f/s (ratio %.3f) stored %7.0f/s (ratio %.3f) | p99 ms export %.0f store %.0f | lost %d not stored %d drops %d | CPU broker %.0f%% gen %.0f%% probe %.0f%% collector %.0f%% machine %.0f%%%s\n",
+		r.Path, r.QoS, r.Target, r.Offered, r.ExportRate, r.ExportRatio, r.StoreRate, r.StoreRatio, r.LatExport[2], r.LatStore[2],
+		r.ExportLost, r.NotStored, r.KernelDrops, r.CPUBroker, r.CPULoadgen, r.CPUProbe, r.CPUCollector, r.CPUMachine, errNote(r.Err))
+}
+
+// keptPaceEndToEnd is sustainable's test of a step: stored at the offered
+// rate, p99 capture → store under a second, the target offered.
+func keptPaceEndToEnd(r *stepResult) bool {
+	return r.KeepsPaceStore && r.LatStore[2] < 1000 && r.Offered >= 0.97*r.Target
+}
+
+// refineTarget returns the rate halfway (rounded to 250/s) between the
+// highest target that kept pace end to end and the lowest higher one that
+// did not, so the sustainable rate is found within the grid's interval
+// rather than at the grid point below the knee. It returns false when
+// there is no such pair or the interval is already under 10 %.
+func refineTarget(done []*stepResult) (float64, bool) {
+	var lo, hi float64
+	for _, r := range done {
+		if keptPaceEndToEnd(r) && r.Target > lo {
+			lo = r.Target
+		}
+	}
+	for _, r := range done {
+		if !keptPaceEndToEnd(r) && r.Target > lo && (hi == 0 || r.Target < hi) {
+			hi = r.Target
+		}
+	}
+	if lo == 0 || hi == 0 || hi-lo < max(250, 0.1*lo) {
+		return 0, false
+	}
+	mid := math.Round((lo+hi)/2/250) * 250
+	if mid <= lo || mid >= hi {
+		return 0, false
+	}
+	return mid, true
 }
 
 func errNote(s string) string {
