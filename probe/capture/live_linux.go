@@ -93,7 +93,11 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 	if cfg.PollTimeout <= 0 {
 		cfg.PollTimeout = 100 * time.Millisecond
 	}
-	fd, err := unix.Socket(unix.AF_PACKET, sockType|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+	// Protocol 0: the socket receives nothing until bind names the protocol
+	// and the interface, after the filter and the socket options are set
+	// (like libpcap). Created with ETH_P_ALL it would queue every packet of
+	// every interface, unfiltered, until then.
+	fd, err := unix.Socket(unix.AF_PACKET, sockType|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("open packet socket: %w (live capture needs root or CAP_NET_RAW)", err)
@@ -109,14 +113,10 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("capture on %q: %s: %w", cfg.Interface, what, err)
 	}
-	// Attach the filter before bind so no unfiltered packet is queued.
 	if len(cfg.Filter) > 0 {
 		if err := attachFilter(fd, cfg.Filter); err != nil {
 			return fail("attach filter", err)
 		}
-	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifc.Index}); err != nil {
-		return fail("bind", err)
 	}
 	if l.loopback {
 		// On loopback every packet passes the tap twice (outgoing, then
@@ -138,14 +138,17 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return fail("set receive timeout", err)
 	}
+	// From here on every packet queued is counted by the kernel
+	// (PACKET_STATISTICS) and read by ReadPacket: Received ≥ packets read.
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifc.Index}); err != nil {
+		return fail("bind", err)
+	}
 	if cfg.Promiscuous {
 		mreq := unix.PacketMreq{Ifindex: int32(ifc.Index), Type: unix.PACKET_MR_PROMISC}
 		if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
 			return fail("promiscuous mode (needs CAP_NET_ADMIN)", err)
 		}
 	}
-	// Reset the kernel counters so Stats counts from now.
-	_, _ = unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	l.buf = make([]byte, cfg.SnapLen+sllHeaderLen)
 	l.oob = make([]byte, auxLen+tsLen)
 	return l, nil
