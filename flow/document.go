@@ -84,7 +84,23 @@ func AppendCorrelationText(dst, b []byte) []byte {
 	return hex.AppendEncode(dst, b)
 }
 
+// printable reports whether b is valid UTF-8 made of printable characters
+// (unicode.IsPrint, space included). Printable ASCII, what correlation ids
+// almost always are, is decided byte by byte; the first byte outside it
+// hands the rest to the rune-by-rune check.
 func printable(b []byte) bool {
+	for i, c := range b {
+		switch {
+		case c >= utf8.RuneSelf:
+			return printableUTF8(b[i:])
+		case c < ' ' || c == 0x7f:
+			return false
+		}
+	}
+	return true
+}
+
+func printableUTF8(b []byte) bool {
 	if !utf8.Valid(b) {
 		return false
 	}

@@ -2,6 +2,7 @@ package flow
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -66,4 +67,30 @@ func TestToDocumentKeepsOriginalNamesAndPrecision(t *testing.T) {
 	require.Equal(t, "fd00::1", d.SourceIPv6Address)
 	require.Empty(t, d.SourceIPv4Address)
 	require.Nil(t, d.MQTTReasonCode)
+}
+
+// TestPrintableASCIIFastPath checks printable against the rune-by-rune
+// definition on every single byte, on mixed strings and on random bytes.
+func TestPrintableASCIIFastPath(t *testing.T) {
+	var inputs [][]byte
+	for c := range 256 {
+		inputs = append(inputs, []byte{byte(c)}, []byte{'a', byte(c), 'b'})
+	}
+	inputs = append(inputs, []byte("req-0001"), []byte("héllo wörld"), []byte("tab\there"),
+		[]byte("ok\u200bzero-width"), []byte("ascii then \xff"), []byte("日本語"), []byte{})
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		b := make([]byte, rng.IntN(24))
+		for i := range b {
+			if rng.IntN(4) == 0 {
+				b[i] = byte(rng.IntN(256))
+			} else {
+				b[i] = byte(' ' + rng.IntN(95))
+			}
+		}
+		inputs = append(inputs, b)
+	}
+	for _, b := range inputs {
+		require.Equal(t, printableUTF8(b), printable(b), "%q", b)
+	}
 }
