@@ -189,14 +189,18 @@ func (b *Builder) Add(t *Template, rec []byte) error {
 	if len(rec) < t.minLen {
 		return fmt.Errorf("%w: record of %d bytes for template %d", ErrFieldMismatch, len(rec), t.ID)
 	}
-	now := b.cfg.Now()
-	if b.templateDue(st, now) {
+	// The template policy is applied when a data set of t starts: within
+	// the set, t's template is in the message or was not due. The clock is
+	// read only for a UDP refresh check.
+	var now time.Time
+	newSet := b.setStart < 0 || b.setID != t.ID
+	if newSet && b.templateDue(st, &now) {
 		if err := b.writeTemplate(st, now); err != nil {
 			return err
 		}
 	}
 	need := len(rec)
-	if b.setStart < 0 || b.setID != t.ID {
+	if newSet {
 		need += SetHeaderLen
 	}
 	if len(b.buf) == 0 || len(b.buf)+need > b.cfg.MaxMessageSize {
@@ -206,7 +210,7 @@ func (b *Builder) Add(t *Template, rec []byte) error {
 			}
 		}
 		b.open()
-		if b.templateDue(st, now) {
+		if b.templateDue(st, &now) {
 			if err := b.writeTemplate(st, now); err != nil {
 				return err
 			}
@@ -228,8 +232,9 @@ func (b *Builder) Add(t *Template, rec []byte) error {
 	return nil
 }
 
-// templateDue applies the template policy.
-func (b *Builder) templateDue(st *builderTemplate, now time.Time) bool {
+// templateDue applies the template policy. It reads the clock into *now,
+// if still zero, only when it needs the time.
+func (b *Builder) templateDue(st *builderTemplate, now *time.Time) bool {
 	if st.inMessage {
 		return false
 	}
@@ -239,13 +244,21 @@ func (b *Builder) templateDue(st *builderTemplate, now time.Time) bool {
 	if b.cfg.Transport != UDP {
 		return false
 	}
-	return now.Sub(st.sentAt) >= b.cfg.TemplateRefresh ||
-		(b.cfg.TemplateRefreshMessages > 0 && st.sentMsgs >= b.cfg.TemplateRefreshMessages)
+	if b.cfg.TemplateRefreshMessages > 0 && st.sentMsgs >= b.cfg.TemplateRefreshMessages {
+		return true
+	}
+	if now.IsZero() {
+		*now = b.cfg.Now()
+	}
+	return now.Sub(st.sentAt) >= b.cfg.TemplateRefresh
 }
 
 // writeTemplate puts st's template (after a withdrawal if needed) into the
 // open message.
 func (b *Builder) writeTemplate(st *builderTemplate, now time.Time) error {
+	if now.IsZero() {
+		now = b.cfg.Now()
+	}
 	n := SetHeaderLen + st.t.encodedLen()
 	if st.withdraw {
 		n += SetHeaderLen + 4
