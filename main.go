@@ -386,6 +386,7 @@ func storeFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "retention", EnvVars: []string{"RETENTION"}, Usage: "delete flows this long after they were received (TTL index; MongoDB only)"},
 		&cli.IntFlag{Name: "store-queue", Value: 200_000, EnvVars: []string{"STORE_QUEUE"}, Usage: "documents queued in memory before the spool takes over"},
 		&cli.Int64Flag{Name: "spool-max-bytes", Value: 1 << 30, EnvVars: []string{"SPOOL_MAX_BYTES"}, Usage: "on-disk spool bound while the database is unreachable"},
+		&cli.IntFlag{Name: "store-workers", Value: store.DefaultInsertWorkers, EnvVars: []string{"STORE_WORKERS"}, Usage: "insert commands in flight at once (1 to 64)"},
 	}
 }
 
@@ -399,6 +400,7 @@ func openStore(c *cli.Context, log zerolog.Logger) (*store.Writer, error) {
 		Retention:      c.Duration("retention"),
 		QueueSize:      c.Int("store-queue"),
 		SpoolMaxBytes:  c.Int64("spool-max-bytes"),
+		InsertWorkers:  c.Int("store-workers"),
 	}, log)
 	if err != nil {
 		return nil, err
@@ -903,7 +905,7 @@ func storeView(c *cli.Context) map[string]any {
 		url = "embedded (" + filepath.Join(c.String("data-dir"), "db") + ")"
 	}
 	return map[string]any{"mongoURL": url, "database": c.String("mongo-collection"), "collection": c.String("collection"),
-		"dataDir": c.String("data-dir"), "retention": c.Duration("retention").String()}
+		"dataDir": c.String("data-dir"), "retention": c.Duration("retention").String(), "workers": c.Int("store-workers")}
 }
 
 // detection runs a learned model over the flows a collector stores

@@ -155,7 +155,9 @@ func (w *Writer) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		w.reapDone()
 		if len(w.held) > 0 {
+			w.settle() // every insert's outcome known before the held ones go
 			if w.c.healthy.Load() {
 				held := w.held
 				w.held = nil
@@ -177,8 +179,8 @@ func (w *Writer) run() {
 		var open bool
 		batch, open = w.fill(batch, hurry, timer)
 		if len(batch) > 0 {
-			w.flush(ctx, batch)
-			batch = batch[:0]
+			w.dispatch(ctx, batch) // the insert owns the batch now
+			batch = make([][]byte, 0, w.cfg.BatchSize)
 		}
 		if !open {
 			w.drain(ctx, batch)
@@ -219,8 +221,60 @@ func (w *Writer) fill(batch [][]byte, hurry bool, timer *time.Timer) ([][]byte, 
 	return batch, true
 }
 
-// flush stores a batch from the queue, or spools it when the database is
-// unreachable or the insert fails.
+// insertResult is the outcome of one insert started by dispatch.
+type insertResult struct {
+	batch [][]byte
+	err   error
+}
+
+// dispatch starts storing a batch from the queue in its own goroutine,
+// once fewer than InsertWorkers inserts are in flight; when the database
+// is unreachable the batch is spooled instead. Outcomes are handled by the
+// writer goroutine (reap), which alone touches the spool state.
+func (w *Writer) dispatch(ctx context.Context, batch [][]byte) {
+	for w.inflight >= w.cfg.InsertWorkers {
+		w.reap(<-w.results)
+	}
+	if !w.c.healthy.Load() {
+		w.flush(ctx, batch)
+		return
+	}
+	w.inflight++
+	go func() { w.results <- insertResult{batch, w.insert(ctx, batch)} }()
+}
+
+// reap handles a finished insert: a failed batch goes to the spool (or is
+// held) and the database is marked unreachable.
+func (w *Writer) reap(r insertResult) {
+	w.inflight--
+	if r.err != nil {
+		w.unhealthy(r.err)
+		rest, err := w.spillSome(r.batch, fromRetry)
+		w.holdOrLog(rest, err)
+	}
+}
+
+// reapDone handles the inserts that have finished, without waiting.
+func (w *Writer) reapDone() {
+	for {
+		select {
+		case r := <-w.results:
+			w.reap(r)
+		default:
+			return
+		}
+	}
+}
+
+// settle waits for every insert in flight.
+func (w *Writer) settle() {
+	for w.inflight > 0 {
+		w.reap(<-w.results)
+	}
+}
+
+// flush stores a batch and waits for the answer, or spools it when the
+// database is unreachable or the insert fails.
 func (w *Writer) flush(ctx context.Context, batch [][]byte) {
 	if !w.c.healthy.Load() {
 		rest, err := w.spillSome(batch, fromQueue)
@@ -246,9 +300,11 @@ func (w *Writer) holdOrLog(rest [][]byte, err error) {
 // drain empties the closed queue at Close: into the database while it
 // answers (one last probe if it did not), else into the spool.
 func (w *Writer) drain(ctx context.Context, batch [][]byte) {
+	w.settle()
 	batch = append(w.held, batch...)
 	w.held = nil
 	defer func() {
+		w.settle()
 		// What neither the database nor the spool took is lost.
 		if len(w.held) > 0 {
 			w.drop(len(w.held), nil)
@@ -262,13 +318,13 @@ func (w *Writer) drain(ctx context.Context, batch [][]byte) {
 			probed = true
 			w.probe(ctx)
 		}
-		w.flush(ctx, b)
+		w.dispatch(ctx, b)
 	}
 	for d := range w.queue {
 		batch = append(batch, d)
 		if len(batch) >= w.cfg.BatchSize {
 			flush(batch)
-			batch = batch[:0]
+			batch = make([][]byte, 0, w.cfg.BatchSize)
 		}
 	}
 	if len(batch) > 0 {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -13,11 +14,19 @@ import (
 // TestNoLossWhileDatabaseKilledTwice streams flows while the database
 // process is killed (SIGKILL) and restarted twice; afterwards every flow is
 // stored exactly once.
+// With one insert in flight, and with eight (several batches fail at each
+// kill and come back through the spool).
 func TestNoLossWhileDatabaseKilledTwice(t *testing.T) {
+	for _, workers := range []int{1, 8} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) { testNoLossWhileKilledTwice(t, workers) })
+	}
+}
+
+func testNoLossWhileKilledTwice(t *testing.T, workers int) {
 	const n = 20_000
 	db := startFerretProc(t)
 	ctx := context.Background()
-	w, err := Open(ctx, Config{URL: db.url(), DataDir: t.TempDir(), QueueSize: 2000, WriteTimeout: 5 * time.Second}, testLogger(t))
+	w, err := Open(ctx, Config{URL: db.url(), DataDir: t.TempDir(), QueueSize: 2000, WriteTimeout: 5 * time.Second, InsertWorkers: workers}, testLogger(t))
 	require.NoError(t, err)
 
 	// About 4,000 flows/s for 5 s, in batches as a collector would send them.
