@@ -196,7 +196,7 @@ func sustainable(rs []*stepResult, qos int) verdict {
 			v.StoreRate, v.StoreTarget, v.StoreStep, v.StoreAtTop = r.Offered, r.Target, r, i == len(steps)-1
 			v.StoreLatP99 = r.LatStore[2]
 		}
-		if firstFail == nil && (!okS || r.Offered < 0.97*r.Target) {
+		if firstFail == nil && !keptPaceEndToEnd(r) {
 			firstFail = r
 		}
 	}
@@ -212,6 +212,14 @@ func sustainable(rs []*stepResult, qos int) verdict {
 		v.Bottleneck = bottleneck(firstFail)
 	}
 	return v
+}
+
+// keptPaceEndToEnd tells a step stored end to end at the rate it was
+// meant to test: stored at the offered rate, p99 capture → store under a
+// second, and the target offered. The first step that did not is where
+// sustainable names the bottleneck; refineTarget searches below it.
+func keptPaceEndToEnd(r *stepResult) bool {
+	return r.KeepsPaceStore && r.LatStore[2] < 1000 && r.Offered >= 0.97*r.Target
 }
 
 // bottleneck names the component that limited a step.

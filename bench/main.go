@@ -330,12 +330,6 @@ func printStep(w io.Writer, r *stepResult) {
 		r.ExportLost, r.NotStored, r.KernelDrops, r.CPUBroker, r.CPULoadgen, r.CPUProbe, r.CPUCollector, r.CPUMachine, errNote(r.Err))
 }
 
-// keptPaceEndToEnd is sustainable's test of a step: stored at the offered
-// rate, p99 capture → store under a second, the target offered.
-func keptPaceEndToEnd(r *stepResult) bool {
-	return r.KeepsPaceStore && r.LatStore[2] < 1000 && r.Offered >= 0.97*r.Target
-}
-
 // refineTarget returns the rate halfway (rounded to 250/s) between the
 // highest target that kept pace end to end and the lowest higher one that
 // did not, so the sustainable rate is found within the grid's interval
