@@ -106,26 +106,16 @@ func (p *Plant) Flood(ctx context.Context, cfg FloodConfig) (AttackReport, error
 	if cfg.ReuseEvery > 0 {
 		r.Correlation = append(r.Correlation, cfg.Reused)
 	}
-	r.Start = time.Now()
-	for i := range cfg.Count {
-		if !sleepUntil(ctx, pace(r.Start, i, cfg.Count, cfg.Over)) {
-			break
-		}
+	err = paced(ctx, &r, cfg.Count, cfg.Over, func(i int) error {
 		corr := cfg.Reused
 		if cfg.ReuseEvery <= 0 || i%cfg.ReuseEvery != 0 {
 			corr = []byte(uuid.NewString())
 			r.Correlation = append(r.Correlation, corr)
 		}
 		payload := fmt.Appendf(nil, `{"sensor":"flood","clientId":%q,"round":%d,"value":0}`, cfg.Client, i)
-		if err := c.Publish(p.ctx, cfg.Topic, p.cfg.QoS, payload, corr); err != nil {
-			r.End = time.Now()
-			return r, err
-		}
-		p.noteInjected(corr, time.Now(), false)
-		r.Publishes++
-	}
-	r.End = time.Now()
-	return r, nil
+		return p.inject(c, &r, cfg.Topic, payload, corr, false)
+	})
+	return r, err
 }
 
 // InjectToggles publishes count toggles to actuator's toggle topic as
@@ -143,21 +133,39 @@ func (p *Plant) InjectToggles(ctx context.Context, client, actuator string, coun
 		return r, err
 	}
 	r.Hijacked = hij
-	r.Start = time.Now()
-	for i := range count {
-		if !sleepUntil(ctx, pace(r.Start, i, count, over)) {
-			break
-		}
+	err = paced(ctx, &r, count, over, func(i int) error {
 		payload := fmt.Appendf(nil, `{"sensor":"injected","clientId":%q,"round":%d,"value":1}`, client, i)
-		if err := c.Publish(p.ctx, a.ToggleTopic, p.cfg.QoS, payload, corr); err != nil {
-			r.End = time.Now()
-			return r, err
+		return p.inject(c, &r, a.ToggleTopic, payload, corr, true)
+	})
+	return r, err
+}
+
+// paced sets r.Start, calls step(i) for i from 0 to count-1 spread evenly
+// over d, and sets r.End. It stops early when ctx ends (no error) or at the
+// first error of step.
+func paced(ctx context.Context, r *AttackReport, count int, d time.Duration, step func(i int) error) error {
+	r.Start = time.Now()
+	defer func() { r.End = time.Now() }()
+	for i := range count {
+		if !sleepUntil(ctx, pace(r.Start, i, count, d)) {
+			return nil
 		}
-		p.noteInjected(corr, time.Now(), true)
-		r.Publishes++
+		if err := step(i); err != nil {
+			return err
+		}
 	}
-	r.End = time.Now()
-	return r, nil
+	return nil
+}
+
+// inject publishes one attack message as c and notes it as injected
+// (toggle: it asks an actuator to toggle).
+func (p *Plant) inject(c *Client, r *AttackReport, topic string, payload, corr []byte, toggle bool) error {
+	if err := c.Publish(p.ctx, topic, p.cfg.QoS, payload, corr); err != nil {
+		return err
+	}
+	p.noteInjected(corr, time.Now(), toggle)
+	r.Publishes++
+	return nil
 }
 
 // Recon subscribes as client to each filter in turn (e.g. "plant/#",
@@ -199,22 +207,21 @@ func (p *Plant) ConnectFlood(ctx context.Context, id string, count int, over tim
 		}
 	}
 	p.mu.Unlock()
-	r.Start = time.Now()
 	var errs []error
-	for i := range count {
-		if !sleepUntil(ctx, pace(r.Start, i, count, over)) {
-			break
-		}
+	err := paced(ctx, &r, count, over, func(int) error {
 		if err := p.connectOnce(ctx, id); err != nil {
 			errs = append(errs, err)
 			if len(errs) > 5 {
-				break
+				return errors.Join(errs...) // give up: the broker refuses
 			}
-			continue
+			return nil
 		}
 		r.Connects++
+		return nil
+	})
+	if err != nil {
+		return r, err
 	}
-	r.End = time.Now()
 	return r, errors.Join(errs...)
 }
 
@@ -255,14 +262,9 @@ func (p *Plant) Intrude(ctx context.Context, id, actuator string, corr []byte) (
 	}
 	r.Connects = 1
 	payload := fmt.Appendf(nil, `{"sensor":"intruder","clientId":%q,"value":1}`, id)
-	if err := c.Publish(p.ctx, a.ToggleTopic, p.cfg.QoS, payload, corr); err != nil {
-		r.End = time.Now()
-		return r, err
-	}
-	p.noteInjected(corr, time.Now(), true)
-	r.Publishes++
+	err = p.inject(c, &r, a.ToggleTopic, payload, corr, true)
 	r.End = time.Now()
-	return r, nil
+	return r, err
 }
 
 // actuator returns the configured actuator called name.
