@@ -364,7 +364,6 @@ func readStore(t *testing.T, dataDir string) ([]flow.Document, []storedAlert) {
 		findAll(t, ctx, db.Collection(store.DefaultCollection), &docs)
 		findAll(t, ctx, db.Collection(store.AlertCollection), &alerts, options.Find().SetSort(bson.D{{Key: "time", Value: 1}}))
 	})
-	sort.SliceStable(alerts, func(i, j int) bool { return alerts[i].Time.Before(alerts[j].Time) })
 	return docs, alerts
 }
 
