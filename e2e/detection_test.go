@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -284,29 +283,13 @@ func recordDetectionRun(t *testing.T, port int, name string, seed uint64, d time
 	r := &detectionRun{name: name, dataDir: t.TempDir()}
 	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
 	defer cancel()
-	args := []string{"--log-format", "json", "all-in-one", "--interface", "lo", "--filter", fmt.Sprintf("tcp port %d", port),
-		"--mqtt-ports", strconv.Itoa(port), "--data-dir", r.dataDir}
+	var extra []string
 	if model != "" {
-		args = append(args, "--model", model)
+		extra = []string{"--model", model}
 	}
-	cmd := exec.CommandContext(ctx, missionBin, args...)
-	cmd.WaitDelay = 5 * time.Second
-	logs := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start mission: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
-	waitLog(t, logs, exited, "capturing", 30*time.Second)
+	m := startLiveMission(t, ctx, port, r.dataDir, extra...)
 	if model != "" {
-		waitLog(t, logs, exited, "detection enabled", 5*time.Second)
+		waitLog(t, m.logs, m.exited, "detection enabled", 5*time.Second)
 	}
 
 	cfg := plant.DefaultConfig(fmt.Sprintf("127.0.0.1:%d", port))
@@ -332,20 +315,7 @@ func recordDetectionRun(t *testing.T, port int, name string, seed uint64, d time
 	}
 	r.rep = rep
 
-	time.Sleep(time.Second) // the last packets reach the probe
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("%s: mission exited with %v:\n%s", name, err, logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s: mission did not stop within 30 s of SIGINT:\n%s", name, logs.String())
-	}
-	r.logs = logs.String()
-	checkProbeLog(t, r.logs)
+	r.logs = m.stop(t, name)
 	r.flows, r.alerts = readStore(t, r.dataDir)
 	r.byID = map[uint64]*flow.Document{}
 	for i := range r.flows {

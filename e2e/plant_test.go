@@ -65,24 +65,7 @@ func TestPlantAllInOne(t *testing.T) {
 	// mission all-in-one, live on lo.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, missionBin, "--log-format", "json", "all-in-one",
-		"--interface", "lo", "--filter", fmt.Sprintf("tcp port %d", port), "--mqtt-ports", strconv.Itoa(port),
-		"--data-dir", dataDir)
-	cmd.WaitDelay = 5 * time.Second
-	logs := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start mission: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	waitLog(t, logs, exited, "capturing", 30*time.Second)
+	m := startLiveMission(t, ctx, port, dataDir)
 
 	// The plant: every sensor once per 500 ms for 5 s; the controller also
 	// watches the actuators' states so chains end with a delivery too.
@@ -97,20 +80,7 @@ func TestPlantAllInOne(t *testing.T) {
 	}
 	checkReport(t, cfg, rep)
 
-	// Let the last packets reach the probe, then stop mission as a user would.
-	time.Sleep(time.Second)
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("mission exited with %v:\n%s", err, logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("mission did not stop within 30 s of SIGINT:\n%s", logs.String())
-	}
-	checkProbeLog(t, logs.String())
+	m.stop(t, "plant")
 
 	docs := storedFlows(t, dataDir)
 	want := expectedFlows(rep, port)
@@ -417,6 +387,60 @@ func checkQuery(t *testing.T, dataDir string, want int) {
 	if got := strings.TrimSpace(string(out)); got != strconv.Itoa(want) {
 		t.Errorf("mission query --count printed %q, want %d", got, want)
 	}
+}
+
+// liveMission is `mission all-in-one` capturing live on lo, as the
+// end-to-end tests run it.
+type liveMission struct {
+	cmd    *exec.Cmd
+	logs   *lockedBuffer
+	exited chan error
+}
+
+// startLiveMission starts mission all-in-one on lo for the broker's port
+// (extra flags appended) and waits until it captures. It is killed at the
+// end of the test if it still runs.
+func startLiveMission(t *testing.T, ctx context.Context, port int, dataDir string, extra ...string) *liveMission {
+	t.Helper()
+	args := append([]string{"--log-format", "json", "all-in-one", "--interface", "lo",
+		"--filter", fmt.Sprintf("tcp port %d", port), "--mqtt-ports", strconv.Itoa(port), "--data-dir", dataDir}, extra...)
+	cmd := exec.CommandContext(ctx, missionBin, args...)
+	cmd.WaitDelay = 5 * time.Second
+	m := &liveMission{cmd: cmd, logs: &lockedBuffer{}, exited: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = m.logs, m.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start mission: %v", err)
+	}
+	go func() { m.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-m.exited
+		}
+	})
+	waitLog(t, m.logs, m.exited, "capturing", 30*time.Second)
+	return m
+}
+
+// stop lets the last packets reach the probe, stops mission with SIGINT as
+// a user would, checks its shutdown log line and returns its log.
+func (m *liveMission) stop(t *testing.T, what string) string {
+	t.Helper()
+	time.Sleep(time.Second)
+	if err := m.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-m.exited:
+		if err != nil {
+			t.Fatalf("%s: mission exited with %v:\n%s", what, err, m.logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: mission did not stop within 30 s of SIGINT:\n%s", what, m.logs.String())
+	}
+	logs := m.logs.String()
+	checkProbeLog(t, logs)
+	return logs
 }
 
 func waitLog(t *testing.T, logs *lockedBuffer, exited <-chan error, s string, d time.Duration) {
