@@ -1,0 +1,99 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mission-ids/mission/collector"
+	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/internal/metrics"
+	"github.com/mission-ids/mission/probe"
+)
+
+func allInOneCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "all-in-one",
+		Usage: "probe, collector and store in one process (flows still travel as IPFIX)",
+		Flags: flags(logFlags(), captureFlags(), storeFlags(), storeWriteFlags(), enterpriseFlag(), metricsFlag(), modelFlag()),
+		Action: func(c *cli.Context) error {
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			pcfg, err := probeConfig(c, log)
+			if err != nil {
+				return err
+			}
+			if c.Bool(flagPrintConfig) {
+				return printConfig(c, map[string]any{"role": "all-in-one", "capture": captureView(pcfg), "store": storeView(c)})
+			}
+			w, err := openStore(c, log)
+			if err != nil {
+				return err
+			}
+			sum := newSummary()
+			det, err := startDetection(c, w, log)
+			if err != nil {
+				return errors.Join(err, closeStore(w, log))
+			}
+			hook := sum.add
+			if det != nil {
+				hook = func(r *flow.Record) { sum.add(r); det.observe(r) }
+			}
+			pen := uint32(c.Uint(flagEnterpriseNumber))
+			// The collector listens on a private loopback port; the probe
+			// exports to it over TCP, the same IPFIX path as between hosts.
+			col := collector.New(collector.Config{Host: "127.0.0.1", Port: 0, Listen: []string{"tcp"},
+				EnterpriseNumber: pen, Flows: hook, Logger: log}, w)
+			colCtx, stopCol := context.WithCancel(context.Background())
+			colDone := make(chan error, 1)
+			go func() { colDone <- col.Run(colCtx) }()
+			fail := func(err error) error {
+				stopCol()
+				return errors.Join(err, <-colDone, det.close(), closeStore(w, log))
+			}
+			addrs, err := col.Addrs(c.Context)
+			if err != nil {
+				return fail(err)
+			}
+			exp, err := probe.NewIPFIXExporter(probe.IPFIXConfig{Transport: "tcp", Address: addrs[0].String(), ObservationDomainID: 1,
+				EnterpriseNumber: pen, Logger: log})
+			if err != nil {
+				return fail(err)
+			}
+			p, err := probe.New(pcfg, exp)
+			if err != nil {
+				return fail(err)
+			}
+			fns := []metrics.Func{p.Metrics, col.Metrics, w.Metrics}
+			if det != nil {
+				fns = append(fns, det.metrics)
+			}
+			if err := serveMetrics(c, log, fns...); err != nil {
+				log.Error().Err(err).Msg("cannot serve metrics")
+			}
+			start := time.Now()
+			runErr := p.Run(c.Context)
+			// Let the collector take in everything the probe sent.
+			deadline := time.Now().Add(10 * time.Second)
+			for col.Totals().MQTTFlows < p.Stats().FlowsExported && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			stopCol()
+			colErr := <-colDone
+			detErr := det.close()
+			storeErr := closeStore(w, log)
+			if pcfg.ReadFile != "" {
+				sum.print(c.App.Writer, summaryInfo{
+					file: pcfg.ReadFile, elapsed: time.Since(start), probe: p.Stats(), collector: col.Totals(), store: w.Stats(),
+					url: c.String(flagMongoURL), database: c.String(flagMongoCollection), collection: c.String(flagCollection),
+					dataDir: c.String(flagDataDir),
+				})
+			}
+			return errors.Join(runErr, colErr, detErr, storeErr)
+		},
+	}
+}

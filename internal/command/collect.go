@@ -1,0 +1,154 @@
+package command
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/mission-ids/mission/collector"
+	"github.com/mission-ids/mission/internal/metrics"
+	"github.com/mission-ids/mission/store"
+)
+
+func collectCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "collect",
+		Usage: "receive IPFIX flows (UDP, TCP, TLS or a file) and store them in MongoDB",
+		Flags: flags(logFlags(), storeFlags(), storeWriteFlags(), listenFlags(), enterpriseFlag(), metricsFlag(), modelFlag()),
+		Action: func(c *cli.Context) error {
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			ccfg, err := collectorConfig(c, log)
+			if err != nil {
+				return err
+			}
+			if c.Bool(flagPrintConfig) {
+				return printConfig(c, map[string]any{"role": "collect", "listen": listenView(c, ccfg), "store": storeView(c)})
+			}
+			w, err := openStore(c, log)
+			if err != nil {
+				return err
+			}
+			det, err := startDetection(c, w, log)
+			if err != nil {
+				return errors.Join(err, closeStore(w, log))
+			}
+			fns := []metrics.Func{w.Metrics}
+			if det != nil {
+				ccfg.Flows = det.observe
+				fns = append(fns, det.metrics)
+			}
+			col := collector.New(ccfg, w)
+			if err := serveMetrics(c, log, append(fns, col.Metrics)...); err != nil {
+				return errors.Join(err, det.close(), closeStore(w, log))
+			}
+			if f := c.String(flagRead); f != "" {
+				err = col.ReadFile(c.Context, f)
+			} else {
+				err = col.Run(c.Context)
+			}
+			return errors.Join(err, det.close(), closeStore(w, log))
+		},
+	}
+}
+
+func collectorConfig(c *cli.Context, log zerolog.Logger) (collector.Config, error) {
+	cfg := collector.Config{
+		Host:             c.String(flagHost),
+		Port:             c.Int(flagPort),
+		TLSPort:          c.Int(flagTLSPort),
+		UDPReaders:       c.Int(flagUDPReaders),
+		EnterpriseNumber: uint32(c.Uint(flagEnterpriseNumber)),
+		Logger:           log,
+	}
+	for _, t := range strings.Split(c.String(flagListen), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			cfg.Listen = append(cfg.Listen, t)
+		}
+	}
+	for _, a := range strings.Split(c.String(flagAllow), ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(a)
+			if aerr != nil {
+				return cfg, fmt.Errorf("--%s %q: not a network (CIDR) or address", flagAllow, a)
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		cfg.Allow = append(cfg.Allow, p)
+	}
+	if cert := c.String(flagTLSCert); cert != "" {
+		kp, err := tls.LoadX509KeyPair(cert, c.String(flagTLSKey))
+		if err != nil {
+			return cfg, fmt.Errorf("--%s/--%s: %w", flagTLSCert, flagTLSKey, err)
+		}
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{kp}}
+		if ca := c.String(flagTLSClientCA); ca != "" {
+			pool, err := readCertPool(ca)
+			if err != nil {
+				return cfg, fmt.Errorf("--%s: %w", flagTLSClientCA, err)
+			}
+			cfg.TLS.ClientCAs = pool
+			cfg.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return cfg, nil
+}
+
+// openStore opens the store the flags name for writing.
+func openStore(c *cli.Context, log zerolog.Logger) (*store.Writer, error) {
+	w, err := store.Open(c.Context, store.Config{
+		URL:            c.String(flagMongoURL),
+		Database:       c.String(flagMongoCollection),
+		Collection:     c.String(flagCollection),
+		DataDir:        c.String(flagDataDir),
+		EmbeddedListen: c.String(flagEmbeddedListen),
+		Retention:      c.Duration(flagRetention),
+		QueueSize:      c.Int(flagStoreQueue),
+		SpoolMaxBytes:  c.Int64(flagSpoolMaxBytes),
+		InsertWorkers:  c.Int(flagStoreWorkers),
+	}, log)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	if w.Embedded() {
+		log.Info().Str("url", w.URL()).Str("data_dir", c.String(flagDataDir)).
+			Str("database", c.String(flagMongoCollection)).Str("collection", c.String(flagCollection)).
+			Msg("embedded MongoDB-compatible server started; query it with any MongoDB client while mission runs")
+	}
+	return w, nil
+}
+
+// storeError adds to a store error the flag that fixes it.
+func storeError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrDirInUse):
+		return fmt.Errorf("%w; stop the other process or give this one another --%s", err, flagDataDir)
+	case errors.Is(err, store.ErrRetentionUnsupported):
+		return fmt.Errorf("%w; unset --%s or point --%s at MongoDB", err, flagRetention, flagMongoURL)
+	}
+	return err
+}
+
+func closeStore(w *store.Writer, log zerolog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.Close(ctx); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	st := w.Stats()
+	log.Info().Uint64("inserted", st.Inserted).Int64("spooled_pending", st.SpoolRecords).Uint64("dropped", st.Dropped).Msg("store closed")
+	return nil
+}

@@ -1,0 +1,233 @@
+package command
+
+import (
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mission-ids/mission/store"
+)
+
+// Flag names. Each flag (and its environment variable) is declared once,
+// in the groups below; commands merge the groups they need.
+const (
+	flagPrintConfig = "print-config"
+	flagLogLevel    = "log-level"
+	flagLogFormat   = "log-format"
+
+	// capture (probe, all-in-one)
+	flagInterface         = "interface"
+	flagRead              = "read"
+	flagFilter            = "filter"
+	flagProtocol          = "protocol"
+	flagMQTTPorts         = "mqtt-ports"
+	flagTLSPorts          = "tls-ports"
+	flagPromiscuous       = "promiscuous"
+	flagIdleTimeout       = "idle-timeout"
+	flagConnectionTimeout = "connection-timeout"
+	flagMaxConnections    = "max-connections"
+	flagMaxTransactions   = "max-transactions"
+	flagMaxBuffer         = "max-buffer"
+	flagMaxPacketSize     = "max-packet-size"
+	flagQueueSize         = "queue-size"
+	flagFlushInterval     = "flush-interval"
+
+	// export (probe)
+	flagCollector         = "collector"
+	flagPort              = "port"
+	flagTransport         = "transport"
+	flagIPFIXFile         = "ipfix-file"
+	flagStdout            = "stdout"
+	flagObservationDomain = "observation-domain"
+	flagMTU               = "mtu"
+	flagTLSCA             = "tls-ca"
+	flagTLSCert           = "tls-cert"
+	flagTLSKey            = "tls-key"
+	flagTLSServerName     = "tls-server-name"
+	flagBenchmark         = "benchmark"
+	flagFileName          = "file-name"
+
+	// shared by several roles
+	flagEnterpriseNumber = "enterprise-number"
+	flagMetricsListen    = "metrics-listen"
+	flagModel            = "model"
+
+	// store (collect, all-in-one, query, mine, detect)
+	flagMongoURL        = "mongo-url"
+	flagMongoCollection = "mongo-collection"
+	flagCollection      = "collection"
+	flagDataDir         = "data-dir"
+	flagEmbeddedListen  = "embedded-listen"
+	flagRetention       = "retention"
+	flagStoreQueue      = "store-queue"
+	flagSpoolMaxBytes   = "spool-max-bytes"
+	flagStoreWorkers    = "store-workers"
+
+	// listen (collect)
+	flagHost        = "host"
+	flagListen      = "listen"
+	flagTLSPort     = "tls-port"
+	flagTLSClientCA = "tls-client-ca"
+	flagAllow       = "allow"
+	flagUDPReaders  = "udp-readers"
+
+	// flow sources and time range (query, mine, detect)
+	flagJSONL = "jsonl"
+	flagIPFIX = "ipfix"
+	flagFrom  = "from"
+	flagTo    = "to"
+)
+
+const (
+	defaultIdleTimeout = 30 * time.Second
+	defaultConnTimeout = 10 * time.Minute
+	defaultFlush       = 100 * time.Millisecond
+	defaultPEN         = 9999 // the original's private enterprise number
+)
+
+// flags joins flag groups into one list for a command.
+func flags(groups ...[]cli.Flag) []cli.Flag {
+	var out []cli.Flag
+	for _, g := range groups {
+		out = append(out, g...)
+	}
+	return out
+}
+
+// logFlags are accepted before and after the subcommand.
+func logFlags() []cli.Flag { return logFlagsAt("info") }
+
+// logFlagsAt are logFlags with another default level (query, mine and
+// detect print results on stdout and log only what goes wrong).
+func logFlagsAt(level string) []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: flagPrintConfig, EnvVars: []string{"PRINT_CONFIG"}, Usage: "print the effective configuration as JSON and exit"},
+		&cli.StringFlag{Name: flagLogLevel, Value: level, EnvVars: []string{"LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+		&cli.StringFlag{Name: flagLogFormat, Value: "console", EnvVars: []string{"LOG_FORMAT"}, Usage: "console (human) or json"},
+	}
+}
+
+// captureFlags say what to capture and how to track it (probe, all-in-one).
+func captureFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagInterface, Aliases: []string{"i"}, EnvVars: []string{"INTERFACE"}, Usage: "capture live on this interface (needs CAP_NET_RAW)"},
+		&cli.StringFlag{Name: flagRead, Aliases: []string{"r"}, EnvVars: []string{"READ_FILE"}, Usage: "read a pcap or pcapng file instead of capturing"},
+		&cli.StringFlag{Name: flagFilter, Aliases: []string{"f"}, EnvVars: []string{"FILTER"}, Usage: "tcpdump-syntax capture filter (applied in the kernel when live)"},
+		&cli.StringFlag{Name: flagProtocol, Value: "mqtt", EnvVars: []string{"PROTOCOL"}, Usage: "application protocol to dissect (only mqtt)"},
+		&cli.StringFlag{Name: flagMQTTPorts, Value: "1883", EnvVars: []string{"MQTT_PORTS"}, Usage: "comma-separated TCP ports carrying MQTT"},
+		&cli.StringFlag{Name: flagTLSPorts, Value: "8883", EnvVars: []string{"TLS_PORTS"}, Usage: "comma-separated ports of MQTT over TLS (counted, not decoded)"},
+		&cli.BoolFlag{Name: flagPromiscuous, EnvVars: []string{"PROMISCUOUS"}, Usage: "put the interface in promiscuous mode (needs CAP_NET_ADMIN)"},
+		&cli.DurationFlag{Name: flagIdleTimeout, Value: defaultIdleTimeout, EnvVars: []string{"IDLE_TIMEOUT"}, Usage: "end an unfinished MQTT transaction after this long without packets"},
+		&cli.DurationFlag{Name: flagConnectionTimeout, Value: defaultConnTimeout, EnvVars: []string{"CONNECTION_TIMEOUT"}, Usage: "forget a TCP connection after this long without packets"},
+		&cli.IntFlag{Name: flagMaxConnections, Value: 200_000, EnvVars: []string{"MAX_CONNECTIONS"}, Usage: "TCP connections tracked at once (oldest evicted)"},
+		&cli.IntFlag{Name: flagMaxTransactions, Value: 1_000_000, EnvVars: []string{"MAX_TRANSACTIONS"}, Usage: "open MQTT transactions at once (oldest ended)"},
+		&cli.IntFlag{Name: flagMaxBuffer, Value: 64 << 20, EnvVars: []string{"MAX_BUFFER"}, Usage: "bytes of out-of-order TCP data buffered in total"},
+		&cli.IntFlag{Name: flagMaxPacketSize, Value: 1 << 20, EnvVars: []string{"MAX_PACKET_SIZE"}, Usage: "larger MQTT packets are skipped (and counted)"},
+		&cli.IntFlag{Name: flagQueueSize, Value: 65536, EnvVars: []string{"QUEUE_SIZE"}, Usage: "flows waiting for export; beyond it flows are dropped and counted"},
+		&cli.DurationFlag{Name: flagFlushInterval, Value: defaultFlush, EnvVars: []string{"FLUSH_INTERVAL"}, Usage: "longest time a finished flow waits before export"},
+	}
+}
+
+// exportFlags say where a probe sends its flows.
+func exportFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagCollector, Value: "127.0.0.1", EnvVars: []string{"COLLECTOR"}, Usage: "collector host name or address"},
+		&cli.UintFlag{Name: flagPort, Value: 2055, EnvVars: []string{"PORT"}, Usage: "collector port"},
+		&cli.StringFlag{Name: flagTransport, Value: "udp", EnvVars: []string{"EXPORT_TRANSPORT"}, Usage: "IPFIX transport: udp, tcp or tls"},
+		&cli.StringFlag{Name: flagIPFIXFile, EnvVars: []string{"IPFIX_FILE"}, Usage: "write IPFIX to this file (RFC 5655) instead of sending it"},
+		&cli.BoolFlag{Name: flagStdout, EnvVars: []string{"STDOUT"}, Usage: "print flows as JSON lines on stdout (instead of IPFIX unless --ipfix-file/--transport is also given)"},
+		&cli.UintFlag{Name: flagObservationDomain, Value: 1, EnvVars: []string{"OBSERVATION_DOMAIN"}, Usage: "IPFIX observation domain id of this probe"},
+		&cli.IntFlag{Name: flagMTU, Value: 1500, EnvVars: []string{"EXPORT_MTU"}, Usage: "path MTU towards the collector (UDP message size)"},
+		&cli.StringFlag{Name: flagTLSCA, EnvVars: []string{"TLS_CA"}, Usage: "CA file to verify the collector's certificate (tls transport)"},
+		&cli.StringFlag{Name: flagTLSCert, EnvVars: []string{"TLS_CERT"}, Usage: "client certificate for mutual TLS"},
+		&cli.StringFlag{Name: flagTLSKey, EnvVars: []string{"TLS_KEY"}, Usage: "client key for mutual TLS"},
+		&cli.StringFlag{Name: flagTLSServerName, EnvVars: []string{"TLS_SERVER_NAME"}, Usage: "expected name in the collector's certificate (default: --collector)"},
+		&cli.BoolFlag{Name: flagBenchmark, EnvVars: []string{"BENCHMARK"}, Usage: "write per-flow latency, CPU and RAM to --file-name (CSV)"},
+		&cli.StringFlag{Name: flagFileName, Value: "benchmark.csv", EnvVars: []string{"FILE_NAME"}, Usage: "CSV file of --benchmark"},
+	}
+}
+
+// listenFlags say where a collector receives IPFIX.
+func listenFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagHost, Value: "0.0.0.0", EnvVars: []string{"COLLECTOR"}, Usage: "listen address"},
+		&cli.IntFlag{Name: flagPort, Value: 2055, EnvVars: []string{"COLLECTOR_PORT"}, Usage: "UDP and TCP port for IPFIX"},
+		&cli.StringFlag{Name: flagListen, Value: "udp,tcp", EnvVars: []string{"LISTEN"}, Usage: "transports on --port: udp, tcp or both"},
+		&cli.IntFlag{Name: flagTLSPort, Value: 4740, EnvVars: []string{"TLS_PORT"}, Usage: "port for IPFIX over TLS (with --tls-cert)"},
+		&cli.StringFlag{Name: flagTLSCert, EnvVars: []string{"TLS_CERT"}, Usage: "server certificate (PEM); enables TLS"},
+		&cli.StringFlag{Name: flagTLSKey, EnvVars: []string{"TLS_KEY"}, Usage: "server key (PEM)"},
+		&cli.StringFlag{Name: flagTLSClientCA, EnvVars: []string{"TLS_CLIENT_CA"}, Usage: "require client certificates signed by this CA (mutual TLS)"},
+		&cli.StringFlag{Name: flagAllow, EnvVars: []string{"ALLOW"}, Usage: "comma-separated exporter networks accepted (CIDR); others are dropped and counted"},
+		&cli.StringFlag{Name: flagRead, Aliases: []string{"r"}, EnvVars: []string{"READ_FILE"}, Usage: "store the flows of an IPFIX file and exit"},
+		&cli.IntFlag{Name: flagUDPReaders, Value: 2, EnvVars: []string{"UDP_READERS"}, Usage: "UDP sockets sharing the port"},
+	}
+}
+
+// enterpriseFlag is the PEN of the MQTT IPFIX elements.
+func enterpriseFlag() []cli.Flag {
+	return []cli.Flag{
+		&cli.UintFlag{Name: flagEnterpriseNumber, Value: defaultPEN, EnvVars: []string{"ENTERPRISE_NUMBER"}, Usage: "IPFIX private enterprise number of the MQTT elements (9999: the original's, always accepted too)"},
+	}
+}
+
+func metricsFlag() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagMetricsListen, EnvVars: []string{"METRICS_LISTEN"}, Usage: "serve Prometheus metrics on this address (e.g. :9464)"},
+	}
+}
+
+// modelFlag turns on detection in collect and all-in-one.
+func modelFlag() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagModel, EnvVars: []string{"MODEL"}, Usage: "detect with this model (from mission mine) on every stored flow"},
+	}
+}
+
+// storeFlags name a store to read from or write to.
+func storeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagMongoURL, EnvVars: []string{"MONGO_URL"}, Usage: "MongoDB URL (mongodb://…); empty uses the embedded store in --data-dir"},
+		&cli.StringFlag{Name: flagMongoCollection, Value: store.DefaultDatabase, EnvVars: []string{"MONGO_COLLECTION"}, Usage: "database name (the original's MONGO_COLLECTION named the database)"},
+		&cli.StringFlag{Name: flagCollection, Value: store.DefaultCollection, EnvVars: []string{"MONGO_COLLECTION_NAME"}, Usage: "collection of the flow documents (the original's: mqtt)"},
+		&cli.StringFlag{Name: flagDataDir, Value: store.DefaultDataDir, EnvVars: []string{"DATA_DIR"}, Usage: "spool and embedded database directory"},
+	}
+}
+
+// storeWriteFlags tune how flows are written (collect, all-in-one).
+func storeWriteFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagEmbeddedListen, Value: store.DefaultEmbeddedListen, EnvVars: []string{"EMBEDDED_LISTEN"}, Usage: "address of the embedded MongoDB-compatible server"},
+		&cli.DurationFlag{Name: flagRetention, EnvVars: []string{"RETENTION"}, Usage: "delete flows this long after they were received (TTL index; MongoDB only)"},
+		&cli.IntFlag{Name: flagStoreQueue, Value: 200_000, EnvVars: []string{"STORE_QUEUE"}, Usage: "documents queued in memory before the spool takes over"},
+		&cli.Int64Flag{Name: flagSpoolMaxBytes, Value: 1 << 30, EnvVars: []string{"SPOOL_MAX_BYTES"}, Usage: "on-disk spool bound while the database is unreachable"},
+		&cli.IntFlag{Name: flagStoreWorkers, Value: store.DefaultInsertWorkers, EnvVars: []string{"STORE_WORKERS"}, Usage: "insert commands in flight at once (1 to 64)"},
+	}
+}
+
+// sourceFlags choose where mine and detect read flows: a file instead of
+// the store.
+func sourceFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagJSONL, Usage: "read flows from a JSON-lines file (probe --stdout, mongoexport); - for stdin"},
+		&cli.StringFlag{Name: flagIPFIX, Usage: "read flows from an IPFIX file (probe --ipfix-file)"},
+	}
+}
+
+// rangeFlags select flows by start time.
+func rangeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.TimestampFlag{Name: flagFrom, Layout: time.RFC3339, Usage: "only flows starting at or after this time (RFC 3339)"},
+		&cli.TimestampFlag{Name: flagTo, Layout: time.RFC3339, Usage: "only flows starting before this time (RFC 3339)"},
+	}
+}
+
+// timeRange is the --from/--to range; a zero end is open.
+func timeRange(c *cli.Context) (from, to time.Time) {
+	if t := c.Timestamp(flagFrom); t != nil {
+		from = *t
+	}
+	if t := c.Timestamp(flagTo); t != nil {
+		to = *t
+	}
+	return from, to
+}
