@@ -40,14 +40,7 @@ func queryCommand() *cli.Command {
 				}
 			}
 			if from, to := timeRange(c); !from.IsZero() || !to.IsZero() {
-				rng := bson.D{}
-				if !from.IsZero() {
-					rng = append(rng, bson.E{Key: "$gte", Value: from})
-				}
-				if !to.IsZero() {
-					rng = append(rng, bson.E{Key: "$lt", Value: to})
-				}
-				filter = bson.D{{Key: "$and", Value: bson.A{filter, bson.D{{Key: "flowStartNanoseconds", Value: rng}}}}}
+				filter = bson.D{{Key: "$and", Value: bson.A{filter, startRange(from, to)}}}
 			}
 			coll, done, err := connectStore(c, log)
 			if err != nil {
@@ -131,4 +124,23 @@ func printCursor(ctx context.Context, cur *mongo.Cursor, out io.Writer) error {
 		fmt.Fprintf(out, "%s\n", js)
 	}
 	return cur.Err()
+}
+
+// startRange selects flows starting in [from, to) (a zero end is open):
+// on the indexed BSON date, widened to whole milliseconds because BSON
+// dates stop there, and exactly on the nanosecond twin.
+func startRange(from, to time.Time) bson.D {
+	date, ns := bson.D{}, bson.D{}
+	if !from.IsZero() {
+		date = append(date, bson.E{Key: "$gte", Value: from.Truncate(time.Millisecond)})
+		ns = append(ns, bson.E{Key: "$gte", Value: from.UnixNano()})
+	}
+	if !to.IsZero() {
+		date = append(date, bson.E{Key: "$lt", Value: to.Truncate(time.Millisecond).Add(time.Millisecond)})
+		ns = append(ns, bson.E{Key: "$lt", Value: to.UnixNano()})
+	}
+	if len(date) == 0 {
+		return bson.D{}
+	}
+	return bson.D{{Key: "flowStartNanoseconds", Value: date}, {Key: "flowStartNs", Value: ns}}
 }
