@@ -75,7 +75,7 @@ type loggedAlert struct {
 	alert   mining.Alert
 }
 
-// TestDetectionResearchPlant is issue 8's evaluation on a real broker: the
+// TestDetectionResearchPlant is the detection evaluation on a real broker: the
 // research plant is recorded live by `mission all-in-one`, a model is
 // learned with `mission mine`, and then fresh normal traffic and five
 // attacks, each recorded live with `mission all-in-one --model`, are

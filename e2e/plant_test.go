@@ -169,7 +169,7 @@ func (k flowKey) String() string {
 }
 
 // expectedFlows computes every flow the probe must store from what the
-// plant's clients did (DESIGN.md, "What a flow is").
+// plant's clients did (README.md, "What a flow is").
 func expectedFlows(rep *plant.Report, port int) map[flowKey]int {
 	want := map[flowKey]int{}
 	bp := uint16(port)

@@ -91,7 +91,7 @@ func (s CorrelationSource) String() string {
 	}
 }
 
-// Record is one MQTT transaction (see ../shared/DESIGN.md, "What a flow is").
+// Record is one MQTT transaction (README.md, "What a flow is").
 // The source is the initiator of the transaction.
 type Record struct {
 	// FlowID is unique per flow within an exporter's observation domain

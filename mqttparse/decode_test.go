@@ -302,7 +302,7 @@ var fixtures = []fixture{
 		err: ErrViolation, viol: ViolationPropertyValue | ViolationInvalidUTF8,
 	},
 	{
-		// STYLE.md: mochi reads past a 1-byte property block and reports
+		// A bug of mochi-mqtt: it reads past a 1-byte property block and reports
 		// TopicAlias=7. The 0x23 identifier has no room for its value inside
 		// the declared length: malformed, never TopicAlias=7.
 		name: "regression mochi properties past declared length", ver: Version5,
@@ -543,7 +543,7 @@ var fixtures = []fixture{
 	// ------------------------------------------------------- fixed header
 	{name: "non-minimal remaining length", ver: Version311, in: []byte{0xC0, 0x80, 0x00}, err: ErrViolation, viol: ViolationNonMinimalLength},
 	{
-		// STYLE.md: paho accepts 5 length bytes, mochi 6. At most 4 are legal.
+		// paho accepts 5 length bytes, mochi 6. At most 4 are legal.
 		name: "regression remaining length 5 bytes", ver: Version311,
 		in:  []byte{0x30, 0x80, 0x80, 0x80, 0x80, 0x01},
 		err: ErrRemainingLength,

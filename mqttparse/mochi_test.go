@@ -440,7 +440,7 @@ func FuzzMochiPublish(f *testing.F) {
 	})
 }
 
-// TestMochiBugsReproduced documents the two mochi bugs from STYLE.md on the
+// TestMochiBugsReproduced documents two bugs of mochi-mqtt's decoder on the
 // same bytes our fixtures reject.
 func TestMochiBugsReproduced(t *testing.T) {
 	// PUBLISH declaring 1 byte of properties: mochi reads TopicAlias=7 from the payload.

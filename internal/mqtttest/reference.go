@@ -194,7 +194,7 @@ func parseEpoch(t testing.TB, s string) time.Time {
 }
 
 // ReferenceFlows groups tshark's MQTT messages into flows by the rules of
-// shared/DESIGN.md ("What a flow is"), written here independently of the
+// README.md ("What a flow is"), written here independently of the
 // probe's tracker: port is the broker's port; every transaction still
 // open at the end of the capture ends with flowEndReason "forced end".
 // Stats counts what did not become part of a flow.

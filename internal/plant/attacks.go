@@ -10,7 +10,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// Attack workloads of issue 8, run against a running plant, through the
+// Attack workloads of the detection evaluation, run against a running plant, through the
 // same broker, while its rounds go on.
 //
 // Spoofing a live client's id on a second connection is not possible on a
