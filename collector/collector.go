@@ -52,6 +52,17 @@ type Config struct {
 	EnterpriseNumber uint32       // PEN of the MQTT elements; default 9999
 	IPFIX            ipfix.Config // template session limits
 
+	// TCP and TLS: bounds on open connections (total and per source
+	// address; beyond them a new connection is closed at once and
+	// counted), the idle timeout (a connection without a complete message
+	// for this long is closed; negative: never), and the graceful drain
+	// at shutdown. Zero values take the Default* constants.
+	MaxTCPConns          int
+	MaxTCPConnsPerSource int
+	TCPIdleTimeout       time.Duration
+	DrainQuiet           time.Duration
+	DrainTimeout         time.Duration
+
 	// Flows, if set, sees every decoded flow before it is stored (detection).
 	Flows func(r *flow.Record)
 
@@ -64,6 +75,21 @@ func (c *Config) defaults() {
 	}
 	if len(c.Listen) == 0 {
 		c.Listen = []string{"udp", "tcp"}
+	}
+	if c.MaxTCPConns <= 0 {
+		c.MaxTCPConns = DefaultMaxTCPConns
+	}
+	if c.MaxTCPConnsPerSource <= 0 {
+		c.MaxTCPConnsPerSource = DefaultMaxTCPConnsPerSource
+	}
+	if c.TCPIdleTimeout == 0 {
+		c.TCPIdleTimeout = DefaultTCPIdleTimeout
+	}
+	if c.DrainQuiet <= 0 {
+		c.DrainQuiet = DefaultDrainQuiet
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.UDPReaders <= 0 {
 		c.UDPReaders = 2
@@ -94,6 +120,8 @@ type Collector struct {
 	totals struct {
 		messages, records, mqtt, other, options, malformed, denied, storeErrors atomic.Uint64
 	}
+	tcp     tcpCounters
+	tcpOpen atomic.Int64
 }
 
 // ExporterStats are the counters of one exporter (by address).

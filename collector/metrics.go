@@ -27,4 +27,5 @@ func (c *Collector) Metrics(e metrics.Emitter) {
 		e.Counter("mission_collector_exporter_denied_total", "Messages refused by the allow-list, per exporter.", float64(s.Denied), "exporter", ex)
 		e.Gauge("mission_collector_exporter_templates", "Templates held for the exporter's last session.", float64(s.TemplatesActive), "exporter", ex)
 	}
+	c.tcpMetrics(e)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,11 +51,23 @@ func listenUDP(ctx context.Context, host string, port, n, rcvbuf int) ([]*net.UD
 	return conns, nil
 }
 
-// serveUDP reads datagrams (one IPFIX message each) until ctx ends.
+// serveUDP reads datagrams (one IPFIX message each) until ctx ends, and
+// then what the socket still holds: until it has been quiet for
+// DrainQuiet, at most DrainTimeout.
 func (c *Collector) serveUDP(ctx context.Context, conn *net.UDPConn) error {
+	defer conn.Close()
+	var drainEnd atomic.Int64
+	stopped := make(chan struct{})
+	defer close(stopped)
 	go func() {
-		<-ctx.Done()
-		conn.Close()
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+			return
+		}
+		now := time.Now()
+		drainEnd.Store(now.Add(c.cfg.DrainTimeout).UnixNano())
+		conn.SetReadDeadline(now.Add(c.cfg.DrainQuiet))
 	}()
 	dec := ipfix.NewDecoder(c.cfg.IPFIX)
 	h := c.newHandler()
@@ -63,10 +76,17 @@ func (c *Collector) serveUDP(ctx context.Context, conn *net.UDPConn) error {
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			var ne net.Error
+			if ctx.Err() != nil && errors.As(err, &ne) && ne.Timeout() || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			if ctx.Err() != nil {
+				continue // a deadline set before the drain began; the drain's own follows
+			}
 			return fmt.Errorf("read UDP: %w", err)
+		}
+		if end := drainEnd.Load(); end != 0 {
+			conn.SetReadDeadline(minTime(time.Now().Add(c.cfg.DrainQuiet), time.Unix(0, end)))
 		}
 		from = unmap(from)
 		if !c.allowed(from.Addr()) {

@@ -39,7 +39,15 @@ type IPFIXConfig struct {
 	TLS                 *tls.Config // for "tls"
 	Logger              zerolog.Logger
 	DialTimeout         time.Duration
+	// KeepAlive: over TCP/TLS, an exporter that sent nothing for this long
+	// sends an empty IPFIX message (a header without sets), so collectors
+	// can close connections that are really dead (default DefaultKeepAlive).
+	KeepAlive time.Duration
 }
+
+// DefaultKeepAlive is the idle interval after which a TCP/TLS exporter
+// sends an empty IPFIX message.
+const DefaultKeepAlive = 30 * time.Second
 
 // IPFIXExporter encodes flows as IPFIX (RFC 7011) and sends them over UDP,
 // TCP or TLS, or writes an IPFIX file (RFC 5655). Over TCP/TLS it
@@ -53,6 +61,7 @@ type IPFIXExporter struct {
 	bw      *bufio.Writer
 	backoff time.Duration
 	retryAt time.Time
+	sentAt  time.Time // last message written (keep-alive)
 	log     zerolog.Logger
 	// Messages, Errors count sent messages and failed sends.
 	Messages, Errors uint64
@@ -68,6 +77,9 @@ func NewIPFIXExporter(cfg IPFIXConfig) (*IPFIXExporter, error) {
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = DefaultKeepAlive
 	}
 	if cfg.Transport == "" {
 		cfg.Transport = "udp"
@@ -142,6 +154,7 @@ func (e *IPFIXExporter) dial() error {
 	}
 	e.conn = conn
 	e.backoff = 0
+	e.sentAt = time.Now()
 	if e.builder != nil {
 		e.builder.Reconnect() // templates go out again on the new connection
 	}
@@ -178,7 +191,19 @@ func (e *IPFIXExporter) write(msg []byte) error {
 		return fmt.Errorf("send IPFIX message: %w", err)
 	}
 	e.Messages++
+	e.sentAt = time.Now()
 	return nil
+}
+
+// keepAlive sends an empty IPFIX message on a TCP/TLS connection idle
+// for KeepAlive (RFC 7011 §3: a message holds zero or more sets).
+func (e *IPFIXExporter) keepAlive() error {
+	if e.conn == nil || e.cfg.Transport == "udp" || time.Since(e.sentAt) < e.cfg.KeepAlive {
+		return nil
+	}
+	msg := ipfix.MessageHeader{Version: ipfix.Version, Length: ipfix.HeaderLen, ExportTime: uint32(time.Now().Unix()),
+		SequenceNumber: e.builder.SequenceNumber(), ObservationDomainID: e.cfg.ObservationDomainID}.Append(nil)
+	return e.write(msg)
 }
 
 // ensureConnected reconnects a TCP/TLS exporter when its backoff allows.
@@ -220,7 +245,7 @@ func (e *IPFIXExporter) Flush() error {
 	if e.bw != nil {
 		return e.bw.Flush()
 	}
-	return nil
+	return e.keepAlive()
 }
 
 // Close flushes and closes.

@@ -63,12 +63,16 @@ func collectCommand() *cli.Command {
 
 func collectorConfig(c *cli.Context, log zerolog.Logger) (collector.Config, error) {
 	cfg := collector.Config{
-		Host:             c.String(flagHost),
-		Port:             c.Int(flagPort),
-		TLSPort:          c.Int(flagTLSPort),
-		UDPReaders:       c.Int(flagUDPReaders),
-		EnterpriseNumber: uint32(c.Uint(flagEnterpriseNumber)),
-		Logger:           log,
+		Host:                 c.String(flagHost),
+		Port:                 c.Int(flagPort),
+		TLSPort:              c.Int(flagTLSPort),
+		UDPReaders:           c.Int(flagUDPReaders),
+		MaxTCPConns:          c.Int(flagMaxTCPConns),
+		MaxTCPConnsPerSource: c.Int(flagMaxTCPPerSrc),
+		TCPIdleTimeout:       c.Duration(flagTCPIdle),
+		DrainTimeout:         c.Duration(flagDrain),
+		EnterpriseNumber:     uint32(c.Uint(flagEnterpriseNumber)),
+		Logger:               log,
 	}
 	for _, t := range strings.Split(c.String(flagListen), ",") {
 		if t = strings.TrimSpace(t); t != "" {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mission-ids/mission/collector"
 	"github.com/mission-ids/mission/store"
 )
 
@@ -64,12 +65,16 @@ const (
 	flagStoreWorkers    = "store-workers"
 
 	// listen (collect)
-	flagHost        = "host"
-	flagListen      = "listen"
-	flagTLSPort     = "tls-port"
-	flagTLSClientCA = "tls-client-ca"
-	flagAllow       = "allow"
-	flagUDPReaders  = "udp-readers"
+	flagHost         = "host"
+	flagListen       = "listen"
+	flagTLSPort      = "tls-port"
+	flagTLSClientCA  = "tls-client-ca"
+	flagAllow        = "allow"
+	flagUDPReaders   = "udp-readers"
+	flagMaxTCPConns  = "max-tcp-connections"
+	flagMaxTCPPerSrc = "max-tcp-connections-per-source"
+	flagTCPIdle      = "tcp-idle-timeout"
+	flagDrain        = "drain-timeout"
 
 	// flow sources and time range (query, mine, detect)
 	flagJSONL = "jsonl"
@@ -160,6 +165,10 @@ func listenFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagAllow, EnvVars: []string{"ALLOW"}, Usage: "comma-separated exporter networks accepted (CIDR); others are dropped and counted"},
 		&cli.StringFlag{Name: flagRead, Aliases: []string{"r"}, EnvVars: []string{"READ_FILE"}, Usage: "store the flows of an IPFIX file and exit"},
 		&cli.IntFlag{Name: flagUDPReaders, Value: 2, EnvVars: []string{"UDP_READERS"}, Usage: "UDP sockets sharing the port"},
+		&cli.IntFlag{Name: flagMaxTCPConns, Value: collector.DefaultMaxTCPConns, EnvVars: []string{"MAX_TCP_CONNECTIONS"}, Usage: "exporter TCP/TLS connections open at once; when full, a source with fewer connections takes the idlest one of the busiest source"},
+		&cli.IntFlag{Name: flagMaxTCPPerSrc, Value: collector.DefaultMaxTCPConnsPerSource, EnvVars: []string{"MAX_TCP_CONNECTIONS_PER_SOURCE"}, Usage: "exporter TCP/TLS connections open at once from one address"},
+		&cli.DurationFlag{Name: flagTCPIdle, Value: collector.DefaultTCPIdleTimeout, EnvVars: []string{"TCP_IDLE_TIMEOUT"}, Usage: "close an exporter connection without a complete message for this long (probes send a keep-alive every 30 s)"},
+		&cli.DurationFlag{Name: flagDrain, Value: collector.DefaultDrainTimeout, EnvVars: []string{"DRAIN_TIMEOUT"}, Usage: "at shutdown, read open exporter connections until quiet, at most this long"},
 	}
 }
 
