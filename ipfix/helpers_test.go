@@ -157,3 +157,14 @@ func decodeAll(t testing.TB, s *Session, msgs [][]byte) []map[string]any {
 }
 
 var testKey = SessionKey{Exporter: netip.MustParseAddrPort("192.0.2.1:4739"), Transport: UDP}
+
+// numPending counts the session's buffered data sets.
+func (s *Session) numPending() int {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	n := 0
+	for _, sc := range s.scopes {
+		n += sc.pending.Len()
+	}
+	return n
+}

@@ -59,6 +59,10 @@ type Config struct {
 	BufferTimeout time.Duration
 	// MaxSessions bounds the sessions of a Decoder (default 65536).
 	MaxSessions int
+	// Budget bounds the state of all sessions sharing it (nil: each
+	// Decoder, and each Session made with NewSession, has its own with the
+	// default Limits). A collector shares one among all its listeners.
+	Budget *Budget
 	// Now is the clock (default time.Now). Inject one in tests.
 	Now func() time.Time
 }
@@ -146,57 +150,55 @@ func (c *Counters) Add(o Counters) {
 	c.SessionLimitHits += o.SessionLimitHits
 }
 
-type templateEntry struct {
-	t       *Template
-	expires time.Time // zero: never (non-UDP)
+// pendingOverhead is charged per buffered set on top of its bytes: the
+// pendingSet (two list nodes, header, slice, time ≈ 120 B).
+const pendingOverhead = 128
+
+// scratch is reusable decoding space. The sessions of a Decoder share one
+// (they run on one goroutine), so that thousands of sessions do not each
+// keep buffers sized for the largest template they saw.
+type scratch struct {
+	specs  []FieldSpec
+	spans  []span
+	replay []*pendingSet
 }
-
-type seqState struct {
-	next  uint32
-	valid bool
-}
-
-type pendingSet struct {
-	header  MessageHeader
-	setID   uint16
-	data    []byte
-	arrived time.Time
-}
-
-// maxTrackedDomains bounds the observation domains whose sequence numbers
-// a session tracks.
-const maxTrackedDomains = 4096
-
-// pendingOverhead is charged per buffered set on top of its bytes.
-const pendingOverhead = 64
 
 // Session holds the template state of one transport session: templates
 // scoped by observation domain, sequence tracking and the buffer of data
-// sets waiting for their template. A Session is not safe for concurrent
-// use.
+// sets waiting for their template. Its state is charged to a Budget
+// (Config.Budget, or a private one), which may evict it. A Session is not
+// safe for concurrent use; sessions sharing a Budget may run on different
+// goroutines.
 type Session struct {
-	key          SessionKey
-	cfg          Config
-	c            Counters
-	templates    map[uint64]templateEntry // domain<<16 | template id
-	seq          map[uint32]seqState
-	pending      []pendingSet
-	pendingBytes int
-	lastActive   time.Time
+	key        SessionKey
+	cfg        Config
+	b          *Budget
+	c          Counters
+	lastActive time.Time
+	scratch    *scratch
 
-	specs []FieldSpec // scratch
-	spans []span      // scratch
+	// Guarded by b.mu: the budget evicts from other goroutines.
+	scopes       map[uint32]*scope
+	cur          *scope // scope of the last message, nil once released
+	numTemplates int
+	pendingBytes int
 }
 
-// NewSession returns an empty session.
+// NewSession returns an empty session. Its state is charged to
+// cfg.Budget; without one, to a budget of its own with the default
+// limits. Call Close when the session ends (a TCP connection closes, a
+// file is read) to give its state back to a shared budget at once;
+// otherwise it is evicted as least recently used.
 func NewSession(cfg Config, key SessionKey) *Session {
 	cfg = cfg.withDefaults()
-	return &Session{
-		key:       key,
-		cfg:       cfg,
-		templates: make(map[uint64]templateEntry),
-		seq:       make(map[uint32]seqState),
+	if cfg.Budget == nil {
+		cfg.Budget = NewBudget(Limits{})
 	}
+	return newSession(cfg, key, &scratch{})
+}
+
+func newSession(cfg Config, key SessionKey, sc *scratch) *Session {
+	return &Session{key: key, cfg: cfg, b: cfg.Budget, scratch: sc}
 }
 
 // Key returns the session's key.
@@ -207,12 +209,34 @@ func (s *Session) Counters() Counters { return s.c }
 
 // NumTemplates returns the number of templates held (expired ones included
 // until they are looked up or swept).
-func (s *Session) NumTemplates() int { return len(s.templates) }
+func (s *Session) NumTemplates() int {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	return s.numTemplates
+}
 
 // Template returns the live template (domain, id).
 func (s *Session) Template(domain uint32, id uint16) (*Template, bool) {
-	t := s.lookup(domain, id, s.cfg.Now())
+	now := s.cfg.Now()
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	sc := s.scopes[domain]
+	if sc == nil {
+		return nil, false
+	}
+	t := s.lookupLocked(sc, id, now)
 	return t, t != nil
+}
+
+// Close releases the session's state to its budget. The session stays
+// usable: a later Decode starts from nothing.
+func (s *Session) Close() {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	for _, sc := range s.scopes {
+		s.b.releaseScope(sc)
+	}
+	s.scopes = nil
 }
 
 // softError remembers the first non-fatal problem of a message.
@@ -234,6 +258,8 @@ func (e *softError) set(err error) {
 // reported offset), or a *DecodeError wrapping ErrTemplateNotFound or
 // ErrInvalidTemplate (non-fatal: everything else in the message was
 // decoded).
+//
+// fn runs without the budget's lock held.
 func (s *Session) Decode(msg []byte, fn func(rec Record) error) error {
 	now := s.cfg.Now()
 	s.lastActive = now
@@ -246,6 +272,12 @@ func (s *Session) Decode(msg []byte, fn func(rec Record) error) error {
 		return &DecodeError{ObsDomainID: h.ObservationDomainID, Err: err}
 	}
 	msg = msg[:h.Length]
+	domain := h.ObservationDomainID
+	b := s.b
+	b.mu.Lock()
+	sc := s.scopeLocked(domain)
+	sc.ex.scopes.MoveToBack(&sc.node)
+	b.mu.Unlock()
 	var soft softError
 	records := uint32(0)
 	unknown := false
@@ -253,8 +285,8 @@ func (s *Session) Decode(msg []byte, fn func(rec Record) error) error {
 		sh, next, err := parseSetHeader(msg, off)
 		if err != nil {
 			s.c.MessagesMalformed++
-			delete(s.seq, h.ObservationDomainID)
-			return &DecodeError{ObsDomainID: h.ObservationDomainID, TemplateID: sh.ID, Offset: off, Err: err}
+			s.resetSequence(domain)
+			return &DecodeError{ObsDomainID: domain, TemplateID: sh.ID, Offset: off, Err: err}
 		}
 		s.c.Sets++
 		body := msg[off+SetHeaderLen : next]
@@ -262,14 +294,21 @@ func (s *Session) Decode(msg []byte, fn func(rec Record) error) error {
 		case sh.ID == SetIDTemplate || sh.ID == SetIDOptionsTemplate:
 			err = s.templateSet(h, sh.ID, body, off+SetHeaderLen, fn, now, &soft)
 		case sh.ID >= MinDataSetID:
-			if t := s.lookup(h.ObservationDomainID, sh.ID, now); t != nil {
+			b.mu.Lock()
+			t := s.lookupLocked(s.scopeLocked(domain), sh.ID, now)
+			buffered := false
+			if t == nil && len(body) > 0 {
+				buffered = s.bufferLocked(h, sh.ID, body, now)
+			}
+			b.mu.Unlock()
+			if t != nil {
 				var n uint32
 				n, err = s.dataSet(h, t, body, off+SetHeaderLen, fn)
 				records += n
 			} else if len(body) > 0 {
 				unknown = true
-				if !s.buffer(h, sh.ID, body, now) {
-					soft.set(&DecodeError{ObsDomainID: h.ObservationDomainID, TemplateID: sh.ID, Offset: off, Err: ErrTemplateNotFound})
+				if !buffered {
+					soft.set(&DecodeError{ObsDomainID: domain, TemplateID: sh.ID, Offset: off, Err: ErrTemplateNotFound})
 				}
 			}
 		default:
@@ -280,7 +319,7 @@ func (s *Session) Decode(msg []byte, fn func(rec Record) error) error {
 			if errors.As(err, &de) && errors.Is(err, ErrMalformed) {
 				s.c.MessagesMalformed++
 			}
-			delete(s.seq, h.ObservationDomainID)
+			s.resetSequence(domain)
 			return err
 		}
 		off = next
@@ -289,14 +328,36 @@ func (s *Session) Decode(msg []byte, fn func(rec Record) error) error {
 	return soft.err
 }
 
+// scopeLocked returns the scope of domain, creating (and charging) it.
+func (s *Session) scopeLocked(domain uint32) *scope {
+	if sc := s.cur; sc != nil && sc.domain == domain {
+		return sc
+	}
+	sc := s.scopes[domain]
+	if sc == nil {
+		sc = s.b.newScope(s, domain)
+	}
+	s.cur = sc
+	return sc
+}
+
+func (s *Session) resetSequence(domain uint32) {
+	s.b.mu.Lock()
+	if sc := s.scopes[domain]; sc != nil {
+		sc.seq = seqState{}
+	}
+	s.b.mu.Unlock()
+}
+
 // trackSequence compares the header's sequence number with the expected
 // one. Messages with data sets of unknown templates make the next message
 // resynchronise, since their record count is unknown.
 func (s *Session) trackSequence(h MessageHeader, records uint32, unknown bool) {
-	st, ok := s.seq[h.ObservationDomainID]
-	if !ok && len(s.seq) >= maxTrackedDomains {
-		return // a hostile exporter cycling through domains: stop tracking new ones
-	}
+	s.b.mu.Lock()
+	sc := s.scopeLocked(h.ObservationDomainID)
+	st := sc.seq
+	sc.seq = seqState{next: h.SequenceNumber + records, valid: !unknown}
+	s.b.mu.Unlock()
 	if st.valid && h.SequenceNumber != st.next {
 		d := h.SequenceNumber - st.next
 		if d < 1<<31 {
@@ -306,23 +367,21 @@ func (s *Session) trackSequence(h MessageHeader, records uint32, unknown bool) {
 			s.c.SequenceOutOfOrder++
 		}
 	}
-	s.seq[h.ObservationDomainID] = seqState{next: h.SequenceNumber + records, valid: !unknown}
 }
 
-func templateKey(domain uint32, id uint16) uint64 { return uint64(domain)<<16 | uint64(id) }
-
-// lookup returns the live template or nil, expiring it if due.
-func (s *Session) lookup(domain uint32, id uint16, now time.Time) *Template {
-	k := templateKey(domain, id)
-	e, ok := s.templates[k]
-	if !ok {
+// lookupLocked returns the live template or nil, expiring it if due, and
+// marks it used.
+func (s *Session) lookupLocked(sc *scope, id uint16, now time.Time) *Template {
+	e := sc.templates[id]
+	if e == nil {
 		return nil
 	}
 	if !e.expires.IsZero() && !now.Before(e.expires) {
-		delete(s.templates, k)
+		s.b.removeTemplate(e)
 		s.c.TemplatesExpired++
 		return nil
 	}
+	sc.ex.templates.MoveToBack(&e.node)
 	return e.t
 }
 
@@ -331,13 +390,13 @@ func (s *Session) dataSet(h MessageHeader, t *Template, body []byte, base int, f
 	rec := Record{Template: t, Header: h, reg: s.cfg.Registry}
 	n := uint32(0)
 	for off := 0; len(body)-off >= t.minLen; {
-		spans, l, err := t.splitRecord(body[off:], s.spans)
+		spans, l, err := t.splitRecord(body[off:], s.scratch.spans)
 		if err != nil {
 			return n, &DecodeError{ObsDomainID: h.ObservationDomainID, TemplateID: t.ID, Offset: base + off,
 				Err: fmt.Errorf("%w: data record overruns its set", ErrMalformed)}
 		}
 		if t.fixed == nil {
-			s.spans = spans
+			s.scratch.spans = spans
 		}
 		rec.data = body[off : off+l]
 		rec.spans = spans
@@ -354,75 +413,94 @@ func (s *Session) dataSet(h MessageHeader, t *Template, body []byte, base int, f
 // templateSet processes a template or options template set.
 func (s *Session) templateSet(h MessageHeader, setID uint16, body []byte, base int, fn func(Record) error, now time.Time, soft *softError) error {
 	domain := h.ObservationDomainID
+	b := s.b
 	for off := 0; len(body)-off >= 4; {
-		rec, next, tooMany, err := parseTemplateRecord(setID, body, off, s.specs, s.cfg.MaxFieldsPerTemplate)
+		rec, next, tooMany, err := parseTemplateRecord(setID, body, off, s.scratch.specs, s.cfg.MaxFieldsPerTemplate)
 		if err != nil {
 			if off > 0 && allZero(body[off:]) {
 				return nil // padding
 			}
 			return &DecodeError{ObsDomainID: domain, TemplateID: rec.id, Offset: base + off, Err: err}
 		}
-		if cap(rec.specs) > cap(s.specs) {
-			s.specs = rec.specs
+		if cap(rec.specs) > cap(s.scratch.specs) {
+			s.scratch.specs = rec.specs
 		}
 		off = next
-		if rec.withdraw {
-			s.withdraw(domain, setID, rec.id)
-			continue
-		}
-		k := templateKey(domain, rec.id)
-		old, exists := s.templates[k]
-		if tooMany {
-			s.c.FieldLimitHits++
-			s.c.TemplatesRejected++
-			s.dropTemplate(k, exists)
-			soft.set(&DecodeError{ObsDomainID: domain, TemplateID: rec.id, Offset: base + off,
-				Err: fmt.Errorf("%w: %w: more than %d fields", ErrInvalidTemplate, ErrLimit, s.cfg.MaxFieldsPerTemplate)})
-			continue
-		}
 		expires := time.Time{}
 		if s.key.Transport == UDP {
 			expires = now.Add(s.cfg.TemplateLifetime)
 		}
-		if exists && old.t.sameDefinition(rec.scope, rec.specs) {
-			s.templates[k] = templateEntry{t: old.t, expires: expires}
-			s.c.TemplatesRefreshed++
+		b.mu.Lock()
+		if rec.withdraw {
+			s.withdrawLocked(domain, setID, rec.id)
+			b.mu.Unlock()
 			continue
 		}
+		sc := s.scopeLocked(domain)
+		old := sc.templates[rec.id]
+		if tooMany {
+			s.c.FieldLimitHits++
+			s.c.TemplatesRejected++
+			if old != nil {
+				b.removeTemplate(old)
+			}
+			b.mu.Unlock()
+			soft.set(&DecodeError{ObsDomainID: domain, TemplateID: rec.id, Offset: base + off,
+				Err: fmt.Errorf("%w: %w: more than %d fields", ErrInvalidTemplate, ErrLimit, s.cfg.MaxFieldsPerTemplate)})
+			continue
+		}
+		if old != nil && old.t.sameDefinition(rec.scope, rec.specs) {
+			old.expires = expires
+			sc.ex.templates.MoveToBack(&old.node)
+			s.c.TemplatesRefreshed++
+			b.mu.Unlock()
+			continue
+		}
+		b.mu.Unlock()
+		// Build the template outside the lock: it allocates.
 		t, err := newTemplate(s.cfg.Registry, rec.id, rec.scope, rec.specs)
+		b.mu.Lock()
+		sc = s.scopeLocked(domain) // it may have been evicted meanwhile
+		old = sc.templates[rec.id]
 		if err != nil {
 			s.c.TemplatesRejected++
-			s.dropTemplate(k, exists)
+			if old != nil {
+				b.removeTemplate(old)
+			}
+			b.mu.Unlock()
 			soft.set(&DecodeError{ObsDomainID: domain, TemplateID: rec.id, Offset: base + off, Err: err})
 			continue
 		}
-		if !exists && len(s.templates) >= s.cfg.MaxTemplates {
-			s.sweepTemplates(now)
-			if len(s.templates) >= s.cfg.MaxTemplates {
+		if old == nil && s.numTemplates >= s.cfg.MaxTemplates {
+			s.sweepLocked(now)
+			if s.numTemplates >= s.cfg.MaxTemplates {
 				s.c.TemplateLimitHits++
 				s.c.TemplatesRejected++
+				b.mu.Unlock()
 				soft.set(&DecodeError{ObsDomainID: domain, TemplateID: rec.id, Offset: base + off,
 					Err: fmt.Errorf("%w: %w: more than %d templates", ErrInvalidTemplate, ErrLimit, s.cfg.MaxTemplates)})
 				continue
 			}
 		}
-		if exists {
+		if !b.addTemplate(sc, t, expires) {
+			s.c.TemplatesRejected++
+			b.mu.Unlock()
+			soft.set(&DecodeError{ObsDomainID: domain, TemplateID: rec.id, Offset: base + off,
+				Err: fmt.Errorf("%w: %w: %d fields exceed the collector's template field budget", ErrInvalidTemplate, ErrLimit, len(t.Fields))})
+			continue
+		}
+		if old != nil {
 			s.c.TemplatesUpdated++
 		} else {
 			s.c.TemplatesAdded++
 		}
-		s.templates[k] = templateEntry{t: t, expires: expires}
-		if err := s.replay(domain, t, now, fn); err != nil {
+		replay := s.takePendingLocked(sc, t.ID, now)
+		b.mu.Unlock()
+		if err := s.replay(t, replay, fn); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func (s *Session) dropTemplate(k uint64, exists bool) {
-	if exists {
-		delete(s.templates, k)
-	}
 }
 
 func allZero(b []byte) bool {
@@ -434,74 +512,96 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// withdraw handles a withdrawal record: id == setID withdraws all templates
-// of that kind in the domain.
-func (s *Session) withdraw(domain uint32, setID, id uint16) {
+// withdrawLocked handles a withdrawal record: id == setID withdraws all
+// templates of that kind in the domain.
+func (s *Session) withdrawLocked(domain uint32, setID, id uint16) {
+	sc := s.scopes[domain]
+	if sc == nil {
+		return
+	}
 	if id != setID {
-		k := templateKey(domain, id)
-		if _, ok := s.templates[k]; ok {
-			delete(s.templates, k)
+		if e := sc.templates[id]; e != nil {
+			s.b.removeTemplate(e)
 			s.c.TemplatesWithdrawn++
 		}
 		return
 	}
 	options := setID == SetIDOptionsTemplate
-	for k, e := range s.templates {
-		if uint32(k>>16) == domain && e.t.IsOptions() == options {
-			delete(s.templates, k)
+	for _, e := range sc.templates {
+		if e.t.IsOptions() == options {
+			s.b.removeTemplate(e)
 			s.c.TemplatesWithdrawn++
 		}
 	}
 }
 
-// buffer keeps a copy of a data set whose template is missing. It reports
-// false if the set was dropped.
-func (s *Session) buffer(h MessageHeader, setID uint16, body []byte, now time.Time) bool {
+// bufferLocked keeps a copy of a data set whose template is missing. It
+// reports false if the set was dropped.
+func (s *Session) bufferLocked(h MessageHeader, setID uint16, body []byte, now time.Time) bool {
 	if s.cfg.MaxBufferedBytes < 0 {
 		s.c.DataSetsDropped++
 		return false
 	}
-	s.expirePending(now)
+	sc := s.scopeLocked(h.ObservationDomainID)
+	s.expireScopeLocked(sc, now)
 	need := len(body) + pendingOverhead
+	if s.pendingBytes+need > s.cfg.MaxBufferedBytes {
+		for _, o := range s.scopes {
+			s.expireScopeLocked(o, now)
+		}
+	}
 	if s.pendingBytes+need > s.cfg.MaxBufferedBytes {
 		s.c.BufferLimitHits++
 		s.c.DataSetsDropped++
 		return false
 	}
-	s.pending = append(s.pending, pendingSet{header: h, setID: setID, data: bytes.Clone(body), arrived: now})
-	s.pendingBytes += need
+	// An exact copy: the message buffer is reused and may be 64 KiB.
+	p := &pendingSet{header: h, setID: setID, data: bytes.Clone(body), arrived: now}
+	if !s.b.addPending(sc, p) {
+		s.c.DataSetsDropped++
+		return false
+	}
 	s.c.DataSetsBuffered++
 	return true
 }
 
-func (s *Session) expirePending(now time.Time) {
-	kept := s.pending[:0]
-	for _, p := range s.pending {
+// expireScopeLocked drops the scope's buffered sets older than
+// BufferTimeout.
+func (s *Session) expireScopeLocked(sc *scope, now time.Time) {
+	for p := sc.pending.Front(); p != nil; {
+		next := sc.pending.Next(&p.scNode)
 		if now.Sub(p.arrived) >= s.cfg.BufferTimeout {
+			s.b.removePending(p)
 			s.c.DataSetsDropped++
-			s.pendingBytes -= len(p.data) + pendingOverhead
-			continue
 		}
-		kept = append(kept, p)
+		p = next
 	}
-	clear(s.pending[len(kept):])
-	s.pending = kept
 }
 
-// replay decodes buffered sets waiting for t.
-func (s *Session) replay(domain uint32, t *Template, now time.Time, fn func(Record) error) error {
-	if len(s.pending) == 0 {
+// takePendingLocked unlinks the scope's buffered sets for template id,
+// in arrival order, for replay outside the lock.
+func (s *Session) takePendingLocked(sc *scope, id uint16, now time.Time) []*pendingSet {
+	if sc.pending.Len() == 0 {
 		return nil
 	}
-	s.expirePending(now)
-	var firstErr error
-	kept := s.pending[:0]
-	for _, p := range s.pending {
-		if p.header.ObservationDomainID != domain || p.setID != t.ID {
-			kept = append(kept, p)
-			continue
+	s.expireScopeLocked(sc, now)
+	out := s.scratch.replay[:0]
+	for p := sc.pending.Front(); p != nil; {
+		next := sc.pending.Next(&p.scNode)
+		if p.setID == id {
+			s.b.removePending(p)
+			out = append(out, p)
 		}
-		s.pendingBytes -= len(p.data) + pendingOverhead
+		p = next
+	}
+	s.scratch.replay = out
+	return out
+}
+
+// replay decodes buffered sets with t.
+func (s *Session) replay(t *Template, sets []*pendingSet, fn func(Record) error) error {
+	var firstErr error
+	for _, p := range sets {
 		if firstErr != nil {
 			s.c.DataSetsDropped++
 			continue
@@ -511,18 +611,20 @@ func (s *Session) replay(domain uint32, t *Template, now time.Time, fn func(Reco
 			firstErr = err
 		}
 	}
-	clear(s.pending[len(kept):])
-	s.pending = kept
+	clear(sets) // let the copies go
 	return firstErr
 }
 
-// sweepTemplates removes expired templates.
-func (s *Session) sweepTemplates(now time.Time) {
-	for k, e := range s.templates {
-		if !e.expires.IsZero() && !now.Before(e.expires) {
-			delete(s.templates, k)
-			s.c.TemplatesExpired++
+// sweepLocked removes expired templates and buffered sets.
+func (s *Session) sweepLocked(now time.Time) {
+	for _, sc := range s.scopes {
+		for _, e := range sc.templates {
+			if !e.expires.IsZero() && !now.Before(e.expires) {
+				s.b.removeTemplate(e)
+				s.c.TemplatesExpired++
+			}
 		}
+		s.expireScopeLocked(sc, now)
 	}
 }
 
@@ -530,36 +632,71 @@ func (s *Session) sweepTemplates(now time.Time) {
 // lazily).
 func (s *Session) Expire() {
 	now := s.cfg.Now()
-	s.sweepTemplates(now)
-	s.expirePending(now)
+	s.b.mu.Lock()
+	s.sweepLocked(now)
+	s.b.mu.Unlock()
 }
 
+// shellSlack is how many transport sessions without state a Decoder lets
+// accumulate beyond Limits.MaxSessions before it drops them.
+const shellSlack = 1024
+
 // Decoder holds the sessions of a collector. It is not safe for concurrent
-// use: run one per goroutine, or use a Session per TCP connection.
+// use: run one per goroutine, or use a Session per TCP connection. Its
+// sessions' state is charged to Config.Budget (several Decoders and
+// Sessions may share one), or to a budget of its own.
 type Decoder struct {
 	cfg      Config
 	sessions map[SessionKey]*Session
 	retired  Counters
+	scratch  scratch
 }
 
 // NewDecoder returns a decoder with the given limits and policies.
 func NewDecoder(cfg Config) *Decoder {
-	return &Decoder{cfg: cfg.withDefaults(), sessions: make(map[SessionKey]*Session)}
+	cfg = cfg.withDefaults()
+	if cfg.Budget == nil {
+		cfg.Budget = NewBudget(Limits{})
+	}
+	return &Decoder{cfg: cfg, sessions: make(map[SessionKey]*Session)}
 }
 
-// Session returns the session for key, creating it if needed. It fails
-// with ErrLimit when MaxSessions sessions exist.
+// Budget returns the budget the decoder's sessions are charged to.
+func (d *Decoder) Budget() *Budget { return d.cfg.Budget }
+
+// Session returns the session for key, creating it if needed. Sessions
+// whose state the budget evicted entirely are forgotten when room is
+// needed. It fails with ErrLimit when MaxSessions sessions holding state
+// exist.
 func (d *Decoder) Session(key SessionKey) (*Session, error) {
 	if s, ok := d.sessions[key]; ok {
 		return s, nil
+	}
+	if len(d.sessions) >= d.cfg.MaxSessions || len(d.sessions) >= d.cfg.Budget.lim[ResSessions]+shellSlack {
+		d.dropEmpty()
 	}
 	if len(d.sessions) >= d.cfg.MaxSessions {
 		d.retired.SessionLimitHits++
 		return nil, fmt.Errorf("%w: more than %d sessions", ErrLimit, d.cfg.MaxSessions)
 	}
-	s := NewSession(d.cfg, key)
+	s := newSession(d.cfg, key, &d.scratch)
 	d.sessions[key] = s
 	return s, nil
+}
+
+// dropEmpty forgets the sessions that hold no state. Every session
+// holding state holds a scope, so afterwards at most Limits.MaxSessions
+// remain.
+func (d *Decoder) dropEmpty() {
+	b := d.cfg.Budget
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k, s := range d.sessions {
+		if len(s.scopes) == 0 {
+			d.retired.Add(s.c)
+			delete(d.sessions, k)
+		}
+	}
 }
 
 // Decode decodes msg in the session for key (see Session.Decode).
@@ -575,8 +712,16 @@ func (d *Decoder) Decode(key SessionKey, msg []byte, fn func(rec Record) error) 
 // connection closed). Its counters stay in the Decoder's totals.
 func (d *Decoder) CloseSession(key SessionKey) {
 	if s, ok := d.sessions[key]; ok {
+		s.Close()
 		d.retired.Add(s.c)
 		delete(d.sessions, key)
+	}
+}
+
+// Close releases every session's state to the budget.
+func (d *Decoder) Close() {
+	for k := range d.sessions {
+		d.CloseSession(k)
 	}
 }
 
@@ -584,11 +729,13 @@ func (d *Decoder) CloseSession(key SessionKey) {
 // hold nothing and were idle longer than the template lifetime.
 func (d *Decoder) Sweep() {
 	now := d.cfg.Now()
+	b := d.cfg.Budget
 	for k, s := range d.sessions {
-		s.sweepTemplates(now)
-		s.expirePending(now)
-		if k.Transport == UDP && len(s.templates) == 0 && len(s.pending) == 0 &&
-			now.Sub(s.lastActive) >= d.cfg.TemplateLifetime {
+		b.mu.Lock()
+		s.sweepLocked(now)
+		idle := s.numTemplates == 0 && s.pendingBytes == 0
+		b.mu.Unlock()
+		if k.Transport == UDP && idle && now.Sub(s.lastActive) >= d.cfg.TemplateLifetime {
 			d.CloseSession(k)
 		}
 	}

@@ -89,7 +89,7 @@ func TestDataBeforeTemplateIsBuffered(t *testing.T) {
 	c := s.Counters()
 	require.Equal(t, uint64(2), c.DataSetsReplayed)
 	require.Zero(t, c.DataSetsDropped)
-	require.Equal(t, 1, len(s.pending), "domain 5 still waits")
+	require.Equal(t, 1, s.numPending(), "domain 5 still waits")
 }
 
 func TestBufferLimitsAndTimeout(t *testing.T) {
@@ -158,9 +158,8 @@ func TestLimits(t *testing.T) {
 	})
 	t.Run("sessions", func(t *testing.T) {
 		d := NewDecoder(Config{MaxSessions: 1})
-		_, err := d.Session(testKey)
-		require.NoError(t, err)
-		_, err = d.Session(SessionKey{Transport: TCP})
+		require.NoError(t, d.Decode(testKey, msg(0, 0, tmpl256), nop))
+		_, err := d.Session(SessionKey{Transport: TCP})
 		require.ErrorIs(t, err, ErrLimit)
 		require.Equal(t, uint64(1), d.Counters().SessionLimitHits)
 	})
