@@ -2,6 +2,7 @@ package ipfix
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 
 	"github.com/netsampler/goflow2/v2/decoders/netflow"
@@ -92,6 +93,28 @@ func BenchmarkDecode(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*records), "ns/record")
 		_ = sink
 	})
+}
+
+// BenchmarkDecodeUnderEviction measures the bookkeeping when every new
+// template evicts one (a flood against a full budget): one op is one
+// message with a 50-field template and a data set for it.
+func BenchmarkDecodeUnderEviction(b *testing.B) {
+	d := NewDecoder(Config{Budget: NewBudget(Limits{MaxSessions: 64, MaxTemplates: 256, MaxTemplateFields: 256 * 50})})
+	msgs := make([][]byte, 4096)
+	for i := range msgs {
+		id := uint16(256 + i)
+		msgs[i] = msg(uint32(i%16), 0, tmplN(id, 50), dataN(id, 50))
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		k := SessionKey{Exporter: netip.AddrPortFrom(flooderIP, uint16(i%128)), Transport: UDP}
+		if err := d.Decode(k, msgs[i%len(msgs)], nop); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(d.Budget().Evictions().Templates)/float64(b.N), "evictions/op")
 }
 
 // TestGoflow2DecodesOurMessages checks that the benchmark compares equal

@@ -41,8 +41,12 @@ func FuzzDecode(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// A tight budget shared by both sessions, so that evictions run.
+		b := NewBudget(Limits{MaxSessions: 2, MaxTemplates: 8, MaxTemplateFields: 96, MaxPendingBytes: 3000})
+		var sessions []*Session
 		for _, tr := range []Transport{UDP, TCP} {
-			s := NewSession(Config{MaxTemplates: 16, MaxFieldsPerTemplate: 64, MaxBufferedBytes: 4096}, SessionKey{Transport: tr})
+			s := NewSession(Config{MaxTemplates: 16, MaxFieldsPerTemplate: 64, MaxBufferedBytes: 4096, Budget: b}, SessionKey{Transport: tr})
+			sessions = append(sessions, s)
 			for range 2 {
 				_ = s.Decode(data, func(r Record) error {
 					if len(r.Raw()) > len(data) {
@@ -59,6 +63,17 @@ func FuzzDecode(f *testing.F) {
 					return nil
 				})
 			}
+		}
+		lim := b.Limits()
+		if u := b.Usage(); u.Sessions > lim.MaxSessions || u.Templates > lim.MaxTemplates ||
+			u.Fields > lim.MaxTemplateFields || u.PendingBytes > lim.MaxPendingBytes {
+			t.Fatalf("usage %+v over limits %+v", u, lim)
+		}
+		for _, s := range sessions {
+			s.Close()
+		}
+		if u := b.Usage(); u != (Usage{}) {
+			t.Fatalf("usage %+v after Close", u)
 		}
 		fr := NewFileReader(bytes.NewReader(data))
 		for range 100 {

@@ -215,7 +215,8 @@ func (s *Session) NumTemplates() int {
 	return s.numTemplates
 }
 
-// Template returns the live template (domain, id).
+// Template returns the live template (domain, id). Asking does not count
+// as a use for the LRU order.
 func (s *Session) Template(domain uint32, id uint16) (*Template, bool) {
 	now := s.cfg.Now()
 	s.b.mu.Lock()
@@ -224,8 +225,11 @@ func (s *Session) Template(domain uint32, id uint16) (*Template, bool) {
 	if sc == nil {
 		return nil, false
 	}
-	t := s.lookupLocked(sc, id, now)
-	return t, t != nil
+	e := sc.templates[id]
+	if e == nil || !e.expires.IsZero() && !now.Before(e.expires) {
+		return nil, false // not a use: the LRU order stays
+	}
+	return e.t, true
 }
 
 // Close releases the session's state to its budget. The session stays
