@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"errors"
 	"time"
 
 	"github.com/mission-ids/mission/ipfix"
@@ -15,9 +16,17 @@ import (
 //
 // It caches one decoding plan per template; not safe for concurrent use.
 type Decoder struct {
-	pens  [2]uint32
-	plans map[*ipfix.Template]*plan
+	pens       [2]uint32
+	plans      map[*ipfix.Template]*plan
+	planFields int // fields of the templates in plans
 }
+
+// The plan cache holds at most maxPlans templates and maxPlanFields
+// fields (≈ 80 B each with their template: ≈ 1.3 MiB per Decoder).
+const (
+	maxPlans      = 4096
+	maxPlanFields = 16384
+)
 
 // NewDecoder returns a Decoder that takes enterprise elements of pen (and
 // of ipfix.DefaultMQTTPEN) as MQTT elements.
@@ -96,9 +105,13 @@ func (d *Decoder) planFor(t *ipfix.Template) *plan {
 	if p, ok := d.plans[t]; ok {
 		return p
 	}
-	if len(d.plans) >= 4096 {
-		clear(d.plans) // templates are replaced over time; stay bounded
+	if len(d.plans) >= maxPlans || d.planFields+len(t.Fields) > maxPlanFields {
+		// Templates are replaced and evicted over time: stay bounded, and
+		// do not keep evicted templates alive through the keys.
+		clear(d.plans)
+		d.planFields = 0
 	}
+	d.planFields += len(t.Fields)
 	p := &plan{uses: make([]fieldUse, len(t.Fields))}
 	for i, f := range t.Fields {
 		if i < int(t.ScopeFieldCount) {
@@ -122,9 +135,10 @@ func (d *Decoder) planFor(t *ipfix.Template) *plan {
 // flow) rather than only standard flow fields (a third-party exporter's).
 func (d *Decoder) IsMQTT(t *ipfix.Template) bool { return d.planFor(t).mqtt }
 
-// Decode fills r from rec. It returns false when the record carries no
-// MQTT element (not an MQTT flow); r is then partly filled with the
-// standard fields. Strings and slices in r are copies.
+// Decode fills r from rec. It returns true only for a valid MQTT flow:
+// false when the record carries no MQTT element (not an MQTT flow; r is
+// then partly filled with the standard fields) or lacks what a flow needs
+// (see DecodeRecord). Strings and slices in r are copies.
 func (d *Decoder) Decode(rec ipfix.Record, r *Record) bool {
 	return d.DecodeSince(rec, r, time.Time{})
 }
@@ -135,6 +149,106 @@ func (d *Decoder) Decode(rec ipfix.Record, r *Record) bool {
 // from its options records (see SystemInit). A record carrying that
 // element itself needs no sysInit.
 func (d *Decoder) DecodeSince(rec ipfix.Record, r *Record, sysInit time.Time) bool {
+	mqtt, err := d.DecodeRecord(rec, r, sysInit)
+	return mqtt && err == nil
+}
+
+// ErrInvalidRecord means a data record lacks what a flow needs; the
+// *InvalidRecordError wrapping it says what.
+var ErrInvalidRecord = errors.New("flow: data record is not a valid flow")
+
+// InvalidReason says why a data record is not a valid flow.
+type InvalidReason uint8
+
+// Reasons a record is rejected. Every flow needs a start time in a
+// plausible range, an end not before it, and source and destination
+// addresses; an MQTT flow (a template with MQTT elements) also needs a
+// control packet type in 1–15.
+const (
+	ValidRecord          InvalidReason = iota
+	InvalidNoStart                     // no flowStart* element (nor uptime with a known system init time)
+	InvalidTime                        // start outside 1990–2200, or end before start
+	InvalidNoSource                    // no or unparsable source address
+	InvalidNoDestination               // no or unparsable destination address
+	InvalidControlType                 // MQTT flow without a control packet type in 1–15
+	numInvalidReasons
+)
+
+var invalidReasonNames = [numInvalidReasons]string{"", "no_start_time", "bad_time", "no_source_address", "no_destination_address", "bad_control_type"}
+
+// String returns the reason as a metric label value.
+func (r InvalidReason) String() string {
+	if r < numInvalidReasons && r != ValidRecord {
+		return invalidReasonNames[r]
+	}
+	return "valid"
+}
+
+// InvalidReasons lists every reason a record is rejected.
+func InvalidReasons() []InvalidReason {
+	out := make([]InvalidReason, 0, numInvalidReasons-1)
+	for r := InvalidNoStart; r < numInvalidReasons; r++ {
+		out = append(out, r)
+	}
+	return out
+}
+
+// InvalidRecordError is the error of a rejected record. It unwraps to
+// ErrInvalidRecord.
+type InvalidRecordError struct{ Reason InvalidReason }
+
+func (e *InvalidRecordError) Error() string { return "flow: invalid record: " + e.Reason.String() }
+
+func (e *InvalidRecordError) Unwrap() error { return ErrInvalidRecord }
+
+// invalidErrors are the errors DecodeRecord returns, one per reason, so a
+// flood of invalid records allocates nothing. Never modified.
+var invalidErrors = func() (e [numInvalidReasons]*InvalidRecordError) {
+	for r := range e {
+		e[r] = &InvalidRecordError{Reason: InvalidReason(r)}
+	}
+	return e
+}()
+
+// Plausible flow start times: anything else is garbage (a zero field, a
+// hostile template, a wrong unit).
+var (
+	minStart = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxStart = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// Validate checks that r has what a flow needs (mqtt: it is an MQTT
+// flow) and returns why not, or ValidRecord.
+func Validate(r *Record, mqtt bool) InvalidReason {
+	switch {
+	case r.Start.IsZero():
+		return InvalidNoStart
+	case r.Start.Before(minStart) || r.Start.After(maxStart) || !r.End.IsZero() && r.End.Before(r.Start):
+		return InvalidTime
+	case !r.SrcAddr.IsValid():
+		return InvalidNoSource
+	case !r.DstAddr.IsValid():
+		return InvalidNoDestination
+	case mqtt && (r.ControlType < Connect || r.ControlType > Auth):
+		return InvalidControlType
+	}
+	return ValidRecord
+}
+
+// DecodeRecord fills r from rec and validates it (see Validate). It
+// returns whether the record is an MQTT flow (its template carries MQTT
+// elements) and, if it is not a valid flow, an *InvalidRecordError
+// wrapping ErrInvalidRecord: never store such an r. Strings and slices in
+// r are copies; sysInit is as for DecodeSince.
+func (d *Decoder) DecodeRecord(rec ipfix.Record, r *Record, sysInit time.Time) (mqtt bool, err error) {
+	mqtt = d.decode(rec, r, sysInit)
+	if reason := Validate(r, mqtt); reason != ValidRecord {
+		return mqtt, invalidErrors[reason]
+	}
+	return mqtt, nil
+}
+
+func (d *Decoder) decode(rec ipfix.Record, r *Record, sysInit time.Time) bool {
 	p := d.planFor(rec.Template)
 	*r = Record{}
 	var durMicro int64 = -1
