@@ -51,6 +51,10 @@ type Config struct {
 
 	EnterpriseNumber uint32       // PEN of the MQTT elements; default 9999
 	IPFIX            ipfix.Config // template session limits
+	// Limits bound the template state of all listeners together: one
+	// ipfix.Budget per Collector (unless IPFIX.Budget is set). Zero fields
+	// take the ipfix defaults, which keep the collector under ~256 MiB.
+	Limits ipfix.Limits
 
 	// TCP and TLS: bounds on open connections (total and per source
 	// address; beyond them a new connection is closed at once and
@@ -103,6 +107,9 @@ func (c *Config) defaults() {
 	if c.IPFIX.Registry == nil {
 		c.IPFIX.Registry = ipfix.NewRegistry(c.EnterpriseNumber)
 	}
+	if c.IPFIX.Budget == nil {
+		c.IPFIX.Budget = ipfix.NewBudget(c.Limits)
+	}
 }
 
 // Collector receives IPFIX and stores flows.
@@ -122,6 +129,10 @@ type Collector struct {
 	}
 	tcp     tcpCounters
 	tcpOpen atomic.Int64
+	// invalid counts records rejected as flows, by flow.InvalidReason.
+	invalid     []atomic.Uint64
+	invalidWarn zerolog.Logger // rate-limited, apart from warn so floods do not hide other warnings
+	evictions   evictionLog
 }
 
 // ExporterStats are the counters of one exporter (by address).
@@ -137,6 +148,7 @@ type ExporterStats struct {
 	SequenceGaps    uint64
 	TemplatesActive int
 	Denied          uint64 // messages or connections refused by the allow-list
+	InvalidRecords  uint64 // data records that are not valid flows, dropped
 }
 
 // maxExporters bounds the per-exporter table (a flood of spoofed UDP
@@ -149,6 +161,9 @@ func New(cfg Config, sink Sink) *Collector {
 	cfg.defaults()
 	c := &Collector{cfg: cfg, sink: sink, log: cfg.Logger, exporters: make(map[netip.Addr]*ExporterStats), ready: make(chan struct{})}
 	c.warn = c.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
+	c.invalidWarn = c.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
+	c.invalid = make([]atomic.Uint64, len(flow.InvalidReasons())+1)
+	c.evictions.last = make(map[netip.Addr]ipfix.Evictions)
 	return c
 }
 
@@ -306,7 +321,9 @@ type handler struct {
 	from netip.AddrPort
 	now  time.Time
 	// counters accumulated per message, merged into the exporter's
-	mqtt, other, options uint64
+	mqtt, other, options, invalid uint64
+	invalidReason                 flow.InvalidReason // of the last invalid record
+	invalidTemplate               uint16
 	// sysInit holds exporters' systemInitTimeMilliseconds by session and
 	// observation domain, for flows timed in system uptime.
 	sysInit map[initKey]time.Time
@@ -336,7 +353,18 @@ func (h *handler) record(rec ipfix.Record) error {
 		return nil
 	}
 	r := &h.rec
-	mqtt := h.dec.DecodeSince(rec, r, h.sysInit[key])
+	mqtt, err := h.dec.DecodeRecord(rec, r, h.sysInit[key])
+	if err != nil {
+		// Not a flow (a hostile or broken template): count and drop.
+		var ie *flow.InvalidRecordError
+		if errors.As(err, &ie) && int(ie.Reason) < len(h.c.invalid) {
+			h.c.invalid[ie.Reason].Add(1)
+			h.invalidReason = ie.Reason
+		}
+		h.invalid++
+		h.invalidTemplate = rec.Template.ID
+		return nil
+	}
 	r.Exporter = h.from
 	r.Received = h.now
 	if mqtt {
@@ -364,6 +392,7 @@ func (h *handler) message(sess *ipfix.Session, msg []byte) error {
 	before := sess.Counters()
 	err := sess.Decode(msg, h.record)
 	after := sess.Counters()
+	templates := sess.NumTemplates()
 	h.flush()
 
 	c := h.c
@@ -382,13 +411,20 @@ func (h *handler) message(sess *ipfix.Session, msg []byte) error {
 	s.TemplateMisses += after.DataSetsDropped - before.DataSetsDropped
 	s.RecordsLost += after.RecordsLost - before.RecordsLost
 	s.SequenceGaps += after.SequenceGaps - before.SequenceGaps
-	s.TemplatesActive = sess.NumTemplates()
+	s.TemplatesActive = templates
+	s.InvalidRecords += h.invalid
 	malformed := errors.Is(err, ipfix.ErrMalformed) || errors.Is(err, ipfix.ErrIncomplete)
 	if malformed {
 		s.Malformed++
 	}
 	c.mu.Unlock()
-	h.mqtt, h.other, h.options = 0, 0, 0
+	if h.invalid > 0 {
+		c.invalidWarn.Warn().Uint64("records", h.invalid).Str("reason", h.invalidReason.String()).
+			Uint16("template", h.invalidTemplate).Str("exporter", h.from.String()).
+			Msg("data records that are not valid flows dropped")
+	}
+	h.mqtt, h.other, h.options, h.invalid = 0, 0, 0, 0
+	c.logEvictions()
 
 	if malformed {
 		c.totals.malformed.Add(1)
@@ -416,4 +452,67 @@ func (h *handler) flush() {
 	}
 	clear(h.docs)
 	h.docs = h.docs[:0]
+}
+
+// InvalidRecords returns the records dropped as invalid flows, by reason.
+func (c *Collector) InvalidRecords() map[flow.InvalidReason]uint64 {
+	out := make(map[flow.InvalidReason]uint64, len(c.invalid))
+	for _, r := range flow.InvalidReasons() {
+		out[r] = c.invalid[r].Load()
+	}
+	return out
+}
+
+// Budget returns the template state budget shared by all listeners.
+func (c *Collector) Budget() *ipfix.Budget { return c.cfg.IPFIX.Budget }
+
+// evictionLog logs the budget's evictions at most once per period, one
+// line per exporter that lost state since the last log.
+type evictionLog struct {
+	seen atomic.Uint64 // budget eviction count last logged
+	next atomic.Int64  // unix nanoseconds before which nothing is logged
+	mu   sync.Mutex
+	last map[netip.Addr]ipfix.Evictions // as of the last log; bounded by the budget's own table
+}
+
+const (
+	evictionLogPeriod   = 10 * time.Second
+	evictionLogMaxLines = 10
+)
+
+// logEvictions is called after every message: it costs two atomic loads
+// unless there are new evictions to report and the period has passed.
+func (c *Collector) logEvictions() {
+	b := c.cfg.IPFIX.Budget
+	e := &c.evictions
+	n := b.EvictionCount()
+	if n == e.seen.Load() {
+		return
+	}
+	now := time.Now()
+	if now.UnixNano() < e.next.Load() || !e.mu.TryLock() {
+		return
+	}
+	defer e.mu.Unlock()
+	e.next.Store(now.Add(evictionLogPeriod).UnixNano())
+	e.seen.Store(n)
+	lines := 0
+	for _, ex := range b.Exporters() {
+		prev, cur := e.last[ex.Exporter], ex.Evictions
+		if cur == prev {
+			continue
+		}
+		e.last[ex.Exporter] = cur
+		if lines++; lines > evictionLogMaxLines {
+			continue
+		}
+		c.log.Warn().Str("exporter", ex.Exporter.String()).
+			Uint64("sessions", cur.Sessions-prev.Sessions).Uint64("templates", cur.Templates-prev.Templates).
+			Uint64("fields", cur.Fields-prev.Fields).Uint64("pending_data_sets", cur.PendingBytes-prev.PendingBytes).
+			Int("sessions_held", ex.Usage.Sessions).Int("templates_held", ex.Usage.Templates).
+			Msg("IPFIX template state evicted: collector bounds hit, this exporter holds the most (flood or misconfigured exporter?)")
+	}
+	if lines > evictionLogMaxLines {
+		c.log.Warn().Int("exporters", lines-evictionLogMaxLines).Msg("IPFIX template state evicted from more exporters")
+	}
 }

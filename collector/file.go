@@ -26,6 +26,7 @@ func (c *Collector) ReadIPFIX(ctx context.Context, r io.Reader) error {
 	fr := ipfix.NewFileReader(r)
 	var from netip.AddrPort // no exporter address for a file
 	sess := ipfix.NewSession(c.cfg.IPFIX, ipfix.SessionKey{Exporter: from, Transport: ipfix.File})
+	defer sess.Close()
 	h := c.newHandler()
 	h.from = from
 	for {

@@ -264,6 +264,7 @@ func (c *Collector) serveConn(conn *tcpConn, from netip.AddrPort, transport stri
 	log := c.log.With().Str("exporter", from.String()).Str("transport", transport).Logger()
 	connLog.Info().Str("exporter", from.String()).Str("transport", transport).Msg("exporter connected")
 	sess := ipfix.NewSession(c.cfg.IPFIX, ipfix.SessionKey{Exporter: from, Transport: ipfix.TCP})
+	defer sess.Close() // give the state back to the shared budget
 	h := c.newHandler()
 	h.from = from
 	buf := make([]byte, 65536)

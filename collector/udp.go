@@ -70,6 +70,7 @@ func (c *Collector) serveUDP(ctx context.Context, conn *net.UDPConn) error {
 		conn.SetReadDeadline(now.Add(c.cfg.DrainQuiet))
 	}()
 	dec := ipfix.NewDecoder(c.cfg.IPFIX)
+	defer dec.Close() // give the state back to the shared budget
 	h := c.newHandler()
 	buf := make([]byte, 65536)
 	lastSweep := time.Now()
