@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mission-ids/mission/internal/lru"
@@ -81,7 +82,7 @@ type Limits struct {
 	// MaxTemplates bounds the templates (default 16384).
 	MaxTemplates int
 	// MaxTemplateFields bounds the fields of all templates (default
-	// 524288); it is raised to Config.MaxFieldsPerTemplate if lower.
+	// 524288); a template wider than it is refused.
 	MaxTemplateFields int
 	// MaxPendingBytes bounds the data sets buffered while their template
 	// is missing, pendingOverhead bytes charged per set (default 16 MiB).
@@ -171,6 +172,7 @@ type Budget struct {
 	heaps     [numResources]exporterHeap
 	evicted   map[netip.Addr]*[numResources]uint64
 	evTotal   [numResources]uint64
+	evCount   atomic.Uint64 // sum of evTotal, readable without the lock
 }
 
 // NewBudget returns a budget with the given limits.
@@ -205,6 +207,10 @@ func (b *Budget) Evictions() Evictions {
 	defer b.mu.Unlock()
 	return evictionsOf(b.evTotal)
 }
+
+// EvictionCount returns the number of evictions so far, of any resource,
+// without taking the lock (cheap enough to poll per message).
+func (b *Budget) EvictionCount() uint64 { return b.evCount.Load() }
 
 // Exporters returns, per exporter address, the state held and the
 // evictions counted (exporters holding nothing appear if they had
@@ -361,6 +367,7 @@ func (b *Budget) evictOne(ex *exporterState, r Resource) {
 	}
 	ev[r]++
 	b.evTotal[r]++
+	b.evCount.Add(1)
 	switch r {
 	case ResSessions:
 		b.releaseScope(ex.scopes.Front())

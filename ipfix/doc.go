@@ -17,6 +17,16 @@
 //		...
 //	})
 //
+// # Bounded state
+//
+// Every session charges its scopes (observation domains), templates,
+// template fields and buffered data sets to a [Budget] shared by all
+// sessions of a collector (Config.Budget). When one of its [Limits] is
+// hit, the least recently used state of the exporter address holding the
+// most of that resource is evicted and counted, so a flooding exporter
+// loses its own state first and a quiet one keeps decoding. The per-
+// session limits of [Config] apply as well.
+//
 // A [Record] and its [Value]s are views into msg (or into the session's
 // buffer for data sets that arrived before their template) and are valid only
 // during the callback: copy what must outlive it ([Value.String] and
