@@ -14,6 +14,7 @@ import (
 
 	"github.com/mission-ids/mission/collector"
 	"github.com/mission-ids/mission/internal/metrics"
+	"github.com/mission-ids/mission/ipfix"
 	"github.com/mission-ids/mission/store"
 )
 
@@ -71,8 +72,10 @@ func collectorConfig(c *cli.Context, log zerolog.Logger) (collector.Config, erro
 		MaxTCPConnsPerSource: c.Int(flagMaxTCPPerSrc),
 		TCPIdleTimeout:       c.Duration(flagTCPIdle),
 		DrainTimeout:         c.Duration(flagDrain),
-		EnterpriseNumber:     uint32(c.Uint(flagEnterpriseNumber)),
-		Logger:               log,
+		Limits: ipfix.Limits{MaxSessions: c.Int(flagMaxSessions), MaxTemplates: c.Int(flagMaxTemplates),
+			MaxTemplateFields: c.Int(flagMaxTemplateFields), MaxPendingBytes: c.Int(flagMaxPending)},
+		EnterpriseNumber: uint32(c.Uint(flagEnterpriseNumber)),
+		Logger:           log,
 	}
 	for _, t := range strings.Split(c.String(flagListen), ",") {
 		if t = strings.TrimSpace(t); t != "" {

@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mission-ids/mission/collector"
+	"github.com/mission-ids/mission/ipfix"
 	"github.com/mission-ids/mission/store"
 )
 
@@ -65,16 +66,20 @@ const (
 	flagStoreWorkers    = "store-workers"
 
 	// listen (collect)
-	flagHost         = "host"
-	flagListen       = "listen"
-	flagTLSPort      = "tls-port"
-	flagTLSClientCA  = "tls-client-ca"
-	flagAllow        = "allow"
-	flagUDPReaders   = "udp-readers"
-	flagMaxTCPConns  = "max-tcp-connections"
-	flagMaxTCPPerSrc = "max-tcp-connections-per-source"
-	flagTCPIdle      = "tcp-idle-timeout"
-	flagDrain        = "drain-timeout"
+	flagHost              = "host"
+	flagListen            = "listen"
+	flagTLSPort           = "tls-port"
+	flagTLSClientCA       = "tls-client-ca"
+	flagAllow             = "allow"
+	flagUDPReaders        = "udp-readers"
+	flagMaxTCPConns       = "max-tcp-connections"
+	flagMaxTCPPerSrc      = "max-tcp-connections-per-source"
+	flagTCPIdle           = "tcp-idle-timeout"
+	flagDrain             = "drain-timeout"
+	flagMaxSessions       = "max-sessions"
+	flagMaxTemplates      = "max-templates"
+	flagMaxTemplateFields = "max-template-fields"
+	flagMaxPending        = "max-pending-bytes"
 
 	// flow sources and time range (query, mine, detect)
 	flagJSONL = "jsonl"
@@ -168,6 +173,10 @@ func listenFlags() []cli.Flag {
 		&cli.IntFlag{Name: flagMaxTCPConns, Value: collector.DefaultMaxTCPConns, EnvVars: []string{"MAX_TCP_CONNECTIONS"}, Usage: "exporter TCP/TLS connections open at once; when full, a source with fewer connections takes the idlest one of the busiest source"},
 		&cli.IntFlag{Name: flagMaxTCPPerSrc, Value: collector.DefaultMaxTCPConnsPerSource, EnvVars: []string{"MAX_TCP_CONNECTIONS_PER_SOURCE"}, Usage: "exporter TCP/TLS connections open at once from one address"},
 		&cli.DurationFlag{Name: flagTCPIdle, Value: collector.DefaultTCPIdleTimeout, EnvVars: []string{"TCP_IDLE_TIMEOUT"}, Usage: "close an exporter connection without a complete message for this long (probes send a keep-alive every 30 s)"},
+		&cli.IntFlag{Name: flagMaxSessions, Value: ipfix.DefaultMaxSessions, EnvVars: []string{"MAX_SESSIONS"}, Usage: "IPFIX template scopes held (exporter × observation domain × transport), all exporters together"},
+		&cli.IntFlag{Name: flagMaxTemplates, Value: ipfix.DefaultMaxTemplates, EnvVars: []string{"MAX_TEMPLATES"}, Usage: "IPFIX templates held, all exporters together"},
+		&cli.IntFlag{Name: flagMaxTemplateFields, Value: ipfix.DefaultMaxTemplateFields, EnvVars: []string{"MAX_TEMPLATE_FIELDS"}, Usage: "fields of all IPFIX templates held"},
+		&cli.IntFlag{Name: flagMaxPending, Value: ipfix.DefaultMaxPendingBytes, EnvVars: []string{"MAX_PENDING_BYTES"}, Usage: "bytes of data sets held waiting for their template, all exporters together"},
 		&cli.DurationFlag{Name: flagDrain, Value: collector.DefaultDrainTimeout, EnvVars: []string{"DRAIN_TIMEOUT"}, Usage: "at shutdown, read open exporter connections until quiet, at most this long"},
 	}
 }
