@@ -3,6 +3,8 @@ package reassembly
 import (
 	"net/netip"
 	"time"
+
+	"github.com/mission-ids/mission/internal/lru"
 )
 
 // Segment is the part of a TCP packet the assembler needs.
@@ -21,8 +23,7 @@ type Assembler struct {
 	cfg      Config
 	h        Handler
 	conns    map[connKey]*Conn
-	lruHead  *Conn // least recently active
-	lruTail  *Conn
+	lru      lru.List[Conn] // connections, least recently active first
 	buffered int
 	stats    Stats
 	pool     [][]byte  // spare out-of-order buffers
@@ -112,7 +113,7 @@ func (a *Assembler) AssembleAt(s *Segment, ts int64) {
 	}
 	*slot = c
 	c.lastSeen = ts
-	a.touch(c)
+	a.lru.MoveToBack(&c.lru)
 
 	dir := ClientToServer
 	if s.Src != c.Client {
@@ -208,8 +209,10 @@ func (c *Conn) isReuse(s *Segment) bool {
 }
 
 func (a *Assembler) open(key connKey, s *Segment, ts int64) *Conn {
-	if len(a.conns) >= a.cfg.MaxConnections && a.lruHead != nil {
-		a.release(a.lruHead, CloseEvicted, ts)
+	if len(a.conns) >= a.cfg.MaxConnections {
+		if oldest := a.lru.Front(); oldest != nil {
+			a.release(oldest, CloseEvicted, ts)
+		}
 	}
 	c := &Conn{key: key, lastSeen: ts}
 	switch {
@@ -225,7 +228,7 @@ func (a *Assembler) open(key connKey, s *Segment, ts int64) *Conn {
 		c.Client, c.Server = s.Src, s.Dst
 	}
 	a.conns[key] = c
-	a.pushBack(c)
+	a.lru.PushBack(&c.lru, c)
 	a.stats.ConnectionsOpened++
 	a.h.Open(c)
 	return c
@@ -484,8 +487,8 @@ func (a *Assembler) Advance(now time.Time) { a.AdvanceAt(now.UnixNano()) }
 // AdvanceAt is Advance with the time in Unix nanoseconds.
 func (a *Assembler) AdvanceAt(now int64) {
 	limit := now - int64(a.cfg.IdleTimeout)
-	for a.lruHead != nil && a.lruHead.lastSeen < limit {
-		a.release(a.lruHead, CloseIdle, now)
+	for c := a.lru.Front(); c != nil && c.lastSeen < limit; c = a.lru.Front() {
+		a.release(c, CloseIdle, now)
 	}
 }
 
@@ -494,8 +497,8 @@ func (a *Assembler) FlushAll(now time.Time) { a.FlushAllAt(now.UnixNano()) }
 
 // FlushAllAt is FlushAll with the time in Unix nanoseconds.
 func (a *Assembler) FlushAllAt(now int64) {
-	for a.lruHead != nil {
-		a.release(a.lruHead, CloseShutdown, now)
+	for c := a.lru.Front(); c != nil; c = a.lru.Front() {
+		a.release(c, CloseShutdown, now)
 	}
 }
 
@@ -530,39 +533,7 @@ func (a *Assembler) release(c *Conn, reason CloseReason, ts int64) {
 	if slot := &a.recent[recentSlot(c.Client, c.Server)]; *slot == c {
 		*slot = nil
 	}
-	a.unlink(c)
+	a.lru.Remove(&c.lru)
 	a.h.Close(c, reason, ts)
 	c.gone = true
-}
-
-func (a *Assembler) pushBack(c *Conn) {
-	c.prev, c.next = a.lruTail, nil
-	if a.lruTail != nil {
-		a.lruTail.next = c
-	} else {
-		a.lruHead = c
-	}
-	a.lruTail = c
-}
-
-func (a *Assembler) unlink(c *Conn) {
-	if c.prev != nil {
-		c.prev.next = c.next
-	} else if a.lruHead == c {
-		a.lruHead = c.next
-	}
-	if c.next != nil {
-		c.next.prev = c.prev
-	} else if a.lruTail == c {
-		a.lruTail = c.prev
-	}
-	c.prev, c.next = nil, nil
-}
-
-func (a *Assembler) touch(c *Conn) {
-	if a.lruTail == c {
-		return
-	}
-	a.unlink(c)
-	a.pushBack(c)
 }

@@ -20,6 +20,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"time"
+
+	"github.com/mission-ids/mission/internal/lru"
 )
 
 // Direction of a byte stream within a connection.
@@ -159,11 +161,11 @@ type Conn struct {
 	// State is free for the Handler (set it in Open).
 	State any
 
-	key        connKey
-	gone       bool // released
-	half       [2]half
-	lastSeen   int64 // capture time, Unix ns
-	prev, next *Conn // LRU list, least recently active first
+	key      connKey
+	gone     bool // released
+	half     [2]half
+	lastSeen int64          // capture time, Unix ns
+	lru      lru.Node[Conn] // in Assembler.lru, least recently active first
 }
 
 type half struct {

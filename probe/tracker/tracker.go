@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/internal/lru"
 	"github.com/mission-ids/mission/mqttparse"
 	"github.com/mission-ids/mission/probe/reassembly"
 )
@@ -104,8 +105,7 @@ type Tracker struct {
 	pkt   mqttparse.Packet
 	rec   flow.Record
 	txs   map[txKey]*tx
-	head  *tx // least recently active open transaction
-	tail  *tx
+	lru   lru.List[tx] // open transactions, least recently active first
 	free  []*tx
 	names interner
 	bytes byteChunks // emitted flows' correlation data
@@ -137,15 +137,15 @@ func (t *Tracker) Advance(now time.Time) { t.AdvanceAt(now.UnixNano()) }
 // AdvanceAt is Advance with the time in Unix nanoseconds.
 func (t *Tracker) AdvanceAt(now int64) {
 	limit := now - int64(t.cfg.IdleTimeout)
-	for t.head != nil && t.head.last < limit {
-		t.end(t.head, flow.EndIdleTimeout)
+	for x := t.lru.Front(); x != nil && x.last < limit; x = t.lru.Front() {
+		t.end(x, flow.EndIdleTimeout)
 	}
 }
 
 // FlushAll ends every open transaction (shutdown).
 func (t *Tracker) FlushAll() {
-	for t.head != nil {
-		t.end(t.head, flow.EndForced)
+	for x := t.lru.Front(); x != nil; x = t.lru.Front() {
+		t.end(x, flow.EndForced)
 	}
 }
 
@@ -158,7 +158,7 @@ type session struct {
 	clientID string
 	username string
 	dirs     [2]dirState
-	txHead   *tx // this session's open transactions
+	txs      lru.List[tx] // this session's open transactions, newest first
 	// resuming is set while packets held back by a resynchronisation are
 	// decoded: the other direction went on meanwhile, so answers to them
 	// may have been taken as unmatched.
@@ -203,8 +203,8 @@ func (t *Tracker) Close(c *reassembly.Conn, reason reassembly.CloseReason, ts in
 	if reason == reassembly.CloseEvicted {
 		endReason = flow.EndLackOfResources
 	}
-	for s.txHead != nil {
-		t.end(s.txHead, endReason)
+	for x := s.txs.Front(); x != nil; x = s.txs.Front() {
+		t.end(x, endReason)
 	}
 	c.State = nil
 	t.sess--
@@ -315,9 +315,9 @@ func (t *Tracker) startSync(d *dirState) {
 // rather than complete later with a packet missing; their later packets
 // count as unmatched.
 func (t *Tracker) endOpen(s *session) {
-	for s.txHead != nil {
+	for x := s.txs.Front(); x != nil; x = s.txs.Front() {
 		t.stats.GapEnded++
-		t.end(s.txHead, flow.EndForced)
+		t.end(x, flow.EndForced)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/internal/lru"
 	"github.com/mission-ids/mission/mqttparse"
 	"github.com/mission-ids/mission/probe/reassembly"
 )
@@ -38,12 +39,11 @@ type tx struct {
 	key        txKey
 	s          *session
 	rec        flow.Record
-	start, end int64 // capture times (Unix ns) of its first and last packets
-	last       int64 // of the last packet (LRU order)
-	suspect    bool  // begun by a packet held back by a resync: never "end of flow"
-	prev, next *tx   // tracker LRU, least recently active first
-	sprev      *tx   // session list
-	snext      *tx
+	start, end int64        // capture times (Unix ns) of its first and last packets
+	last       int64        // of the last packet (LRU order)
+	suspect    bool         // begun by a packet held back by a resync: never "end of flow"
+	lru        lru.Node[tx] // in Tracker.lru, least recently active first
+	inSession  lru.Node[tx] // in session.txs, newest first
 	// corr holds the correlation data of an open PUBLISH transaction
 	// (longer data is allocated); rec.CorrelationData points here until
 	// emit copies it out.
@@ -319,8 +319,10 @@ func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid ui
 		t.stats.Superseded++
 		t.end(old, flow.EndForced)
 	}
-	if len(t.txs) >= t.cfg.MaxTransactions && t.head != nil {
-		t.end(t.head, flow.EndLackOfResources)
+	if len(t.txs) >= t.cfg.MaxTransactions {
+		if oldest := t.lru.Front(); oldest != nil {
+			t.end(oldest, flow.EndLackOfResources)
+		}
 	}
 	var x *tx
 	if n := len(t.free); n > 0 {
@@ -337,12 +339,8 @@ func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid ui
 	x.rec.Packets, x.rec.Octets = 1, n
 	x.rec.PacketID = pid
 	t.txs[key] = x
-	t.pushBack(x)
-	x.snext = s.txHead
-	if s.txHead != nil {
-		s.txHead.sprev = x
-	}
-	s.txHead = x
+	t.lru.PushBack(&x.lru, x)
+	s.txs.PushFront(&x.inSession, x)
 	return x
 }
 
@@ -353,26 +351,14 @@ func (t *Tracker) attach(x *tx, ts int64, n uint64) {
 		x.end = ts
 	}
 	x.last = ts
-	if t.tail != x {
-		t.unlink(x)
-		t.pushBack(x)
-	}
+	t.lru.MoveToBack(&x.lru)
 }
 
 // end emits an open transaction's flow and frees it.
 func (t *Tracker) end(x *tx, reason flow.EndReason) {
 	delete(t.txs, x.key)
-	t.unlink(x)
-	s := x.s
-	if x.sprev != nil {
-		x.sprev.snext = x.snext
-	} else if s.txHead == x {
-		s.txHead = x.snext
-	}
-	if x.snext != nil {
-		x.snext.sprev = x.sprev
-	}
-	x.sprev, x.snext = nil, nil
+	t.lru.Remove(&x.lru)
+	x.s.txs.Remove(&x.inSession)
 	if x.suspect && reason == flow.EndOfFlow {
 		// Its answers may have passed while its request was held back.
 		reason = flow.EndForced
@@ -405,30 +391,6 @@ func (t *Tracker) emit(r *flow.Record) {
 		t.stats.FlowsByEnd[r.EndReason]++
 	}
 	t.sink.Flow(r)
-}
-
-func (t *Tracker) pushBack(x *tx) {
-	x.prev, x.next = t.tail, nil
-	if t.tail != nil {
-		t.tail.next = x
-	} else {
-		t.head = x
-	}
-	t.tail = x
-}
-
-func (t *Tracker) unlink(x *tx) {
-	if x.prev != nil {
-		x.prev.next = x.next
-	} else if t.head == x {
-		t.head = x.next
-	}
-	if x.next != nil {
-		x.next.prev = x.prev
-	} else if t.tail == x {
-		t.tail = x.prev
-	}
-	x.prev, x.next = nil, nil
 }
 
 // byteChunks hands out copies of short byte strings cut from shared
