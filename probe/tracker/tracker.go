@@ -1,8 +1,8 @@
 // Package tracker turns reassembled MQTT streams into flow records: it
 // frames and decodes each direction with mqttparse, keeps the MQTT session
 // of each connection (protocol level, client id, topic aliases) and matches
-// requests with their responses into transactions (../shared/DESIGN.md,
-// "What a flow is").
+// requests with their responses into transactions: one flow record per
+// transaction, or per packet that opens none.
 //
 // It implements reassembly.Handler, so the probe wires it directly behind
 // the TCP assembler. Time is always the capture time of packets; Advance
