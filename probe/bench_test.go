@@ -136,7 +136,7 @@ func BenchmarkConnectionsMemory(b *testing.B) {
 		b.StartTimer()
 
 		flows := 0
-		tr := tracker.New(tracker.Config{}, tracker.SinkFunc(func(*flow.Record) { flows++ }))
+		tr := tracker.New(tracker.Config{}, tracker.FlowFunc(func(*flow.Record) { flows++ }))
 		asm := reassembly.New(reassembly.Config{}, tr)
 		feedConnections(asm, conns)
 

@@ -150,7 +150,7 @@ func New(cfg Config, exp Exporter) (*Probe, error) {
 	}
 	rcfg := cfg.Reassembly
 	rcfg.ServerPort = func(port uint16) bool { return p.isMQTT(port) }
-	p.tr = tracker.New(cfg.Tracker, tracker.SinkFunc(p.enqueue))
+	p.tr = tracker.New(cfg.Tracker, tracker.FlowFunc(p.enqueue))
 	p.asm = reassembly.New(rcfg, p.tr)
 	if cfg.Filter != "" {
 		// Compile once up front so a bad expression fails at start.
@@ -184,7 +184,7 @@ const (
 	captureLinger = int64(10 * time.Millisecond)
 )
 
-// enqueue is the tracker's sink: it never blocks the capture.
+// enqueue is the tracker's flow handler: it never blocks the capture.
 func (p *Probe) enqueue(r *flow.Record) {
 	if p.pending == nil {
 		p.pending = p.freeBatch()

@@ -27,17 +27,18 @@ import (
 	"github.com/mission-ids/mission/probe/reassembly"
 )
 
-// Sink receives finished flows. The *Record is reused after Flow returns;
-// its strings and slices are not, so a sink may keep a copy of the struct.
-type Sink interface {
+// FlowHandler receives finished flows. The *Record is reused after Flow
+// returns; its strings and slices are not, so a handler may keep a copy of
+// the struct.
+type FlowHandler interface {
 	Flow(r *flow.Record)
 }
 
-// SinkFunc adapts a function to Sink.
-type SinkFunc func(r *flow.Record)
+// FlowFunc adapts a function to FlowHandler.
+type FlowFunc func(r *flow.Record)
 
 // Flow calls f.
-func (f SinkFunc) Flow(r *flow.Record) { f(r) }
+func (f FlowFunc) Flow(r *flow.Record) { f(r) }
 
 // Config bounds the tracker. Zero values take the defaults.
 type Config struct {
@@ -101,7 +102,7 @@ type Stats struct {
 // Tracker implements reassembly.Handler.
 type Tracker struct {
 	cfg   Config
-	sink  Sink
+	out   FlowHandler
 	pkt   mqttparse.Packet
 	rec   flow.Record
 	txs   map[txKey]*tx
@@ -117,10 +118,10 @@ type Tracker struct {
 	nserial    uint64 // serial number of the last session opened
 }
 
-// New returns a tracker that emits flows to sink.
-func New(cfg Config, sink Sink) *Tracker {
+// New returns a tracker that hands finished flows to out.
+func New(cfg Config, out FlowHandler) *Tracker {
 	cfg.defaults()
-	return &Tracker{cfg: cfg, sink: sink, txs: make(map[txKey]*tx), names: newInterner(1 << 16)}
+	return &Tracker{cfg: cfg, out: out, txs: make(map[txKey]*tx), names: newInterner(1 << 16)}
 }
 
 // Stats returns the counters.

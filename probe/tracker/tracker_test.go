@@ -146,7 +146,7 @@ type harness struct {
 func newHarness(t *testing.T, cfg Config) *harness {
 	h := &harness{t: t, now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC),
 		cli: netip.MustParseAddrPort("192.0.2.10:50000"), srv: netip.MustParseAddrPort("192.0.2.1:1883")}
-	h.tr = New(cfg, SinkFunc(func(r *flow.Record) { h.flows = append(h.flows, *r) }))
+	h.tr = New(cfg, FlowFunc(func(r *flow.Record) { h.flows = append(h.flows, *r) }))
 	h.asm = reassembly.New(reassembly.Config{ServerPort: func(p uint16) bool { return p == 1883 }}, h.tr)
 	h.seq = [2]uint32{100, 900}
 	return h
@@ -368,7 +368,7 @@ func TestGapResync(t *testing.T) {
 
 func BenchmarkPublishQoS2(b *testing.B) {
 	var n int
-	tr := New(Config{}, SinkFunc(func(r *flow.Record) { n++ }))
+	tr := New(Config{}, FlowFunc(func(r *flow.Record) { n++ }))
 	asm := reassembly.New(reassembly.Config{}, tr)
 	cli := netip.MustParseAddrPort("192.0.2.10:50000")
 	srv := netip.MustParseAddrPort("192.0.2.1:1883")
@@ -402,7 +402,7 @@ func BenchmarkPublishQoS2(b *testing.B) {
 
 // TestCorrelationDataOwned checks that every emitted flow owns its
 // correlation data: the tracker copies it out of the packet and out of the
-// transaction (both reused), so a sink that keeps records sees each flow's
+// transaction (both reused), so a handler that keeps records sees each flow's
 // own bytes, short or long, QoS 0 or 1, many flows later.
 func TestCorrelationDataOwned(t *testing.T) {
 	h := newHarness(t, Config{})

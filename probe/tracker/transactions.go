@@ -255,7 +255,7 @@ func (t *Tracker) resolveTopic(d *dirState, p *mqttparse.Packet) string {
 // setCorrelation takes the v5 Correlation Data, else the trace id of a W3C
 // traceparent user property ("00-<32 hex trace id>-<16 hex>-<2 hex>").
 // r.CorrelationData points into the packet: a transaction copies it into
-// its own buffer, and emit copies it for the sink.
+// its own buffer, and emit copies it for the flow handler.
 func setCorrelation(r *flow.Record, props *mqttparse.Properties) {
 	if props.Has(mqttparse.PropCorrelationData) {
 		r.CorrelationData = props.CorrelationData
@@ -390,7 +390,7 @@ func (t *Tracker) emit(r *flow.Record) {
 	if int(r.EndReason) < len(t.stats.FlowsByEnd) {
 		t.stats.FlowsByEnd[r.EndReason]++
 	}
-	t.sink.Flow(r)
+	t.out.Flow(r)
 }
 
 // byteChunks hands out copies of short byte strings cut from shared

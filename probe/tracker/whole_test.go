@@ -18,7 +18,7 @@ func chunkRun(framerOnly bool, c2sStream, s2cStream []byte, cuts []byte) ([]flow
 	var flows []flow.Record
 	var n uint64
 	tr := New(Config{MaxPacketSize: 300, MaxResync: 512, FlowIDs: func() uint64 { n++; return n }},
-		SinkFunc(func(r *flow.Record) { flows = append(flows, *r) }))
+		FlowFunc(func(r *flow.Record) { flows = append(flows, *r) }))
 	tr.framerOnly = framerOnly
 	asm := reassembly.New(reassembly.Config{ServerPort: func(p uint16) bool { return p == 1883 }}, tr)
 	cli, srv := netip.MustParseAddrPort("192.0.2.10:50000"), netip.MustParseAddrPort("192.0.2.1:1883")
