@@ -54,34 +54,42 @@ func (l *List[T]) Next(n *Node[T]) *T {
 
 // PushBack links n, the node of owner, at the back. A node already linked
 // is moved there.
+//
+// PushBack and PushFront are written to stay within the compiler's
+// inlining budget (they run once per MQTT transaction): a relinked node
+// keeps the count instead of being removed and counted again.
 func (l *List[T]) PushBack(n *Node[T], owner *T) {
 	if n.owner != nil {
-		l.Remove(n)
+		l.unlink(n)
+	} else {
+		l.n++
 	}
-	n.owner, n.prev, n.next = owner, l.tail, nil
-	if l.tail != nil {
-		l.tail.next = n
+	t := l.tail
+	*n = Node[T]{prev: t, owner: owner}
+	if t != nil {
+		t.next = n
 	} else {
 		l.head = n
 	}
 	l.tail = n
-	l.n++
 }
 
 // PushFront links n, the node of owner, at the front. A node already
 // linked is moved there.
 func (l *List[T]) PushFront(n *Node[T], owner *T) {
 	if n.owner != nil {
-		l.Remove(n)
+		l.unlink(n)
+	} else {
+		l.n++
 	}
-	n.owner, n.prev, n.next = owner, nil, l.head
-	if l.head != nil {
-		l.head.prev = n
+	h := l.head
+	*n = Node[T]{next: h, owner: owner}
+	if h != nil {
+		h.prev = n
 	} else {
 		l.tail = n
 	}
 	l.head = n
-	l.n++
 }
 
 // MoveToBack marks n's element as the most recently used. An unlinked node

@@ -86,6 +86,26 @@ func TestListOperations(t *testing.T) {
 			l.PushBack(&its[0].node, its[0])
 			l.PushFront(&its[2].node, its[2])
 		}, []int{2, 1, 0}},
+		{"push of the only node keeps it once", func(l *List[item], its []*item) {
+			l.PushBack(&its[0].node, its[0])
+			l.PushBack(&its[0].node, its[0])
+			l.PushFront(&its[0].node, its[0])
+		}, []int{0}},
+		{"push back of the tail and front of the head stay put", func(l *List[item], its []*item) {
+			for _, it := range its[:3] {
+				l.PushBack(&it.node, it)
+			}
+			l.PushBack(&its[2].node, its[2])
+			l.PushFront(&its[0].node, its[0])
+		}, []int{0, 1, 2}},
+		{"push front of the tail, back of the head", func(l *List[item], its []*item) {
+			for _, it := range its[:3] {
+				l.PushBack(&it.node, it)
+			}
+			l.PushFront(&its[2].node, its[2])
+			l.PushBack(&its[2].node, its[2])
+			l.PushBack(&its[0].node, its[0])
+		}, []int{1, 2, 0}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
