@@ -15,14 +15,56 @@ import (
 const MaxFrame = 256 * 1024
 
 // ErrBadFile marks a capture file that is not pcap/pcapng or is corrupt.
+// Every such error is a *FileError, which says where.
 var ErrBadFile = errors.New("capture: malformed capture file")
+
+// FileError locates what is wrong in a capture file. errors.Is(err,
+// ErrBadFile) holds for it, and errors.Is/As reach its Err.
+type FileError struct {
+	Packet uint64 // number of the packet being read (1-based); 0 while reading the file header
+	Offset int64  // byte offset of the record or block being read
+	Reason string // what is wrong
+	Err    error  // the cause (e.g. io.ErrUnexpectedEOF), or nil
+}
+
+func (e *FileError) Error() string {
+	s := ErrBadFile.Error() + ": "
+	if e.Packet > 0 {
+		s += fmt.Sprintf("packet %d ", e.Packet)
+	}
+	s += fmt.Sprintf("at offset %d: %s", e.Offset, e.Reason)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Is makes every FileError match ErrBadFile.
+func (e *FileError) Is(target error) bool { return target == ErrBadFile }
+
+// Unwrap returns the cause.
+func (e *FileError) Unwrap() error { return e.Err }
+
+// badFile returns a *FileError.
+func badFile(packet uint64, offset int64, cause error, format string, args ...any) error {
+	return &FileError{Packet: packet, Offset: offset, Reason: fmt.Sprintf(format, args...), Err: cause}
+}
+
+// unexpectedEOF turns the end of file inside a record into
+// io.ErrUnexpectedEOF.
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
 
 // OpenFile opens a pcap or pcapng file (the format is detected from its
 // magic number). Packets are read as fast as the caller asks for them.
 func OpenFile(path string) (Source, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("open capture file: %w", err)
+		return nil, fmt.Errorf("open capture file: %w", err) // *os.PathError: names the file
 	}
 	// Classic pcap files are mapped into memory where possible: packets
 	// are then slices of the mapping, with no read call and no copy.
@@ -35,7 +77,7 @@ func OpenFile(path string) (Source, error) {
 	src, err := NewFileReader(f)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("capture file %s: %w", path, err)
 	}
 	return &fileSource{reader: src, f: f}, nil
 }
@@ -70,7 +112,7 @@ type pcapMem struct {
 
 func newPcapMem(mem []byte) (*pcapMem, error) {
 	if len(mem) < 24 {
-		return nil, fmt.Errorf("%w: pcap header", ErrBadFile)
+		return nil, badFile(0, 0, io.ErrUnexpectedEOF, "pcap header")
 	}
 	p := &pcapMem{mem: mem, off: 24}
 	switch binary.LittleEndian.Uint32(mem[:4]) {
@@ -83,7 +125,7 @@ func newPcapMem(mem []byte) (*pcapMem, error) {
 	case 0x4d3cb2a1:
 		p.hdr.order, p.hdr.nanos = binary.BigEndian, true
 	default:
-		return nil, fmt.Errorf("%w: not a pcap file", ErrBadFile)
+		return nil, badFile(0, 0, nil, "not a pcap file")
 	}
 	p.hdr.linkType = LinkType(p.hdr.order.Uint32(mem[20:24]) & 0xffff)
 	p.little = p.hdr.order == binary.LittleEndian
@@ -96,7 +138,7 @@ func (p *pcapMem) ReadPacket(pkt *Packet) error {
 		return io.EOF
 	}
 	if rest < 16 {
-		return fmt.Errorf("%w: packet %d header: %v", ErrBadFile, p.n+1, io.ErrUnexpectedEOF)
+		return badFile(p.n+1, int64(p.off), io.ErrUnexpectedEOF, "packet header")
 	}
 	h := p.mem[p.off : p.off+16]
 	var sec, frac, capLen, origLen uint32
@@ -108,10 +150,10 @@ func (p *pcapMem) ReadPacket(pkt *Packet) error {
 		capLen, origLen = binary.BigEndian.Uint32(h[8:12]), binary.BigEndian.Uint32(h[12:16])
 	}
 	if capLen > MaxFrame {
-		return fmt.Errorf("%w: packet %d declares %d captured bytes (max %d)", ErrBadFile, p.n+1, capLen, MaxFrame)
+		return badFile(p.n+1, int64(p.off), nil, "declares %d captured bytes (max %d)", capLen, MaxFrame)
 	}
 	if int(capLen) > rest-16 {
-		return fmt.Errorf("%w: packet %d truncated: %v", ErrBadFile, p.n+1, io.ErrUnexpectedEOF)
+		return badFile(p.n+1, int64(p.off), io.ErrUnexpectedEOF, "packet truncated")
 	}
 	start := p.off + 16
 	p.off = start + int(capLen)
@@ -135,7 +177,7 @@ func NewFileReader(r io.Reader) (Source, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	magic, err := br.Peek(4)
 	if err != nil {
-		return nil, fmt.Errorf("%w: too short for a capture file header", ErrBadFile)
+		return nil, badFile(0, 0, unexpectedEOF(err), "too short for a capture file header")
 	}
 	switch binary.LittleEndian.Uint32(magic) {
 	case 0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1:
@@ -143,7 +185,7 @@ func NewFileReader(r io.Reader) (Source, error) {
 	case 0x0a0d0d0a:
 		return newPcapngReader(br)
 	}
-	return nil, fmt.Errorf("%w: unknown magic %x (want pcap or pcapng)", ErrBadFile, magic)
+	return nil, badFile(0, 0, nil, "unknown magic %x (want pcap or pcapng)", magic)
 }
 
 // pcapReader reads the classic libpcap format.
@@ -153,14 +195,15 @@ type pcapReader struct {
 	nanos    bool
 	linkType LinkType
 	n        uint64
+	off      int64 // of the next record
 }
 
 func newPcapReader(r *bufio.Reader) (*pcapReader, error) {
 	var h [24]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return nil, fmt.Errorf("%w: pcap header: %v", ErrBadFile, err)
+		return nil, badFile(0, 0, unexpectedEOF(err), "pcap header")
 	}
-	p := &pcapReader{r: r}
+	p := &pcapReader{r: r, off: 24}
 	switch binary.LittleEndian.Uint32(h[:4]) {
 	case 0xa1b2c3d4:
 		p.order = binary.LittleEndian
@@ -185,28 +228,23 @@ func (p *pcapReader) ReadPacket(pkt *Packet) error {
 		if err == io.EOF && len(hdr) == 0 {
 			return io.EOF
 		}
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return fmt.Errorf("%w: packet %d header: %v", ErrBadFile, p.n+1, err)
+		return badFile(p.n+1, p.off, unexpectedEOF(err), "packet header")
 	}
 	sec := p.order.Uint32(hdr[0:4])
 	frac := p.order.Uint32(hdr[4:8])
 	capLen := p.order.Uint32(hdr[8:12])
 	origLen := p.order.Uint32(hdr[12:16])
 	if capLen > MaxFrame {
-		return fmt.Errorf("%w: packet %d declares %d captured bytes (max %d)", ErrBadFile, p.n+1, capLen, MaxFrame)
+		return badFile(p.n+1, p.off, nil, "declares %d captured bytes (max %d)", capLen, MaxFrame)
 	}
 	_, _ = p.r.Discard(16)
 	data, err := p.r.Peek(int(capLen))
 	if err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return fmt.Errorf("%w: packet %d truncated: %v", ErrBadFile, p.n+1, err)
+		return badFile(p.n+1, p.off, unexpectedEOF(err), "packet truncated")
 	}
 	_, _ = p.r.Discard(int(capLen))
 	p.n++
+	p.off += 16 + int64(capLen)
 	ns := int64(frac)
 	if !p.nanos {
 		ns *= 1000
@@ -231,6 +269,9 @@ type pcapngReader struct {
 	ifaces []ngIface
 	buf    []byte
 	n      uint64
+	off    int64 // of the next block
+	block  int64 // offset of the block last read
+	begun  bool  // past the first section header: errors name a packet
 }
 
 type ngIface struct {
@@ -257,9 +298,10 @@ func newPcapngReader(r *bufio.Reader) (*pcapngReader, error) {
 		return nil, err
 	}
 	if typ != ngSectionHeader {
-		return nil, fmt.Errorf("%w: pcapng does not start with a section header", ErrBadFile)
+		return nil, badFile(0, 0, nil, "pcapng does not start with a section header")
 	}
 	_ = body
+	p.begun = true
 	return p, nil
 }
 
@@ -267,16 +309,17 @@ func newPcapngReader(r *bufio.Reader) (*pcapngReader, error) {
 // type, lengths); a section header resets byte order and interfaces.
 func (p *pcapngReader) readBlock() (uint32, []byte, error) {
 	var h [12]byte
+	p.block = p.off
 	if _, err := io.ReadFull(p.r, h[:8]); err != nil {
 		if err == io.EOF {
 			return 0, nil, io.EOF
 		}
-		return 0, nil, fmt.Errorf("%w: pcapng block header: %v", ErrBadFile, err)
+		return 0, nil, p.bad(err, "pcapng block header")
 	}
 	if binary.LittleEndian.Uint32(h[:4]) == ngSectionHeader {
 		// The byte-order magic follows the length; read it to learn the order.
 		if _, err := io.ReadFull(p.r, h[8:12]); err != nil {
-			return 0, nil, fmt.Errorf("%w: pcapng section header: %v", ErrBadFile, err)
+			return 0, nil, p.bad(unexpectedEOF(err), "pcapng section header")
 		}
 		switch binary.LittleEndian.Uint32(h[8:12]) {
 		case 0x1a2b3c4d:
@@ -284,35 +327,46 @@ func (p *pcapngReader) readBlock() (uint32, []byte, error) {
 		case 0x4d3c2b1a:
 			p.order = binary.BigEndian
 		default:
-			return 0, nil, fmt.Errorf("%w: pcapng byte-order magic %x", ErrBadFile, h[8:12])
+			return 0, nil, p.bad(nil, "pcapng byte-order magic %x", h[8:12])
 		}
 		p.ifaces = p.ifaces[:0]
 		total := p.order.Uint32(h[4:8])
 		if total < 28 || total > MaxFrame || total%4 != 0 {
-			return 0, nil, fmt.Errorf("%w: pcapng section header length %d", ErrBadFile, total)
+			return 0, nil, p.bad(nil, "pcapng section header length %d", total)
 		}
 		body, err := p.readBody(int(total) - 12)
 		if err != nil {
 			return 0, nil, err
 		}
+		p.off += int64(total)
 		return ngSectionHeader, body[:len(body)-4], nil
 	}
 	if p.order == nil {
-		return 0, nil, fmt.Errorf("%w: pcapng block before section header", ErrBadFile)
+		return 0, nil, p.bad(nil, "pcapng block before section header")
 	}
 	typ := p.order.Uint32(h[:4])
 	total := p.order.Uint32(h[4:8])
 	if total < 12 || total > MaxFrame || total%4 != 0 {
-		return 0, nil, fmt.Errorf("%w: pcapng block length %d", ErrBadFile, total)
+		return 0, nil, p.bad(nil, "pcapng block length %d", total)
 	}
 	body, err := p.readBody(int(total) - 8)
 	if err != nil {
 		return 0, nil, err
 	}
 	if trailer := p.order.Uint32(body[len(body)-4:]); trailer != total {
-		return 0, nil, fmt.Errorf("%w: pcapng block trailer %d != length %d", ErrBadFile, trailer, total)
+		return 0, nil, p.bad(nil, "pcapng block trailer %d != length %d", trailer, total)
 	}
+	p.off += int64(total)
 	return typ, body[:len(body)-4], nil
+}
+
+// bad returns a *FileError at the block being read.
+func (p *pcapngReader) bad(cause error, format string, args ...any) error {
+	var packet uint64
+	if p.begun {
+		packet = p.n + 1
+	}
+	return badFile(packet, p.block, cause, format, args...)
 }
 
 func (p *pcapngReader) readBody(n int) ([]byte, error) {
@@ -321,17 +375,17 @@ func (p *pcapngReader) readBody(n int) ([]byte, error) {
 	}
 	p.buf = p.buf[:n]
 	if _, err := io.ReadFull(p.r, p.buf); err != nil {
-		return nil, fmt.Errorf("%w: pcapng block truncated: %v", ErrBadFile, err)
+		return nil, p.bad(unexpectedEOF(err), "pcapng block truncated")
 	}
 	return p.buf, nil
 }
 
 func (p *pcapngReader) addInterface(body []byte) error {
 	if len(body) < 8 {
-		return fmt.Errorf("%w: pcapng interface block too short", ErrBadFile)
+		return p.bad(nil, "pcapng interface block too short")
 	}
 	if len(p.ifaces) >= ngMaxInterfaces {
-		return fmt.Errorf("%w: more than %d interfaces in a section", ErrBadFile, ngMaxInterfaces)
+		return p.bad(nil, "more than %d interfaces in a section", ngMaxInterfaces)
 	}
 	ifc := ngIface{
 		linkType:    LinkType(p.order.Uint16(body[0:2])),
@@ -388,7 +442,7 @@ func (p *pcapngReader) ReadPacket(pkt *Packet) error {
 			}
 		case ngEnhanced, ngPacketObs:
 			if len(body) < 20 {
-				return fmt.Errorf("%w: pcapng packet block too short", ErrBadFile)
+				return p.bad(nil, "pcapng packet block too short")
 			}
 			var ifID uint32
 			if typ == ngEnhanced {
@@ -397,14 +451,14 @@ func (p *pcapngReader) ReadPacket(pkt *Packet) error {
 				ifID = uint32(p.order.Uint16(body[0:2]))
 			}
 			if int(ifID) >= len(p.ifaces) {
-				return fmt.Errorf("%w: packet references interface %d of %d", ErrBadFile, ifID, len(p.ifaces))
+				return p.bad(nil, "packet references interface %d of %d", ifID, len(p.ifaces))
 			}
 			ifc := &p.ifaces[ifID]
 			ts := uint64(p.order.Uint32(body[4:8]))<<32 | uint64(p.order.Uint32(body[8:12]))
 			capLen := p.order.Uint32(body[12:16])
 			origLen := p.order.Uint32(body[16:20])
 			if int(capLen) > len(body)-20 {
-				return fmt.Errorf("%w: packet captured length %d exceeds its block", ErrBadFile, capLen)
+				return p.bad(nil, "packet captured length %d exceeds its block", capLen)
 			}
 			p.n++
 			pkt.Data = body[20 : 20+capLen]
@@ -414,7 +468,7 @@ func (p *pcapngReader) ReadPacket(pkt *Packet) error {
 			return nil
 		case ngSimplePacket:
 			if len(body) < 4 || len(p.ifaces) == 0 {
-				return fmt.Errorf("%w: pcapng simple packet block without interface", ErrBadFile)
+				return p.bad(nil, "pcapng simple packet block without interface")
 			}
 			origLen := p.order.Uint32(body[0:4])
 			data := body[4:]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -158,6 +159,51 @@ func TestReadCorruptFiles(t *testing.T) {
 	}
 	require.ErrorIs(t, err, ErrBadFile)
 	require.Equal(t, 4, n)
+}
+
+// TestFileErrorSaysWhere checks that a malformed file's error names the
+// packet and the byte offset of its record, and keeps the cause.
+func TestFileErrorSaysWhere(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.pcap")
+	writePcap(t, good, true, samplePackets(t))
+	raw, err := os.ReadFile(good)
+	require.NoError(t, err)
+	first := 16 + int(binary.LittleEndian.Uint32(raw[24+8:])) // size of the first record
+	huge := append([]byte(nil), raw...)
+	binary.LittleEndian.PutUint32(huge[24+first+8:], 1<<30) // second record
+
+	tests := []struct {
+		name   string
+		data   []byte
+		packet uint64
+		offset int64
+		cause  error
+	}{
+		{"cut mid-packet", raw[:len(raw)-3], 5, -1, io.ErrUnexpectedEOF},
+		{"huge second record", huge, 2, int64(24 + first), nil},
+		{"short header", raw[:10], 0, 0, io.ErrUnexpectedEOF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src, err := NewFileReader(bytes.NewReader(tt.data))
+			var p Packet
+			for err == nil {
+				err = src.ReadPacket(&p)
+			}
+			require.ErrorIs(t, err, ErrBadFile)
+			var fe *FileError
+			require.ErrorAs(t, err, &fe)
+			require.Equal(t, tt.packet, fe.Packet)
+			if tt.offset >= 0 {
+				require.Equal(t, tt.offset, fe.Offset)
+			}
+			require.Contains(t, err.Error(), fmt.Sprintf("at offset %d", fe.Offset))
+			if tt.cause != nil {
+				require.ErrorIs(t, err, tt.cause)
+			}
+		})
+	}
 }
 
 func FuzzFileReader(f *testing.F) {

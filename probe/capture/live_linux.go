@@ -37,8 +37,18 @@ type LiveConfig struct {
 // arrived within the poll timeout; callers use it to drive timers.
 var ErrTimeout = errors.New("capture: no packet within poll timeout")
 
+// ErrNoInterface is returned by OpenLive for an interface that does not
+// exist.
+var ErrNoInterface = errors.New("capture: no such interface")
+
+// ErrKernelFilterOnAny is returned by OpenLive for a kernel filter on the
+// "any" interface, whose cooked frames the kernel filters from the network
+// header: filter them in user space instead.
+var ErrKernelFilterOnAny = errors.New("capture: a kernel filter cannot be attached to a cooked capture on any")
+
 // Live is an AF_PACKET capture on one interface. It needs CAP_NET_RAW.
 type Live struct {
+	name      string // the interface
 	fd        int
 	ifindex   int
 	loopback  bool
@@ -73,7 +83,7 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 	sockType := unix.SOCK_RAW
 	if cfg.Interface == AnyInterface {
 		if len(cfg.Filter) > 0 {
-			return nil, errors.New("capture on any: a kernel filter cannot be attached to a cooked capture; filter in user space")
+			return nil, fmt.Errorf("capture on %q: %w; filter in user space", cfg.Interface, ErrKernelFilterOnAny)
 		}
 		ifc = &net.Interface{Index: 0, Name: AnyInterface}
 		sockType = unix.SOCK_DGRAM
@@ -81,7 +91,7 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 		var err error
 		ifc, err = net.InterfaceByName(cfg.Interface)
 		if err != nil {
-			return nil, fmt.Errorf("capture on %q: %w (list interfaces with `ip link`, or use any)", cfg.Interface, err)
+			return nil, fmt.Errorf("capture on %q: %w: %w (list interfaces with `ip link`, or use any)", cfg.Interface, ErrNoInterface, err)
 		}
 	}
 	if cfg.SnapLen <= 0 || cfg.SnapLen > MaxFrame {
@@ -100,11 +110,11 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 	fd, err := unix.Socket(unix.AF_PACKET, sockType|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("open packet socket: %w (live capture needs root or CAP_NET_RAW)", err)
+			return nil, fmt.Errorf("capture on %q: open packet socket: %w (live capture needs root or CAP_NET_RAW)", cfg.Interface, err)
 		}
-		return nil, fmt.Errorf("open packet socket: %w", err)
+		return nil, fmt.Errorf("capture on %q: open packet socket: %w", cfg.Interface, err)
 	}
-	l := &Live{fd: fd, ifindex: ifc.Index, loopback: ifc.Flags&net.FlagLoopback != 0, linkType: LinkEthernet}
+	l := &Live{name: cfg.Interface, fd: fd, ifindex: ifc.Index, loopback: ifc.Flags&net.FlagLoopback != 0, linkType: LinkEthernet}
 	if cfg.Interface == AnyInterface {
 		l.linkType, l.cooked = LinkLinuxSLL, true
 		l.loopbacks = loopbackIndexes()
@@ -218,7 +228,7 @@ func (l *Live) ReadPacket(p *Packet) error {
 			if l.closed.Load() {
 				return ErrClosed
 			}
-			return fmt.Errorf("capture: recvmsg: %w", errno)
+			return fmt.Errorf("capture on %q: recvmsg: %w", l.name, errno)
 		}
 		if l.cooked && sa.Pkttype == unix.PACKET_OUTGOING && l.loopbacks[int(sa.Ifindex)] {
 			continue // the incoming copy of this loopback packet follows
@@ -280,7 +290,7 @@ func (l *Live) Stats() (Stats, error) {
 	}
 	st, err := unix.GetsockoptTpacketStats(l.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	if err != nil {
-		return l.stats, fmt.Errorf("capture: read kernel statistics: %w", err)
+		return l.stats, fmt.Errorf("capture on %q: read kernel statistics: %w", l.name, err)
 	}
 	// tp_packets counts every packet the socket received, dropped ones included.
 	l.stats.Received += uint64(st.Packets)

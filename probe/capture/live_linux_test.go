@@ -139,6 +139,11 @@ func TestLiveUnknownInterface(t *testing.T) {
 	_, err := OpenLive(LiveConfig{Interface: "does-not-exist0"})
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "ip link")
+	require.ErrorIs(t, err, ErrNoInterface)
+	require.Contains(t, err.Error(), "does-not-exist0")
+
+	_, err = OpenLive(LiveConfig{Interface: AnyInterface, Filter: make([]bpf.RawInstruction, 1)})
+	require.ErrorIs(t, err, ErrKernelFilterOnAny)
 }
 
 // TestLiveAnyInterface captures on every interface (tcpdump -i any):
