@@ -95,7 +95,7 @@ func NewIPFIXExporter(cfg IPFIXConfig) (*IPFIXExporter, error) {
 		bc.Transport = ipfix.UDP
 		conn, err := net.Dial("udp", cfg.Address)
 		if err != nil {
-			return nil, fmt.Errorf("IPFIX over UDP to %s: %w (check --collector and --port)", cfg.Address, err)
+			return nil, fmt.Errorf("IPFIX over UDP to %s: %w: %w", cfg.Address, ErrCollectorAddress, err)
 		}
 		e.conn = conn
 		v6 := false

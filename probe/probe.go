@@ -131,11 +131,26 @@ type Probe struct {
 	dropLog  zerolog.Logger
 }
 
+// Errors of New for the packet source: a probe reads either an interface
+// (Config.Interface) or a capture file (Config.ReadFile).
+var (
+	ErrNoSource   = errors.New("probe: no packet source: neither an interface nor a capture file")
+	ErrTwoSources = errors.New("probe: both an interface and a capture file: a probe reads one source")
+)
+
+// ErrCollectorAddress is returned by NewIPFIXExporter over UDP when the
+// collector's address (IPFIXConfig.Address, host:port) cannot be used: it
+// does not parse or its host does not resolve.
+var ErrCollectorAddress = errors.New("probe: unusable collector address")
+
 // New prepares a probe that exports through exp.
 func New(cfg Config, exp Exporter) (*Probe, error) {
 	cfg.defaults()
-	if (cfg.Interface == "") == (cfg.ReadFile == "") {
-		return nil, errors.New("probe: give exactly one of --interface (live) or --read (file)")
+	switch {
+	case cfg.Interface == "" && cfg.ReadFile == "":
+		return nil, ErrNoSource
+	case cfg.Interface != "" && cfg.ReadFile != "":
+		return nil, fmt.Errorf("%w (interface %q, file %q)", ErrTwoSources, cfg.Interface, cfg.ReadFile)
 	}
 	nbatch := max(1, cfg.QueueSize/captureBatch)
 	p := &Probe{cfg: cfg, exp: exp, log: cfg.Logger, queue: make(chan []flow.Record, nbatch),
