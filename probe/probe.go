@@ -49,10 +49,10 @@ type Config struct {
 	Reassembly reassembly.Config
 	Tracker    tracker.Config
 
-	// Benchmark, if set, receives a CSV line per exported flow: latency
+	// LatencyLog, if set, receives a CSV line per exported flow: latency
 	// from the capture of its last packet to export, with process CPU and
 	// memory (the original prototype's BENCHMARK/FILE_NAME output).
-	Benchmark io.Writer
+	LatencyLog io.Writer
 
 	Logger zerolog.Logger
 }
@@ -438,9 +438,9 @@ func (p *Probe) exportLoop() error {
 	batch := make([]flow.Record, 0, p.cfg.BatchSize)
 	tick := time.NewTicker(p.cfg.FlushInterval)
 	defer tick.Stop()
-	var bench *benchWriter
-	if p.cfg.Benchmark != nil {
-		bench = newBenchWriter(p.cfg.Benchmark)
+	var latency *latencyLog
+	if p.cfg.LatencyLog != nil {
+		latency = newLatencyLog(p.cfg.LatencyLog)
 	}
 	errLog := p.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second})
 	// Every batch is flushed: a flow leaves the probe within FlushInterval.
@@ -456,8 +456,8 @@ func (p *Probe) exportLoop() error {
 				errLog.Error().Err(err).Int("flows", len(batch)).Msg("export failed; flows lost")
 			} else {
 				p.exported.Add(uint64(len(batch)))
-				if bench != nil {
-					bench.write(batch, time.Now())
+				if latency != nil {
+					latency.write(batch, time.Now())
 				}
 			}
 			batch = batch[:0]
@@ -473,8 +473,8 @@ func (p *Probe) exportLoop() error {
 			if !ok {
 				send(true)
 				err := p.exp.Close()
-				if bench != nil {
-					err = errors.Join(err, bench.flush())
+				if latency != nil {
+					err = errors.Join(err, latency.flush())
 				}
 				return err
 			}

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,11 +13,13 @@ import (
 	"github.com/mission-ids/mission/flow"
 )
 
-// benchWriter writes the --benchmark CSV: one line per exported flow with
-// its latency from the capture of its last packet to export, and the
-// process's CPU share and resident memory (sampled at most once a second),
-// as the original prototype's BENCHMARK/FILE_NAME output did.
-type benchWriter struct {
+// latencyLog writes the per-flow latency log (Config.LatencyLog), a CSV
+// with one line per exported flow: its latency from the capture of its last
+// packet to export, and the process's CPU share and resident memory
+// (sampled at most once a second), as the original prototype's
+// BENCHMARK/FILE_NAME output did. It measures a running probe; it is not a
+// benchmark of the code.
+type latencyLog struct {
 	w       *bufio.Writer
 	sampled time.Time
 	cpuPct  float64
@@ -24,17 +27,17 @@ type benchWriter struct {
 	lastCPU time.Duration
 }
 
-const benchHeader = "flow_id,control_type,qos,capture_time_ns,export_time_ns,latency_ms,cpu_percent,rss_bytes\n"
+const latencyLogHeader = "flow_id,control_type,qos,capture_time_ns,export_time_ns,latency_ms,cpu_percent,rss_bytes\n"
 
-func newBenchWriter(w io.Writer) *benchWriter {
-	b := &benchWriter{w: bufio.NewWriter(w)}
-	b.w.WriteString(benchHeader)
+func newLatencyLog(w io.Writer) *latencyLog {
+	b := &latencyLog{w: bufio.NewWriter(w)}
+	b.w.WriteString(latencyLogHeader)
 	b.lastCPU, _ = processCPU()
 	b.sampled = time.Now()
 	return b
 }
 
-func (b *benchWriter) write(recs []flow.Record, exported time.Time) {
+func (b *latencyLog) write(recs []flow.Record, exported time.Time) {
 	if exported.Sub(b.sampled) >= time.Second {
 		cpu, _ := processCPU()
 		b.cpuPct = 100 * float64(cpu-b.lastCPU) / float64(exported.Sub(b.sampled))
@@ -49,7 +52,7 @@ func (b *benchWriter) write(recs []flow.Record, exported time.Time) {
 	}
 }
 
-func (b *benchWriter) flush() error { return b.w.Flush() }
+func (b *latencyLog) flush() error { return b.w.Flush() }
 
 // processCPU returns user+system CPU time of this process (Linux /proc).
 func processCPU() (time.Duration, error) {
@@ -61,11 +64,11 @@ func processCPU() (time.Duration, error) {
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("unexpected /proc/self/stat")
+		return 0, errors.New("unexpected /proc/self/stat")
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/self/stat")
+		return 0, errors.New("unexpected /proc/self/stat")
 	}
 	utime, _ := strconv.ParseUint(f[11], 10, 64)
 	stime, _ := strconv.ParseUint(f[12], 10, 64)
