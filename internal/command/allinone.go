@@ -66,7 +66,7 @@ func allInOneCommand() *cli.Command {
 			}
 			p, err := probe.New(pcfg, exp)
 			if err != nil {
-				return fail(err)
+				return fail(probeError(err))
 			}
 			fns := []metrics.Func{p.Metrics, col.Metrics, w.Metrics}
 			if det != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mission-ids/mission/internal/metrics"
 	"github.com/mission-ids/mission/probe"
+	"github.com/mission-ids/mission/probe/capture"
 	"github.com/mission-ids/mission/probe/reassembly"
 	"github.com/mission-ids/mission/probe/tracker"
 )
@@ -120,7 +121,7 @@ func probeExporter(c *cli.Context, log zerolog.Logger) (probe.Exporter, error) {
 			Logger:              log,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("%w (check --%s, --%s and --%s)", err, flagCollector, flagPort, flagTransport)
+			return nil, probeError(err)
 		}
 		exps = append(exps, e)
 	}
@@ -181,12 +182,12 @@ func runProbe(c *cli.Context, cfg probe.Config, exp probe.Exporter, log zerolog.
 			return fmt.Errorf("--%s: %w", flagFileName, err)
 		}
 		defer f.Close()
-		cfg.Benchmark = f
+		cfg.LatencyLog = f
 	}
 	p, err := probe.New(cfg, exp)
 	if err != nil {
 		exp.Close()
-		return err
+		return probeError(err)
 	}
 	if err := serveMetrics(c, log, p.Metrics); err != nil {
 		return err
@@ -221,4 +222,17 @@ func parsePorts(s string) ([]uint16, error) {
 		out = append(out, uint16(n))
 	}
 	return out, nil
+}
+
+// probeError adds to a probe error the flag that fixes it.
+func probeError(err error) error {
+	switch {
+	case errors.Is(err, probe.ErrNoSource), errors.Is(err, probe.ErrTwoSources):
+		return fmt.Errorf("%w; give --%s IFACE (env INTERFACE) to capture live, or --%s FILE for a capture file", err, flagInterface, flagRead)
+	case errors.Is(err, probe.ErrCollectorAddress):
+		return fmt.Errorf("%w; check --%s and --%s", err, flagCollector, flagPort)
+	case errors.Is(err, capture.ErrNoInterface):
+		return fmt.Errorf("%w; check --%s (ip link lists the interfaces)", err, flagInterface)
+	}
+	return err
 }
