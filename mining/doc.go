@@ -1,5 +1,5 @@
-// Package mining is the process-mining core of MQTT intrusion detection
-// (issue 8): it turns flow records into an event log, exports it, discovers
+// Package mining is the process-mining core of MQTT intrusion detection:
+// it turns flow records into an event log, exports it, discovers
 // a directly-follows graph, learns a model of normal behaviour, measures the
 // model on held-out data and checks live flows against it.
 //
@@ -24,8 +24,21 @@
 //	every second:   alerts := d.Advance(now)
 //	at the end:     alerts := d.Flush()
 //
-// The package does no I/O besides the io.Reader/io.Writer it is given,
-// starts no goroutines and does not log. A Detector is not safe for
-// concurrent use; its memory is bounded (DetectorOptions). See
-// docs/detection.md for the model format and the checks.
+// A Monitor runs a Detector as a service beside a collector: it takes
+// flows from any goroutine (Observe, the collector's Flows hook), advances
+// the detector on a clock (a 250 ms wall-clock ticker unless one is
+// given), logs every alert, hands it to an AlertSink (the store's
+// AlertWriter) and exports metrics:
+//
+//	model, err := mining.ReadModelFile(path)
+//	mon := mining.NewMonitor(model, sink, log, mining.MonitorOptions{})
+//	cfg.Flows = mon.Observe
+//	metrics.Serve(ctx, addr, log, mon.Metrics)
+//	err = mon.Close(ctx) // reports the cases still open, closes the sink
+//
+// Besides the Monitor and ReadModelFile, the package does no I/O except
+// on the io.Reader/io.Writer it is given, starts no goroutines and does
+// not log. A Detector is not safe for concurrent use; its memory is
+// bounded (DetectorOptions). See docs/detection.md for the model format
+// and the checks.
 package mining

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -544,4 +545,18 @@ func ReadModel(r io.Reader) (*Model, error) {
 		return nil, fmt.Errorf("mining: model: rateWindowNs must be positive")
 	}
 	return &m, nil
+}
+
+// ReadModelFile reads a model file written by WriteJSON (mission mine).
+func ReadModelFile(path string) (*Model, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("mining: model file: %w", err)
+	}
+	defer f.Close()
+	m, err := ReadModel(f)
+	if err != nil {
+		return nil, fmt.Errorf("mining: model file %s: %w", path, err)
+	}
+	return m, nil
 }

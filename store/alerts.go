@@ -54,6 +54,19 @@ func (a *AlertWriter) Put(v any) {
 	}
 }
 
+// PutAlert queues an alert given as JSON (a detection alert as
+// json.Marshal writes it), stored as AlertDocument makes it; it never
+// blocks. With Dropped and Close it makes the writer the alert sink of
+// detection (mining.AlertSink).
+func (a *AlertWriter) PutAlert(alertJSON []byte) error {
+	doc, err := AlertDocument(alertJSON)
+	if err != nil {
+		return fmt.Errorf("alerts: %w", err)
+	}
+	a.Put(doc)
+	return nil
+}
+
 // Stored and Dropped count alert documents.
 func (a *AlertWriter) Stored() uint64  { return a.stored.Load() }
 func (a *AlertWriter) Dropped() uint64 { return a.dropped.Load() }
