@@ -36,6 +36,14 @@
 //	metrics.Serve(ctx, addr, log, mon.Metrics)
 //	err = mon.Close(ctx) // reports the cases still open, closes the sink
 //
+// The detector is split by job: its options (detect_options.go), the
+// model compiled for look-ups (compile.go), the checks of each flow as it
+// arrives and of each event once its order is settled (checks.go), the
+// queue of events waiting for that (reorder.go), the table of open cases
+// in least-recently-seen order (cases.go), the checks of a case when it
+// ends (endcase.go) and the alerts (alert.go); detect.go ties them
+// together.
+//
 // Besides the Monitor and ReadModelFile, the package does no I/O except
 // on the io.Reader/io.Writer it is given, starts no goroutines and does
 // not log. A Detector is not safe for concurrent use; its memory is

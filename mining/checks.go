@@ -1,0 +1,280 @@
+package mining
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/mission-ids/mission/flow"
+)
+
+// The checks of one flow as it arrives (rate, subscription, the order-free
+// checks of a PUBLISH) and of one event of a case once its order is
+// settled (orderChecks).
+
+// rateKey is a rate counter's key: a client (or TotalClient) and a type.
+type rateKey struct {
+	client string
+	typ    flow.ControlType
+}
+
+// rateCounter counts a client's flows of one type in the current window.
+type rateCounter struct {
+	window  int64
+	n       int
+	alerted bool
+	flows   [8]uint64 // ring of the last flows
+}
+
+// bound is how many flows of type typ client may start per window.
+func (d *Detector) bound(client string, typ flow.ControlType) int {
+	var learned int
+	switch {
+	case client == TotalClient:
+		learned = d.m.Total.rate(typ)
+	case d.clients[client] != nil:
+		learned = d.clients[client].rate(typ)
+	default:
+		learned = d.unknownMax.rate(typ)
+	}
+	return int(math.Ceil(float64(learned)*d.opts.RateFactor)) + d.opts.RateSlack
+}
+
+// rate counts the flow for its client and for all clients together and
+// alerts once per window a bound is passed.
+func (d *Detector) rate(out []Alert, client string, r *flow.Record) []Alert {
+	w := r.Start.UnixNano() / d.window
+	for _, c := range [2]string{client, TotalClient} {
+		k := rateKey{c, r.ControlType}
+		rc := d.rates[k]
+		if rc == nil {
+			if len(d.rates) >= d.opts.MaxTracked {
+				continue
+			}
+			rc = &rateCounter{window: w}
+			d.rates[k] = rc
+		}
+		if rc.window != w {
+			*rc = rateCounter{window: w}
+		}
+		rc.flows[rc.n%len(rc.flows)] = r.FlowID
+		rc.n++
+		if b := d.bound(c, r.ControlType); rc.n > b && !rc.alerted {
+			rc.alerted = true
+			who := fmt.Sprintf("client %q", c)
+			if c == TotalClient {
+				who = "all clients together"
+			}
+			out = d.emit(out, Alert{
+				Check: CheckRate, Severity: SeverityHigh, Time: r.Start, Client: c,
+				Flows: rc.recent(),
+				Message: fmt.Sprintf("%s flood: %s started more than %d %s flows in %s (bound from training)",
+					r.ControlType, who, b, r.ControlType, time.Duration(d.window)),
+			})
+		}
+	}
+	return out
+}
+
+// recent returns the counted flows still in the ring, oldest first.
+func (rc *rateCounter) recent() []uint64 {
+	n := min(rc.n, len(rc.flows))
+	out := make([]uint64, 0, n)
+	for i := rc.n - n; i < rc.n; i++ {
+		out = append(out, rc.flows[i%len(rc.flows)])
+	}
+	return out
+}
+
+// subscription alerts on $SYS and wildcard filters of a client that never
+// subscribed so in training.
+func (d *Detector) subscription(out []Alert, client string, r *flow.Record) []Alert {
+	p := d.clients[client]
+	for _, f := range r.TopicFilters {
+		sys, wild := isSys(f), isWildcard(f)
+		if (sys && (p == nil || !p.Sys)) || (wild && (p == nil || !p.Wildcard)) {
+			if !d.once(CheckSubscription, client, f, r.Start) {
+				continue
+			}
+			sev, what := SeverityMedium, "wildcard"
+			if sys {
+				sev, what = SeverityHigh, "$SYS"
+			}
+			out = d.emit(out, Alert{
+				Check: CheckSubscription, Severity: sev, Time: r.Start, Client: client, Topic: f,
+				Flows:   []uint64{r.FlowID},
+				Message: fmt.Sprintf("%s subscription %q by %q, which never made one in training (reconnaissance?)", what, f, client),
+			})
+		}
+	}
+	return out
+}
+
+// publish checks a PUBLISH: unknown activity, missing correlation id and,
+// for its case, the order-free skeleton checks (case length, occurrences,
+// never-together); the order-dependent ones are queued (reorder.go).
+func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
+	t := r.Start
+	act, known := d.actID[actKey{client, r.Topic}]
+	if !known {
+		act = -1
+		if d.once(CheckUnknownActivity, client, r.Topic, t) {
+			out = d.emit(out, Alert{
+				Check: CheckUnknownActivity, Severity: SeverityHigh, Time: t, Client: client, Topic: r.Topic,
+				Case: flow.CorrelationText(r.CorrelationData), Flows: []uint64{r.FlowID},
+				Message: fmt.Sprintf("%q published to %q, never seen in training", client, r.Topic),
+			})
+		}
+	}
+	if len(r.CorrelationData) == 0 {
+		if d.correlated[r.Topic] && d.once(CheckMissingCorrelation, client, r.Topic, t) {
+			out = d.emit(out, Alert{
+				Check: CheckMissingCorrelation, Severity: SeverityMedium, Time: t, Client: client, Topic: r.Topic,
+				Flows:   []uint64{r.FlowID},
+				Message: fmt.Sprintf("PUBLISH by %q to %q without correlation id; every PUBLISH there had one in training", client, r.Topic),
+			})
+		}
+		return out
+	}
+
+	c := d.cases[string(r.CorrelationData)]
+	if c == nil {
+		c = d.newCase(string(r.CorrelationData), t)
+	} else {
+		d.touch(c)
+	}
+	c.n++
+	tn := t.UnixNano()
+	if t.After(c.last) {
+		c.last = t
+	}
+	pos := -1
+	if len(c.acts) < d.opts.MaxCaseEvents {
+		// In start order: a flow that arrives late goes to its place.
+		pos = len(c.acts)
+		for pos > 0 && c.times[pos-1] > tn {
+			pos--
+		}
+		c.acts = slices.Insert(c.acts, pos, act)
+		c.times = slices.Insert(c.times, pos, tn)
+		c.flows = slices.Insert(c.flows, pos, r.FlowID)
+		if pos < c.checked {
+			c.checked++ // later than Reorder: checked below, in place
+		}
+	}
+	alert := func(bit uint16, check Check, sev Severity, msg string) {
+		c.reported |= bit
+		out = d.emit(out, Alert{
+			Check: check, Severity: sev, Time: t, Client: client, Topic: r.Topic,
+			Case: flow.CorrelationText(r.CorrelationData), Flows: lastFlows(c.flows, r.FlowID), Message: msg,
+		})
+	}
+	if c.n > d.caseMax && c.reported&bitLength == 0 {
+		alert(bitLength, CheckSkeleton, SeverityHigh, fmt.Sprintf(
+			"case has %d events, at most %d in training (correlation id reused?)", c.n, d.caseMax))
+	}
+	if act < 0 {
+		c.tainted = true
+	}
+	if c.tainted || c.n > len(c.acts) {
+		return out // unknown activity (alerted above) or a case past the memory bound
+	}
+	name := d.acts[act].Activity
+	// Order-free skeleton checks: occurrences, never-together.
+	if c.reported&bitOccMax == 0 {
+		n := 0
+		for _, a := range c.acts {
+			if a == act {
+				n++
+			}
+		}
+		if n > d.occMax[act] {
+			alert(bitOccMax, CheckSkeleton, SeverityHigh, fmt.Sprintf("%q occurs %d times in the case, at most %d in training (correlation id reused?)", name, n, d.occMax[act]))
+		}
+	}
+	if c.reported&bitNever == 0 {
+		for j, a := range c.acts {
+			if j != pos && a >= 0 && d.never[pairKey(a, act)] {
+				alert(bitNever, CheckSkeleton, SeverityMedium, fmt.Sprintf("%q and %q in one case; never together in training", d.acts[a].Activity, name))
+				break
+			}
+		}
+	}
+	// The order-dependent checks wait until no earlier flow can still come.
+	if pos < c.checked {
+		return d.orderChecks(out, c, pos)
+	}
+	d.pending.add(c, tn)
+	return out
+}
+
+// orderChecks runs the checks of the case's i-th event (start order) that
+// depend on the events before it: start activity, directly-follows,
+// always-before, temporal profile.
+func (d *Detector) orderChecks(out []Alert, c *openCase, i int) []Alert {
+	act := c.acts[i]
+	if act < 0 {
+		return out
+	}
+	a := d.acts[act]
+	name := a.Activity
+	alert := func(bit uint16, check Check, sev Severity, msg string) {
+		c.reported |= bit
+		out = d.emit(out, Alert{
+			Check: check, Severity: sev, Time: time.Unix(0, c.times[i]).UTC(), Client: a.Client, Topic: a.Topic,
+			Case: flow.CorrelationText([]byte(c.key)), Flows: lastFlows(c.flows[:i+1], c.flows[i]), Message: msg,
+		})
+	}
+	// Directly-follows.
+	if i == 0 {
+		if !d.start[act] && c.reported&bitStart == 0 {
+			alert(bitStart, CheckDirectlyFollows, SeverityMedium, fmt.Sprintf("case starts with %q, which never started a case", name))
+		}
+	} else if p := c.acts[i-1]; p >= 0 && !d.df[pairKey(p, act)] && c.reported&bitDF == 0 {
+		alert(bitDF, CheckDirectlyFollows, SeverityMedium, fmt.Sprintf("%q directly after %q, never seen in training", name, d.acts[p].Activity))
+	}
+	// Skeleton: always-before.
+	if c.reported&bitBefore == 0 {
+		for _, b := range d.before[act] {
+			if !containsAct(c.acts[:i], b) {
+				alert(bitBefore, CheckSkeleton, SeverityMedium, fmt.Sprintf("%q without %q before it; always preceded in training", name, d.acts[b].Activity))
+				break
+			}
+		}
+	}
+	// Temporal profile, for cases of normal length.
+	if c.reported&bitTemporal == 0 && c.n <= d.caseMax {
+		for j := 0; j < i; j++ {
+			p := c.acts[j]
+			if p < 0 {
+				continue
+			}
+			tp, ok := d.temporal[pairKey(p, act)]
+			if !ok {
+				continue
+			}
+			dt := time.Duration(c.times[i] - c.times[j])
+			dev := dt - tp.Mean
+			if dev < 0 {
+				dev = -dev
+			}
+			limit := max(time.Duration(d.opts.Zeta*float64(tp.StdDev)), d.opts.MinTemporalSlack)
+			if dev > limit {
+				alert(bitTemporal, CheckTemporal, SeverityLow, fmt.Sprintf("%s from %q to %q; normally %s ± %s",
+					formatDuration(dt), d.acts[p].Activity, name, formatDuration(tp.Mean), formatDuration(tp.StdDev)))
+				break
+			}
+		}
+	}
+	return out
+}
+
+func containsAct(acts []int32, a int32) bool {
+	for _, x := range acts {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,130 @@
+package mining
+
+import (
+	"math"
+	"net/netip"
+	"time"
+)
+
+// actKey finds an activity by what a flow shows of it.
+type actKey struct{ client, topic string }
+
+// pairKey is the key of an ordered pair of activity ids.
+func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
+
+// compiled is a Model prepared for the Detector's checks: activities have
+// dense ids (their index in Model.Activities) and every relation is a
+// table look-up. It is read-only once built.
+type compiled struct {
+	m *Model
+	// window is the model's rate window (10 s if the model has none).
+	window  int64
+	brokers []netip.AddrPort
+
+	actID      map[actKey]int32
+	acts       []ActivityInfo
+	start, end []bool
+	df         map[uint64]bool
+	occMin     []int
+	occMax     []int
+	never      map[uint64]bool
+	before     [][]int32
+	after      [][]int32
+	equiv      [][]int32
+	temporal   map[uint64]Temporal // pairs seen at least MinTemporalCount times
+	clients    map[string]*ClientProfile
+	unknownMax ClientProfile // highest learned rates: the bound for unknown clients
+	correlated map[string]bool
+	caseMax    int
+}
+
+// compile prepares model m for a detector with options opts (defaults
+// applied). Names the model does not list as activities are ignored.
+func compile(m *Model, opts *DetectorOptions) compiled {
+	c := compiled{
+		m: m, window: int64(m.RateWindow),
+		actID: map[actKey]int32{}, df: map[uint64]bool{}, never: map[uint64]bool{},
+		temporal: map[uint64]Temporal{}, clients: map[string]*ClientProfile{}, correlated: map[string]bool{},
+		caseMax: m.Skeleton.CaseLength.Max,
+	}
+	if c.window <= 0 {
+		c.window = int64(10 * time.Second)
+	}
+	for _, b := range m.Brokers {
+		if ap, err := netip.ParseAddrPort(b); err == nil {
+			c.brokers = append(c.brokers, ap)
+		}
+	}
+	byName := map[string]int32{}
+	c.acts = m.Activities
+	n := len(m.Activities)
+	c.start, c.end = make([]bool, n), make([]bool, n)
+	c.occMin, c.occMax = make([]int, n), make([]int, n)
+	c.before, c.after, c.equiv = make([][]int32, n), make([][]int32, n), make([][]int32, n)
+	for i, a := range m.Activities {
+		byName[a.Activity] = int32(i)
+		c.actID[actKey{a.Client, a.Topic}] = int32(i)
+		c.occMax[i] = math.MaxInt
+	}
+	id := func(name string) (int32, bool) { i, ok := byName[name]; return i, ok }
+	for _, s := range m.Start {
+		if i, ok := id(s.Activity); ok {
+			c.start[i] = true
+		}
+	}
+	for _, s := range m.End {
+		if i, ok := id(s.Activity); ok {
+			c.end[i] = true
+		}
+	}
+	for _, e := range m.DirectlyFollows {
+		a, ok1 := id(e.From)
+		b, ok2 := id(e.To)
+		if ok1 && ok2 {
+			c.df[pairKey(a, b)] = true
+		}
+	}
+	for _, o := range m.Skeleton.Occurrences {
+		if i, ok := id(o.Activity); ok {
+			c.occMin[i], c.occMax[i] = o.Min, o.Max
+		}
+	}
+	rel := func(ps []Pair, dst [][]int32) {
+		for _, p := range ps {
+			a, ok1 := id(p.A)
+			b, ok2 := id(p.B)
+			if ok1 && ok2 {
+				dst[a] = append(dst[a], b)
+			}
+		}
+	}
+	rel(m.Skeleton.AlwaysBefore, c.before)
+	rel(m.Skeleton.AlwaysAfter, c.after)
+	rel(m.Skeleton.Equivalence, c.equiv)
+	for _, p := range m.Skeleton.NeverTogether {
+		a, ok1 := id(p.A)
+		b, ok2 := id(p.B)
+		if ok1 && ok2 {
+			c.never[pairKey(a, b)] = true
+			c.never[pairKey(b, a)] = true
+		}
+	}
+	for _, t := range m.Temporal {
+		a, ok1 := id(t.From)
+		b, ok2 := id(t.To)
+		if ok1 && ok2 && t.Count >= opts.MinTemporalCount {
+			c.temporal[pairKey(a, b)] = t
+		}
+	}
+	for i := range m.Clients {
+		p := &m.Clients[i]
+		c.clients[p.Client] = p
+		for _, t := range rateTypes {
+			c.unknownMax.setRate(t, p.rate(t))
+		}
+	}
+	for _, t := range m.CorrelatedTopics {
+		c.correlated[t] = true
+	}
+	return c
+}
