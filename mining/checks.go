@@ -170,9 +170,10 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 			Case: flow.CorrelationText(r.CorrelationData), Flows: lastFlows(c.flows, r.FlowID), Message: msg,
 		})
 	}
-	if c.n > d.caseMax && c.reported&bitLength == 0 {
+	caseMax := d.sk.length.Max
+	if c.n > caseMax && c.reported&bitLength == 0 {
 		alert(bitLength, CheckSkeleton, SeverityHigh, fmt.Sprintf(
-			"case has %d events, at most %d in training (correlation id reused?)", c.n, d.caseMax))
+			"case has %d events, at most %d in training (correlation id reused?)", c.n, caseMax))
 	}
 	if act < 0 {
 		c.tainted = true
@@ -189,13 +190,13 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 				n++
 			}
 		}
-		if n > d.occMax[act] {
-			alert(bitOccMax, CheckSkeleton, SeverityHigh, fmt.Sprintf("%q occurs %d times in the case, at most %d in training (correlation id reused?)", name, n, d.occMax[act]))
+		if o, _ := d.sk.bounds(act); n > o.Max {
+			alert(bitOccMax, CheckSkeleton, SeverityHigh, fmt.Sprintf("%q occurs %d times in the case, at most %d in training (correlation id reused?)", name, n, o.Max))
 		}
 	}
 	if c.reported&bitNever == 0 {
 		for j, a := range c.acts {
-			if j != pos && a >= 0 && d.never[pairKey(a, act)] {
+			if j != pos && a >= 0 && d.sk.neverTogether(a, act) {
 				alert(bitNever, CheckSkeleton, SeverityMedium, fmt.Sprintf("%q and %q in one case; never together in training", d.acts[a].Activity, name))
 				break
 			}
@@ -236,15 +237,15 @@ func (d *Detector) orderChecks(out []Alert, c *openCase, i int) []Alert {
 	}
 	// Skeleton: always-before.
 	if c.reported&bitBefore == 0 {
-		for _, b := range d.before[act] {
-			if !containsAct(c.acts[:i], b) {
+		for _, b := range d.sk.targets(alwaysBefore, act) {
+			if !occursIn(c.acts[:i], b) {
 				alert(bitBefore, CheckSkeleton, SeverityMedium, fmt.Sprintf("%q without %q before it; always preceded in training", name, d.acts[b].Activity))
 				break
 			}
 		}
 	}
 	// Temporal profile, for cases of normal length.
-	if c.reported&bitTemporal == 0 && c.n <= d.caseMax {
+	if c.reported&bitTemporal == 0 && c.n <= d.sk.length.Max {
 		for j := 0; j < i; j++ {
 			p := c.acts[j]
 			if p < 0 {
@@ -268,13 +269,4 @@ func (d *Detector) orderChecks(out []Alert, c *openCase, i int) []Alert {
 		}
 	}
 	return out
-}
-
-func containsAct(acts []int32, a int32) bool {
-	for _, x := range acts {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }

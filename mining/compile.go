@@ -1,7 +1,6 @@
 package mining
 
 import (
-	"math"
 	"net/netip"
 	"time"
 )
@@ -25,17 +24,11 @@ type compiled struct {
 	acts       []ActivityInfo
 	start, end []bool
 	df         map[uint64]bool
-	occMin     []int
-	occMax     []int
-	never      map[uint64]bool
-	before     [][]int32
-	after      [][]int32
-	equiv      [][]int32
+	sk         skeleton
 	temporal   map[uint64]Temporal // pairs seen at least MinTemporalCount times
 	clients    map[string]*ClientProfile
 	unknownMax ClientProfile // highest learned rates: the bound for unknown clients
 	correlated map[string]bool
-	caseMax    int
 }
 
 // compile prepares model m for a detector with options opts (defaults
@@ -43,9 +36,8 @@ type compiled struct {
 func compile(m *Model, opts *DetectorOptions) compiled {
 	c := compiled{
 		m: m, window: int64(m.RateWindow),
-		actID: map[actKey]int32{}, df: map[uint64]bool{}, never: map[uint64]bool{},
+		actID: map[actKey]int32{}, df: map[uint64]bool{},
 		temporal: map[uint64]Temporal{}, clients: map[string]*ClientProfile{}, correlated: map[string]bool{},
-		caseMax: m.Skeleton.CaseLength.Max,
 	}
 	if c.window <= 0 {
 		c.window = int64(10 * time.Second)
@@ -59,12 +51,9 @@ func compile(m *Model, opts *DetectorOptions) compiled {
 	c.acts = m.Activities
 	n := len(m.Activities)
 	c.start, c.end = make([]bool, n), make([]bool, n)
-	c.occMin, c.occMax = make([]int, n), make([]int, n)
-	c.before, c.after, c.equiv = make([][]int32, n), make([][]int32, n), make([][]int32, n)
 	for i, a := range m.Activities {
 		byName[a.Activity] = int32(i)
 		c.actID[actKey{a.Client, a.Topic}] = int32(i)
-		c.occMax[i] = math.MaxInt
 	}
 	id := func(name string) (int32, bool) { i, ok := byName[name]; return i, ok }
 	for _, s := range m.Start {
@@ -84,31 +73,7 @@ func compile(m *Model, opts *DetectorOptions) compiled {
 			c.df[pairKey(a, b)] = true
 		}
 	}
-	for _, o := range m.Skeleton.Occurrences {
-		if i, ok := id(o.Activity); ok {
-			c.occMin[i], c.occMax[i] = o.Min, o.Max
-		}
-	}
-	rel := func(ps []Pair, dst [][]int32) {
-		for _, p := range ps {
-			a, ok1 := id(p.A)
-			b, ok2 := id(p.B)
-			if ok1 && ok2 {
-				dst[a] = append(dst[a], b)
-			}
-		}
-	}
-	rel(m.Skeleton.AlwaysBefore, c.before)
-	rel(m.Skeleton.AlwaysAfter, c.after)
-	rel(m.Skeleton.Equivalence, c.equiv)
-	for _, p := range m.Skeleton.NeverTogether {
-		a, ok1 := id(p.A)
-		b, ok2 := id(p.B)
-		if ok1 && ok2 {
-			c.never[pairKey(a, b)] = true
-			c.never[pairKey(b, a)] = true
-		}
-	}
+	c.sk = compileSkeleton(&m.Skeleton, n, id)
 	for _, t := range m.Temporal {
 		a, ok1 := id(t.From)
 		b, ok2 := id(t.To)

@@ -35,6 +35,7 @@ type Detector struct {
 	rates      map[rateKey]*rateCounter
 	suppressed map[suppressKey]time.Time
 	stats      DetectorStats
+	prof       caseProfile // scratch of closeCase
 
 	// clock is the latest flow start seen (ns); pending holds the cases
 	// with events not yet order-checked.

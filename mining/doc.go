@@ -42,7 +42,9 @@
 // queue of events waiting for that (reorder.go), the table of open cases
 // in least-recently-seen order (cases.go), the checks of a case when it
 // ends (endcase.go) and the alerts (alert.go); detect.go ties them
-// together.
+// together. The log skeleton is written once (skeleton.go): what each
+// relation means on a case, and a model's constraints compiled for
+// checking, used by Learn, Evaluate and the Detector alike.
 //
 // Besides the Monitor and ReadModelFile, the package does no I/O except
 // on the io.Reader/io.Writer it is given, starts no goroutines and does

@@ -249,126 +249,70 @@ func learnActivities(l *EventLog, traces []Trace) []ActivityInfo {
 	return out
 }
 
-// caseProfile is a trace reduced to what the skeleton needs.
-type caseProfile struct {
-	counts      map[string]int
-	first, last map[string]int // position of first / last occurrence
-	n           int
-}
-
-func profileOf(tr *Trace) caseProfile {
-	p := caseProfile{counts: map[string]int{}, first: map[string]int{}, last: map[string]int{}, n: len(tr.Events)}
-	for i := range tr.Events {
-		a := tr.Events[i].Activity()
-		if _, ok := p.first[a]; !ok {
-			p.first[a] = i
-		}
-		p.last[a] = i
-		p.counts[a]++
-	}
-	return p
-}
-
-// holdsAfter: every a is followed later by b (b after the last a).
-func (p *caseProfile) holdsAfter(a, b string) bool {
-	la, ok := p.last[a]
-	if !ok {
-		return true
-	}
-	lb, ok := p.last[b]
-	return ok && lb > la
-}
-
-// holdsBefore: every a is preceded by b (b before the first a).
-func (p *caseProfile) holdsBefore(a, b string) bool {
-	fa, ok := p.first[a]
-	if !ok {
-		return true
-	}
-	fb, ok := p.first[b]
-	return ok && fb < fa
-}
-
-func (p *caseProfile) holdsEquivalence(a, b string) bool {
-	ca, ok := p.counts[a]
-	return !ok || ca == p.counts[b]
-}
-
-func (p *caseProfile) holdsNeverTogether(a, b string) bool {
-	_, oka := p.counts[a]
-	_, okb := p.counts[b]
-	return !(oka && okb)
-}
-
 func learnSkeleton(traces []Trace, noise float64) Skeleton {
-	profiles := make([]caseProfile, len(traces))
-	actSet := map[string]bool{}
-	sk := Skeleton{CaseLength: Bounds{Min: math.MaxInt}}
-	occ := map[string]*Occurrence{}
+	// Activity ids in name order, so the relations come out sorted.
+	names := map[string]bool{}
 	for i := range traces {
-		profiles[i] = profileOf(&traces[i])
+		for j := range traces[i].Events {
+			names[traces[i].Events[j].Activity()] = true
+		}
+	}
+	ids := newActivityIDs()
+	acts := sortedKeys(names)
+	for _, a := range acts {
+		ids.intern(a)
+	}
+	profiles := make([]caseProfile, len(traces))
+	sk := Skeleton{CaseLength: Bounds{Min: math.MaxInt}}
+	occ := make([]Bounds, len(acts))
+	// Cases per activity, to scan only relevant cases.
+	casesOf := make([][]int, len(acts))
+	var buf []int32
+	for i := range traces {
+		buf = ids.trace(&traces[i], buf)
 		p := &profiles[i]
+		p.reset(buf)
 		sk.CaseLength.Min = min(sk.CaseLength.Min, p.n)
 		sk.CaseLength.Max = max(sk.CaseLength.Max, p.n)
-		for a, c := range p.counts {
-			actSet[a] = true
-			o, ok := occ[a]
-			if !ok {
-				o = &Occurrence{Activity: a, Min: c, Max: c}
-				occ[a] = o
+		for _, st := range p.stats {
+			if len(casesOf[st.act]) == 0 {
+				occ[st.act] = Bounds{st.count, st.count}
 			}
-			o.Min, o.Max = min(o.Min, c), max(o.Max, c)
+			occ[st.act].Min, occ[st.act].Max = min(occ[st.act].Min, st.count), max(occ[st.act].Max, st.count)
+			casesOf[st.act] = append(casesOf[st.act], i)
 		}
 	}
-	acts := sortedKeys(actSet)
-	for _, a := range acts {
-		sk.Occurrences = append(sk.Occurrences, *occ[a])
+	for a, name := range acts {
+		sk.Occurrences = append(sk.Occurrences, Occurrence{Activity: name, Min: occ[a].Min, Max: occ[a].Max})
 	}
 	// A relation is kept when the cases violating it are at most noise
-	// times the cases it is relevant to.
+	// times the cases it is relevant to (those with a).
 	allowed := func(viol, relevant int) bool {
 		return relevant > 0 && float64(viol) <= noise*float64(relevant)
 	}
-	// Cases per activity, to scan only relevant cases.
-	casesOf := map[string][]int{}
-	for i := range profiles {
-		for a := range profiles[i].counts {
-			casesOf[a] = append(casesOf[a], i)
-		}
-	}
-	for _, a := range acts {
-		for _, b := range acts {
+	keep := [numRelations]*[]Pair{equivalence: &sk.Equivalence, alwaysAfter: &sk.AlwaysAfter,
+		alwaysBefore: &sk.AlwaysBefore, neverTogether: &sk.NeverTogether}
+	for a := range acts {
+		for b := range acts {
 			if a == b {
 				continue
 			}
 			rel := casesOf[a]
-			var vEq, vAfter, vBefore, vNever int
+			var viol [numRelations]int
 			for _, i := range rel {
-				p := &profiles[i]
-				if !p.holdsEquivalence(a, b) {
-					vEq++
-				}
-				if !p.holdsAfter(a, b) {
-					vAfter++
-				}
-				if !p.holdsBefore(a, b) {
-					vBefore++
-				}
-				if !p.holdsNeverTogether(a, b) {
-					vNever++
+				for r := range viol {
+					if !profiles[i].holds(relation(r), int32(a), int32(b)) {
+						viol[r]++
+					}
 				}
 			}
-			if allowed(vEq, len(rel)) {
-				sk.Equivalence = append(sk.Equivalence, Pair{a, b})
-			}
-			if allowed(vAfter, len(rel)) {
-				sk.AlwaysAfter = append(sk.AlwaysAfter, Pair{a, b})
-			}
-			if allowed(vBefore, len(rel)) {
-				sk.AlwaysBefore = append(sk.AlwaysBefore, Pair{a, b})
-			}
-			if a < b && allowed(vNever, len(rel)) {
-				sk.NeverTogether = append(sk.NeverTogether, Pair{a, b})
+			for r, v := range viol {
+				if relation(r) == neverTogether && a > b {
+					continue // symmetric: once, a < b
+				}
+				if allowed(v, len(rel)) {
+					*keep[r] = append(*keep[r], Pair{acts[a], acts[b]})
+				}
 			}
 		}
 	}

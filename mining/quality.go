@@ -111,15 +111,28 @@ func Evaluate(m *Model, test *EventLog) Quality {
 		q.DFG.Precision = num / den
 	}
 
-	// Skeleton.
+	// Skeleton: ids for the model's activities first (known), then the
+	// other names its skeleton uses, then the test log's.
+	ids := newActivityIDs()
+	for i := range m.Activities {
+		ids.intern(m.Activities[i].Activity)
+	}
+	known := int32(len(ids.names))
+	for _, n := range skeletonNames(&m.Skeleton) {
+		ids.intern(n)
+	}
+	sk := compileSkeleton(&m.Skeleton, len(ids.names), ids.lookup)
 	var fitSk int
 	var devSum float64
-	cooc := map[Pair]bool{}
-	counts := map[string]map[int]bool{}
-	inTest := map[string]bool{}
+	cooc := map[uint64]bool{} // a < b
+	counts := map[int32]map[int]bool{}
+	inTest := map[int32]bool{}
+	var p caseProfile
+	var buf []int32
 	for i := range traces {
-		p := profileOf(&traces[i])
-		checked, violated := ix.checkSkeleton(&p)
+		buf = ids.trace(&traces[i], buf)
+		p.reset(buf)
+		checked, violated := sk.check(&p, known)
 		if violated == 0 {
 			fitSk++
 		}
@@ -128,16 +141,14 @@ func Evaluate(m *Model, test *EventLog) Quality {
 		} else {
 			devSum++
 		}
-		for a, c := range p.counts {
-			inTest[a] = true
-			if counts[a] == nil {
-				counts[a] = map[int]bool{}
+		for j, sa := range p.stats {
+			inTest[sa.act] = true
+			if counts[sa.act] == nil {
+				counts[sa.act] = map[int]bool{}
 			}
-			counts[a][c] = true
-			for b := range p.counts {
-				if a < b {
-					cooc[Pair{a, b}] = true
-				}
+			counts[sa.act][sa.count] = true
+			for _, sb := range p.stats[j+1:] {
+				cooc[pairKey(sa.act, sb.act)] = true
 			}
 		}
 	}
@@ -145,7 +156,7 @@ func Evaluate(m *Model, test *EventLog) Quality {
 	q.Skeleton.ConstraintFitness = devSum / float64(len(traces))
 	var allowPairs, seenPairs, allowCounts, seenCounts int
 	for a := range inTest {
-		if o, ok := ix.occ[a]; ok {
+		if o, ok := sk.bounds(a); ok {
 			allowCounts += o.Max - o.Min + 1
 			for c := range counts[a] {
 				if c >= o.Min && c <= o.Max {
@@ -154,9 +165,9 @@ func Evaluate(m *Model, test *EventLog) Quality {
 			}
 		}
 		for b := range inTest {
-			if a < b && ix.act[a] != nil && ix.act[b] != nil && !ix.never[Pair{a, b}] {
+			if a < b && a < known && b < known && !sk.neverTogether(a, b) {
 				allowPairs++
-				if cooc[Pair{a, b}] {
+				if cooc[pairKey(a, b)] {
 					seenPairs++
 				}
 			}
@@ -177,25 +188,16 @@ func Evaluate(m *Model, test *EventLog) Quality {
 	return q
 }
 
-// index is a model prepared for look-ups by activity name.
+// index is a model's directly-follows graph prepared for look-ups by
+// activity name.
 type index struct {
-	m        *Model
 	act      map[string]*ActivityInfo
 	startSet map[string]bool
-	endSet   map[string]bool
 	next     map[string]map[string]bool // DF successors; "\x00end" for end activities
-	occ      map[string]Occurrence
-	never    map[Pair]bool // a < b
-	// Skeleton relations by their first activity.
-	equiv, after, before map[string][]string
 }
 
 func newIndex(m *Model) *index {
-	ix := &index{
-		m: m, act: map[string]*ActivityInfo{}, startSet: map[string]bool{}, endSet: map[string]bool{},
-		next: map[string]map[string]bool{}, occ: map[string]Occurrence{}, never: map[Pair]bool{},
-		equiv: map[string][]string{}, after: map[string][]string{}, before: map[string][]string{},
-	}
+	ix := &index{act: map[string]*ActivityInfo{}, startSet: map[string]bool{}, next: map[string]map[string]bool{}}
 	for i := range m.Activities {
 		ix.act[m.Activities[i].Activity] = &m.Activities[i]
 	}
@@ -209,74 +211,24 @@ func newIndex(m *Model) *index {
 		ix.next[from][to] = true
 	}
 	for _, s := range m.End {
-		ix.endSet[s.Activity] = true
 		addNext(s.Activity, "\x00end")
 	}
 	for _, e := range m.DirectlyFollows {
 		addNext(e.From, e.To)
 	}
-	for _, o := range m.Skeleton.Occurrences {
-		ix.occ[o.Activity] = o
-	}
-	for _, p := range m.Skeleton.NeverTogether {
-		if p.A > p.B {
-			p.A, p.B = p.B, p.A
-		}
-		ix.never[p] = true
-	}
-	for _, p := range m.Skeleton.Equivalence {
-		ix.equiv[p.A] = append(ix.equiv[p.A], p.B)
-	}
-	for _, p := range m.Skeleton.AlwaysAfter {
-		ix.after[p.A] = append(ix.after[p.A], p.B)
-	}
-	for _, p := range m.Skeleton.AlwaysBefore {
-		ix.before[p.A] = append(ix.before[p.A], p.B)
-	}
 	return ix
 }
 
-// checkSkeleton checks a whole case against the skeleton and returns the
-// number of constraints checked and violated.
-func (ix *index) checkSkeleton(p *caseProfile) (checked, violated int) {
-	sk := &ix.m.Skeleton
-	checked++
-	if p.n < sk.CaseLength.Min || p.n > sk.CaseLength.Max {
-		violated++
+// skeletonNames returns the activity names the skeleton's constraints use.
+func skeletonNames(sk *Skeleton) []string {
+	var out []string
+	for _, o := range sk.Occurrences {
+		out = append(out, o.Activity)
 	}
-	for a, c := range p.counts {
-		if o, ok := ix.occ[a]; ok {
-			checked++
-			if c < o.Min || c > o.Max {
-				violated++
-			}
-		}
-		for _, b := range ix.equiv[a] {
-			checked++
-			if !p.holdsEquivalence(a, b) {
-				violated++
-			}
-		}
-		for _, b := range ix.after[a] {
-			checked++
-			if !p.holdsAfter(a, b) {
-				violated++
-			}
-		}
-		for _, b := range ix.before[a] {
-			checked++
-			if !p.holdsBefore(a, b) {
-				violated++
-			}
-		}
-		for b := range p.counts {
-			if a < b && ix.act[a] != nil && ix.act[b] != nil {
-				checked++
-				if ix.never[Pair{a, b}] {
-					violated++
-				}
-			}
+	for _, ps := range [][]Pair{sk.Equivalence, sk.AlwaysAfter, sk.AlwaysBefore, sk.NeverTogether} {
+		for _, p := range ps {
+			out = append(out, p.A, p.B)
 		}
 	}
-	return checked, violated
+	return out
 }
