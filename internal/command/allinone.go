@@ -41,7 +41,7 @@ func allInOneCommand() *cli.Command {
 			}
 			hook := sum.add
 			if det != nil {
-				hook = func(r *flow.Record) { sum.add(r); det.observe(r) }
+				hook = func(r *flow.Record) { sum.add(r); det.Observe(r) }
 			}
 			pen := uint32(c.Uint(flagEnterpriseNumber))
 			// The collector listens on a private loopback port; the probe
@@ -53,7 +53,7 @@ func allInOneCommand() *cli.Command {
 			go func() { colDone <- col.Run(colCtx) }()
 			fail := func(err error) error {
 				stopCol()
-				return errors.Join(err, <-colDone, det.close(), closeStore(w, log))
+				return errors.Join(err, <-colDone, closeDetection(det), closeStore(w, log))
 			}
 			addrs, err := col.Addrs(c.Context)
 			if err != nil {
@@ -70,7 +70,7 @@ func allInOneCommand() *cli.Command {
 			}
 			fns := []metrics.Func{p.Metrics, col.Metrics, w.Metrics}
 			if det != nil {
-				fns = append(fns, det.metrics)
+				fns = append(fns, det.Metrics)
 			}
 			if err := serveMetrics(c, log, fns...); err != nil {
 				log.Error().Err(err).Msg("cannot serve metrics")
@@ -84,7 +84,7 @@ func allInOneCommand() *cli.Command {
 			}
 			stopCol()
 			colErr := <-colDone
-			detErr := det.close()
+			detErr := closeDetection(det)
 			storeErr := closeStore(w, log)
 			if pcfg.ReadFile != "" {
 				sum.print(c.App.Writer, summaryInfo{

@@ -45,19 +45,19 @@ func collectCommand() *cli.Command {
 			}
 			fns := []metrics.Func{w.Metrics}
 			if det != nil {
-				ccfg.Flows = det.observe
-				fns = append(fns, det.metrics)
+				ccfg.Flows = det.Observe
+				fns = append(fns, det.Metrics)
 			}
 			col := collector.New(ccfg, w)
 			if err := serveMetrics(c, log, append(fns, col.Metrics)...); err != nil {
-				return errors.Join(err, det.close(), closeStore(w, log))
+				return errors.Join(err, closeDetection(det), closeStore(w, log))
 			}
 			if f := c.String(flagRead); f != "" {
 				err = col.ReadFile(c.Context, f)
 			} else {
 				err = col.Run(c.Context)
 			}
-			return errors.Join(err, det.close(), closeStore(w, log))
+			return errors.Join(err, closeDetection(det), closeStore(w, log))
 		},
 	}
 }
