@@ -2,6 +2,7 @@ package flow
 
 import (
 	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"time"
 	"unicode"
@@ -163,6 +164,117 @@ func (r *Record) ToDocument() Document {
 		d.CollectorReceiveTime = &t
 	}
 	return d
+}
+
+// Record converts a stored document back to a Record: the inverse of
+// ToDocument for every field a Record has. Times come from the nanosecond
+// twins (flowStartNs, flowEndNs) when set, else from the dates; the
+// correlation data from mqttCorrelationDataRaw, else from the text form
+// (the original prototype stored only that). Fields a Record has no room
+// for are ignored: _id, the derived flowDurationMicroseconds and
+// mqttControlTypeName, and a third-party flow's ipfixFields, whose standard
+// fields (addresses, ports, times, counters) the collector also stores in
+// the document's own fields. An end reason or correlation source that is
+// not one of the names ToDocument writes reads back as zero. A malformed
+// address is an error.
+func (d *Document) Record() (Record, error) {
+	r := Record{
+		FlowID:            d.FlowID,
+		SrcPort:           d.SourceTransportPort,
+		DstPort:           d.DestinationTransportPort,
+		Protocol:          d.Protocol,
+		Start:             docTime(d.FlowStartNs, d.FlowStart),
+		End:               docTime(d.FlowEndNs, d.FlowEnd),
+		Packets:           d.PacketDeltaCount,
+		Octets:            d.OctetDeltaCount,
+		EndReason:         parseEndReason(d.FlowEndReason),
+		ControlType:       ControlType(d.MQTTControlType),
+		ProtocolVersion:   d.MQTTProtocolVersion,
+		QoS:               d.MQTTQoS,
+		PacketID:          d.MQTTPacketID,
+		Retain:            d.MQTTRetain,
+		Dup:               d.MQTTDup,
+		PayloadLength:     d.MQTTPayloadLength,
+		Topic:             d.MQTTTopic,
+		TopicFilters:      d.MQTTTopicFilters,
+		ResponseTopic:     d.MQTTResponseTopic,
+		SrcClientID:       d.MQTTSrcClientID,
+		DstClientID:       d.MQTTDstClientID,
+		Username:          d.MQTTUsername,
+		CorrelationSource: parseCorrelationSource(d.MQTTCorrelationSource),
+		ObservationDomain: d.ObservationDomainID,
+	}
+	if d.MQTTReasonCode != nil {
+		r.ReasonCode, r.HasReasonCode = *d.MQTTReasonCode, true
+	}
+	switch {
+	case len(d.MQTTCorrelationDataRaw) > 0:
+		r.CorrelationData = d.MQTTCorrelationDataRaw
+	case d.MQTTCorrelationData != "":
+		// Only the text form was stored; its text form is itself (unless
+		// it happens to be non-printable, which the writer never stores).
+		r.CorrelationData = []byte(d.MQTTCorrelationData)
+	}
+	if d.CollectorReceiveTime != nil {
+		r.Received = d.CollectorReceiveTime.UTC()
+	}
+	var err error
+	if r.SrcAddr, err = docAddr(d.SourceIPv4Address, d.SourceIPv6Address); err != nil {
+		return r, err
+	}
+	if r.DstAddr, err = docAddr(d.DestinationIPv4Address, d.DestinationIPv6Address); err != nil {
+		return r, err
+	}
+	if d.ExporterAddress != "" {
+		if r.Exporter, err = netip.ParseAddrPort(d.ExporterAddress); err != nil {
+			return r, fmt.Errorf("flow: exporter address %q: %w", d.ExporterAddress, err)
+		}
+	}
+	return r, nil
+}
+
+// docTime is the nanosecond twin when set, else the date.
+func docTime(ns int64, date time.Time) time.Time {
+	if ns != 0 {
+		return time.Unix(0, ns).UTC()
+	}
+	if date.IsZero() {
+		return time.Time{}
+	}
+	return date.UTC()
+}
+
+func docAddr(v4, v6 string) (netip.Addr, error) {
+	s := v4
+	if s == "" {
+		s = v6
+	}
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("flow: address %q: %w", s, err)
+	}
+	return a, nil
+}
+
+func parseEndReason(s string) EndReason {
+	for i, n := range endReasonNames {
+		if i > 0 && n == s {
+			return EndReason(i)
+		}
+	}
+	return 0
+}
+
+func parseCorrelationSource(s string) CorrelationSource {
+	for _, c := range [...]CorrelationSource{CorrelationData, CorrelationTraceparent} {
+		if c.String() == s {
+			return c
+		}
+	}
+	return CorrelationNone
 }
 
 func setAddr(a netip.Addr, v4, v6 *string) {

@@ -158,67 +158,6 @@ func FromRecords(recs []flow.Record) *EventLog {
 	return l
 }
 
-// RecordFromDocument converts a stored document back to the record fields
-// the event log uses (addresses, ports, start, type, topic, filters, client
-// ids, correlation data). Other fields are left zero.
-func RecordFromDocument(d *flow.Document) (flow.Record, error) {
-	r := flow.Record{
-		FlowID:       d.FlowID,
-		SrcPort:      d.SourceTransportPort,
-		DstPort:      d.DestinationTransportPort,
-		Protocol:     d.Protocol,
-		ControlType:  flow.ControlType(d.MQTTControlType),
-		QoS:          d.MQTTQoS,
-		PacketID:     d.MQTTPacketID,
-		Topic:        d.MQTTTopic,
-		TopicFilters: d.MQTTTopicFilters,
-		SrcClientID:  d.MQTTSrcClientID,
-		DstClientID:  d.MQTTDstClientID,
-	}
-	switch {
-	case d.FlowStartNs != 0:
-		r.Start = time.Unix(0, d.FlowStartNs).UTC()
-	default:
-		r.Start = d.FlowStart
-	}
-	if d.FlowEndNs != 0 {
-		r.End = time.Unix(0, d.FlowEndNs).UTC()
-	} else {
-		r.End = d.FlowEnd
-	}
-	var err error
-	if r.SrcAddr, err = docAddr(d.SourceIPv4Address, d.SourceIPv6Address); err != nil {
-		return r, err
-	}
-	if r.DstAddr, err = docAddr(d.DestinationIPv4Address, d.DestinationIPv6Address); err != nil {
-		return r, err
-	}
-	switch {
-	case len(d.MQTTCorrelationDataRaw) > 0:
-		r.CorrelationData = d.MQTTCorrelationDataRaw
-	case d.MQTTCorrelationData != "":
-		// Only the text form was stored; its text form is itself (unless
-		// it happens to be non-printable, which the writer never stores).
-		r.CorrelationData = []byte(d.MQTTCorrelationData)
-	}
-	return r, nil
-}
-
-func docAddr(v4, v6 string) (netip.Addr, error) {
-	s := v4
-	if s == "" {
-		s = v6
-	}
-	if s == "" {
-		return netip.Addr{}, nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("mining: address %q: %w", s, err)
-	}
-	return a, nil
-}
-
 // LineError is an error in one line of a JSON-lines input.
 type LineError struct {
 	Line int
@@ -250,7 +189,7 @@ func ReadRecords(r io.Reader) ([]flow.Record, error) {
 		if err := json.Unmarshal(b, &d); err != nil {
 			return recs, &LineError{Line: line, Err: err}
 		}
-		rec, err := RecordFromDocument(&d)
+		rec, err := d.Record()
 		if err != nil {
 			return recs, &LineError{Line: line, Err: err}
 		}
