@@ -1,11 +1,7 @@
 package mining
 
 import (
-	"bufio"
-	"bytes"
 	"cmp"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/netip"
 	"slices"
@@ -158,53 +154,14 @@ func FromRecords(recs []flow.Record) *EventLog {
 	return l
 }
 
-// LineError is an error in one line of a JSON-lines input.
-type LineError struct {
-	Line int
-	Err  error
-}
-
-func (e *LineError) Error() string { return fmt.Sprintf("mining: line %d: %v", e.Line, e.Err) }
-func (e *LineError) Unwrap() error { return e.Err }
-
-// maxLine bounds one JSON line (a document with many topic filters is
-// still far below it).
-const maxLine = 4 << 20
-
-// ReadRecords reads flow.Document JSON objects, one per line (the probe's
-// --stdout and mongoexport's default format), and returns their records.
-// Empty lines are skipped; a malformed line is an error (*LineError).
-func ReadRecords(r io.Reader) ([]flow.Record, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
-	var recs []flow.Record
-	line := 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		var d flow.Document
-		if err := json.Unmarshal(b, &d); err != nil {
-			return recs, &LineError{Line: line, Err: err}
-		}
-		rec, err := d.Record()
-		if err != nil {
-			return recs, &LineError{Line: line, Err: err}
-		}
-		recs = append(recs, rec)
-	}
-	if err := sc.Err(); err != nil {
-		return recs, &LineError{Line: line + 1, Err: err}
-	}
-	return recs, nil
-}
-
-// ReadJSONLines reads flow.Document JSON lines into an event log.
+// ReadJSONLines reads flow.Document JSON lines (flow.ReadJSONLines: the
+// probe's --stdout) into an event log. A malformed line is a *flow.LineError.
 func ReadJSONLines(r io.Reader) (*EventLog, error) {
-	recs, err := ReadRecords(r)
-	if err != nil {
+	var recs []flow.Record
+	if err := flow.ReadJSONLines(r, func(rec *flow.Record) error {
+		recs = append(recs, *rec)
+		return nil
+	}); err != nil {
 		return nil, err
 	}
 	return FromRecords(recs), nil

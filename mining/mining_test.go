@@ -281,7 +281,7 @@ func TestReadJSONLinesMatchesRecords(t *testing.T) {
 
 	t.Run("malformed line", func(t *testing.T) {
 		_, err := ReadJSONLines(strings.NewReader("{}\n{\"mqttTopic\": 5}\n"))
-		var le *LineError
+		var le *flow.LineError
 		require.ErrorAs(t, err, &le)
 		require.Equal(t, 2, le.Line)
 		_, err = ReadJSONLines(strings.NewReader(`{"sourceIPv4Address":"nope"}`))

@@ -3,7 +3,6 @@ package probe
 import (
 	"bufio"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -261,19 +260,18 @@ func (e *IPFIXExporter) Close() error {
 }
 
 // JSONExporter writes one JSON document per flow and line, with the field
-// names of the stored documents (flow.Document).
+// names of the stored documents (flow.JSONLinesWriter), buffered.
 type JSONExporter struct {
-	w   *bufio.Writer
-	enc *json.Encoder
-	c   io.Closer
+	w  *bufio.Writer
+	jw *flow.JSONLinesWriter
+	c  io.Closer
 }
 
 // NewJSONExporter writes to w (closed on Close if it is an io.Closer other
 // than os.Stdout).
 func NewJSONExporter(w io.Writer) *JSONExporter {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	e := &JSONExporter{w: bw, enc: json.NewEncoder(bw)}
-	e.enc.SetEscapeHTML(false)
+	e := &JSONExporter{w: bw, jw: flow.NewJSONLinesWriter(bw)}
 	if c, ok := w.(io.Closer); ok && w != os.Stdout {
 		e.c = c
 	}
@@ -283,8 +281,8 @@ func NewJSONExporter(w io.Writer) *JSONExporter {
 // Export implements Exporter.
 func (e *JSONExporter) Export(recs []flow.Record) error {
 	for i := range recs {
-		if err := e.enc.Encode(recs[i].ToDocument()); err != nil {
-			return fmt.Errorf("write JSON flow: %w", err)
+		if err := e.jw.Write(&recs[i]); err != nil {
+			return err
 		}
 	}
 	return nil
