@@ -13,6 +13,7 @@ import (
 
 	"github.com/mission-ids/mission/flow"
 	"github.com/mission-ids/mission/ipfix"
+	"github.com/mission-ids/mission/store"
 )
 
 // benchMessages encodes realistic MQTT flow records into UDP-sized IPFIX
@@ -65,7 +66,7 @@ type bsonSink struct {
 func (s *bsonSink) PutBatch(docs []flow.Document) error {
 	for i := range docs {
 		var err error
-		if s.buf, err = docs[i].AppendBSON(s.buf[:0]); err != nil {
+		if s.buf, err = store.AppendBSON(s.buf[:0], &docs[i]); err != nil {
 			return err
 		}
 	}

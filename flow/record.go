@@ -1,7 +1,9 @@
 // Package flow defines the MQTT flow record: one MQTT transaction on one TCP
 // connection, as the probe builds it, the collector decodes it and the store
-// keeps it. It is the shared boundary between probe, collector and store; it
-// does no I/O.
+// keeps it. It is the shared boundary between probe, collector and store,
+// and owns both directions of its stored form: Record ↔ Document, and
+// Document JSON lines (JSONLinesWriter, ReadJSONLines). It opens nothing
+// itself: the JSON lines go through the io.Writer and io.Reader given.
 //
 // A Record's byte slices and strings are owned by the Record: producers copy
 // them out of reassembly buffers before they hand a Record on.

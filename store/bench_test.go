@@ -41,7 +41,7 @@ func benchInsert(b *testing.B, cfg Config) {
 		defer func() { _ = w.coll.Database().Drop(ctx) }()
 	}
 	docs := testDocs(0, 10_000)
-	raw, err := encode(&docs[0])
+	raw, err := AppendBSON(nil, &docs[0])
 	require.NoError(b, err)
 	b.SetBytes(int64(len(raw)))
 

@@ -42,7 +42,7 @@ func TestDocumentID(t *testing.T) {
 func TestLargeFlowIDEncodes(t *testing.T) {
 	d := testDoc(1)
 	d.FlowID = 1<<63 + 5
-	raw, err := encode(&d)
+	raw, err := AppendBSON(nil, &d)
 	require.NoError(t, err)
 	var back struct {
 		FlowID  int64  `bson:"flowId"`
@@ -55,7 +55,7 @@ func TestLargeFlowIDEncodes(t *testing.T) {
 	require.Equal(t, d.MQTTTopic, back.Topic)
 
 	d.FlowID = 7
-	mine, err := encode(&d)
+	mine, err := AppendBSON(nil, &d)
 	require.NoError(t, err)
 	std, err := bson.Marshal(&d)
 	require.NoError(t, err)

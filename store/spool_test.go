@@ -14,7 +14,7 @@ func encodedDocs(t *testing.T, from, n int) [][]byte {
 	for i := range out {
 		d := testDoc(from + i)
 		d.ID = DocumentID(&d)
-		raw, err := encode(&d)
+		raw, err := AppendBSON(nil, &d)
 		require.NoError(t, err)
 		out[i] = raw
 	}

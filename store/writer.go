@@ -44,7 +44,7 @@ func (w *Writer) PutBatch(docs []flow.Document) error {
 		if d.CollectorReceiveTime == nil {
 			d.CollectorReceiveTime = &now
 		}
-		raw, err := encode(&d)
+		raw, err := AppendBSON(nil, &d)
 		if err != nil {
 			w.c.rejected.Add(1)
 			encErrs = append(encErrs, fmt.Errorf("store: encode flow %d as BSON: %w", d.FlowID, err))
