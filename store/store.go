@@ -1,5 +1,6 @@
 // Package store writes MQTT flow documents (flow.Document) to MongoDB through
-// the official Go driver, without losing them when the database is down.
+// the official Go driver, without losing them when the database is down, and
+// reads them back.
 //
 // # Naming
 //
@@ -58,6 +59,14 @@
 // embedded server stores about 5,000 flow documents per second on two
 // cores (see BenchmarkEmbeddedInsert); beyond that, use MongoDB. Closing it
 // waits up to 3 s for other clients still connected to it to go away.
+//
+// # Reading
+//
+// OpenReader opens the stored flows for reading, over a URL or, with the
+// URL empty, over the embedded database of a data directory (which it
+// serves, and locks, while open; ErrNoDatabase when there is none). Its
+// Find, Count and CountBy select documents by a MongoDB filter and a start
+// time range; Records decodes them back to flow.Records in time order.
 //
 // # Indexes
 //
@@ -209,6 +218,11 @@ var (
 	ErrDirInUse = errors.New("store: data directory in use")
 	// ErrRetentionUnsupported means the server has no TTL indexes.
 	ErrRetentionUnsupported = errors.New("store: the database does not support TTL indexes (retention)")
+	// ErrUnreachable means the database server did not answer.
+	ErrUnreachable = errors.New("store: cannot reach the database")
+	// ErrNoDatabase means a Reader was given no URL and its data directory
+	// holds no embedded database.
+	ErrNoDatabase = errors.New("store: no database to read")
 )
 
 // Writer stores flow documents; see the package documentation. It is safe
