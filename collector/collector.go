@@ -312,7 +312,8 @@ func (c *Collector) addAddr(a net.Addr) {
 }
 
 // handler decodes messages of one decoding context (a UDP reader, a TCP
-// connection, a file) and batches documents for the sink.
+// connection, a file) and batches documents for the sink, or hands the
+// records to emit (ReadRecords).
 type handler struct {
 	c    *Collector
 	dec  *flow.Decoder
@@ -320,6 +321,10 @@ type handler struct {
 	rec  flow.Record
 	from netip.AddrPort
 	now  time.Time
+	// emit, if set, gets each flow instead of the sink; its first error
+	// stops decoding and is kept in emitErr.
+	emit    func(r *flow.Record, mqtt bool) error
+	emitErr error
 	// counters accumulated per message, merged into the exporter's
 	mqtt, other, options, invalid uint64
 	invalidReason                 flow.InvalidReason // of the last invalid record
@@ -375,6 +380,14 @@ func (h *handler) record(rec ipfix.Record) error {
 	} else {
 		h.other++
 	}
+	if h.emit != nil {
+		rec := *r
+		if err := h.emit(&rec, mqtt); err != nil {
+			h.emitErr = err
+			return err
+		}
+		return nil
+	}
 	d := r.ToDocument()
 	if !mqtt {
 		d.MQTTControlTypeName = ""
@@ -426,10 +439,13 @@ func (h *handler) message(sess *ipfix.Session, msg []byte) error {
 	h.mqtt, h.other, h.options, h.invalid = 0, 0, 0, 0
 	c.logEvictions()
 
-	if malformed {
+	switch {
+	case h.emitErr != nil:
+		err = h.emitErr
+	case malformed:
 		c.totals.malformed.Add(1)
 		c.warn.Warn().Err(err).Str("exporter", h.from.String()).Msg("malformed IPFIX message")
-	} else {
+	default:
 		err = nil // template problems are counted, not fatal
 	}
 	if lost := after.RecordsLost - before.RecordsLost; lost > 0 {
