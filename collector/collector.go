@@ -26,9 +26,13 @@ import (
 	"github.com/mission-ids/mission/ipfix"
 )
 
-// Sink receives documents; store.Writer implements it. PutBatch must not
-// keep docs after it returns.
+// Sink receives documents; *store.Writer implements it.
 type Sink interface {
+	// PutBatch takes documents for storing. It must not keep docs after it
+	// returns, and should not wait for the database (store.Writer queues).
+	// An error means some documents were not taken (store.Writer: an error
+	// wrapping store.ErrDropped, already counted and logged, or
+	// store.ErrClosed); the collector counts and logs it.
 	PutBatch(docs []flow.Document) error
 }
 
@@ -190,15 +194,15 @@ func (c *Collector) Exporters() map[netip.Addr]ExporterStats {
 	return out
 }
 
-// Totals are the collector-wide counters.
-type Totals struct {
+// Stats are the collector-wide counters (ExporterStats has them per exporter).
+type Stats struct {
 	Messages, Records, MQTTFlows, OtherFlows, OptionsRecords, Malformed, Denied, StoreErrors uint64
 }
 
-// Totals returns the collector-wide counters.
-func (c *Collector) Totals() Totals {
+// Stats returns the collector-wide counters.
+func (c *Collector) Stats() Stats {
 	t := &c.totals
-	return Totals{t.messages.Load(), t.records.Load(), t.mqtt.Load(), t.other.Load(), t.options.Load(),
+	return Stats{t.messages.Load(), t.records.Load(), t.mqtt.Load(), t.other.Load(), t.options.Load(),
 		t.malformed.Load(), t.denied.Load(), t.storeErrors.Load()}
 }
 

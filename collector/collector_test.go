@@ -187,7 +187,7 @@ func TestOriginalPrototypeOverUDP(t *testing.T) {
 	require.Equal(t, "6f1c2a", d.MQTTCorrelationData)
 	require.Equal(t, uint8(3), d.MQTTControlType)
 	require.Equal(t, int64(500000), d.FlowDurationMicroseconds)
-	require.Equal(t, uint64(1), c.Totals().MQTTFlows)
+	require.Equal(t, uint64(1), c.Stats().MQTTFlows)
 }
 
 func TestAllowList(t *testing.T) {
@@ -201,7 +201,7 @@ func TestAllowList(t *testing.T) {
 	tc, err := net.Dial("tcp", addrs["tcp"])
 	require.NoError(t, err)
 	tc.Close()
-	require.Eventually(t, func() bool { return c.Totals().Denied == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return c.Stats().Denied == 2 }, 5*time.Second, 5*time.Millisecond)
 	require.Empty(t, sink.snapshot())
 	require.Equal(t, uint64(2), c.Exporters()[netip.MustParseAddr("127.0.0.1")].Denied)
 }
@@ -282,7 +282,7 @@ func TestHostileInput(t *testing.T) {
 	_, err = udp2.Write(valid)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(sink.snapshot()) == 2 }, 5*time.Second, 5*time.Millisecond)
-	tot := c.Totals()
+	tot := c.Stats()
 	require.Greater(t, tot.Malformed, uint64(10))
 	ex := c.Exporters()[netip.MustParseAddr("127.0.0.1")]
 	require.Greater(t, ex.TemplateMisses, uint64(0))

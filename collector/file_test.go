@@ -96,7 +96,7 @@ func TestReadRecordsMatchesCollector(t *testing.T) {
 	require.NoError(t, c.ReadIPFIX(ctx, bytes.NewReader(file)))
 	docs := sink.snapshot()
 	require.Len(t, docs, 25)
-	tot := c.Totals()
+	tot := c.Stats()
 	require.EqualValues(t, 1, tot.OptionsRecords)
 	require.EqualValues(t, 20, tot.MQTTFlows)
 	require.EqualValues(t, 5, tot.OtherFlows)

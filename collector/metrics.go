@@ -10,7 +10,7 @@ import (
 
 // Metrics emits the collector's counters, per exporter (a metrics.Func).
 func (c *Collector) Metrics(e metrics.Emitter) {
-	t := c.Totals()
+	t := c.Stats()
 	e.Counter("mission_collector_messages_total", "IPFIX messages received.", float64(t.Messages))
 	e.Counter("mission_collector_records_total", "Flow records decoded, by kind.", float64(t.MQTTFlows), "kind", "mqtt")
 	e.Counter("mission_collector_records_total", "Flow records decoded, by kind.", float64(t.OtherFlows), "kind", "other")

@@ -71,14 +71,14 @@ func OpenReader(ctx context.Context, cfg ReaderConfig, logger zerolog.Logger) (_
 		return nil, fmt.Errorf("store: invalid MongoDB URL or options: %w", err)
 	}
 	if err := r.client.Ping(ctx, nil); err != nil {
-		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, redactURL(r.url), err)
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, RedactURL(r.url), err)
 	}
 	r.coll = r.client.Database(c.Database).Collection(c.Collection)
 	return r, nil
 }
 
 // URL returns the database URL in use: the embedded server's when
-// ReaderConfig.URL was empty. It may hold a password.
+// ReaderConfig.URL was empty. It may hold a password (see RedactURL).
 func (r *Reader) URL() string { return r.url }
 
 // Embedded reports whether the Reader serves a data directory itself.

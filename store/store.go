@@ -91,8 +91,6 @@ import (
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
-
-	"github.com/mission-ids/mission/flow"
 )
 
 // Defaults for Config's zero values.
@@ -196,16 +194,6 @@ func (c Config) validate() error {
 	return nil
 }
 
-// Sink is what the collector hands documents to; *Writer implements it.
-type Sink interface {
-	// PutBatch queues documents for storing and returns without waiting
-	// for the database. An error wrapping ErrDropped means some were lost
-	// (already counted and logged); ErrClosed means the sink is closed.
-	PutBatch(docs []flow.Document) error
-}
-
-var _ Sink = (*Writer)(nil)
-
 // Errors callers branch on.
 var (
 	// ErrClosed is returned by Put and PutBatch after Close.
@@ -308,7 +296,7 @@ func Open(ctx context.Context, cfg Config, logger zerolog.Logger) (_ *Writer, er
 	pctx, cancel := context.WithTimeout(ctx, cfg.WriteTimeout)
 	defer cancel()
 	if err := w.client.Ping(pctx, nil); err != nil {
-		return nil, fmt.Errorf("store: cannot reach MongoDB at %s; start it or fix --mongo-url: %w", redactURL(w.url), err)
+		return nil, fmt.Errorf("store: cannot reach MongoDB at %s; start it or fix --mongo-url: %w", RedactURL(w.url), err)
 	}
 	if err := ensureIndexes(pctx, w.coll, cfg.Retention, w.embedded != nil, w.log); err != nil {
 		return nil, err
@@ -392,8 +380,10 @@ func (w *Writer) release(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// redactURL hides the password of a MongoDB URL for messages.
-func redactURL(s string) string {
+// RedactURL hides the password of a MongoDB URL for messages: the password
+// becomes "xxxxx"; a URL that does not parse becomes "(unparsable URL)", as
+// it might hold a password the parser could not find.
+func RedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.User == nil {
 		if err != nil {

@@ -398,7 +398,7 @@ func (w *Writer) probe(ctx context.Context) bool {
 
 func (w *Writer) unhealthy(err error) {
 	if w.c.healthy.Swap(false) {
-		w.log.Warn().Err(err).Str("url", redactURL(w.url)).
+		w.log.Warn().Err(err).Str("url", RedactURL(w.url)).
 			Msg("store: database write failed; spooling flows to disk until it answers again")
 	}
 	w.probePause = minProbePause
