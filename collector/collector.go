@@ -240,7 +240,7 @@ func (c *Collector) deny(from netip.AddrPort, what string) {
 	c.mu.Lock()
 	c.exporter(from.Addr()).Denied++
 	c.mu.Unlock()
-	c.warn.Warn().Str("exporter", from.String()).Msgf("%s from an exporter outside --allow: dropped", what)
+	c.warn.Warn().Str("exporter", from.String()).Msgf("%s from an exporter outside the allow-list: dropped", what)
 }
 
 // Run listens on the configured transports until ctx ends.

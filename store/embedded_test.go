@@ -101,8 +101,8 @@ func TestOpenFailsClearlyWhenDatabaseDown(t *testing.T) {
 	_, err := Open(context.Background(), Config{
 		URL: "mongodb://" + freeAddr(t) + "/", DataDir: t.TempDir(), WriteTimeout: 3 * time.Second,
 	}, testLogger(t))
-	require.Error(t, err)
-	require.Contains(t, err.Error(), "cannot reach MongoDB")
+	require.ErrorIs(t, err, ErrUnreachable)
+	require.Contains(t, err.Error(), "cannot reach the database at mongodb://127.0.0.1:")
 	require.Less(t, time.Since(start), 10*time.Second)
 }
 
@@ -111,7 +111,7 @@ func TestEmbeddedDirLockedAcrossProcesses(t *testing.T) {
 	db := startFerretProc(t)
 	_, err := StartEmbedded(db.dir, "127.0.0.1:0", testLogger(t))
 	require.ErrorIs(t, err, ErrDirInUse)
-	require.Contains(t, err.Error(), "another --data-dir")
+	require.Contains(t, err.Error(), "used by another mission process")
 	db.kill() // the kernel releases the lock of a killed process
 	e, err := StartEmbedded(db.dir, "127.0.0.1:0", testLogger(t))
 	require.NoError(t, err)

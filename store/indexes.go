@@ -74,7 +74,7 @@ func ensureIndexes(ctx context.Context, coll *mongo.Collection, retention time.D
 			if embedded {
 				what = "the embedded server (FerretDB)"
 			}
-			return fmt.Errorf("%w: %s cannot expire documents; unset the retention or point --mongo-url at MongoDB: %w", ErrRetentionUnsupported, what, err)
+			return fmt.Errorf("%w: %s cannot expire documents; unset the retention or use MongoDB: %w", ErrRetentionUnsupported, what, err)
 		}
 		return fmt.Errorf("store: create retention index: %w", err)
 	}

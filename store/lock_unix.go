@@ -24,7 +24,7 @@ func lockDir(dir, what string) (*dirLock, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s: %s is used by another mission process; stop it or give this one another --data-dir: %w", what, dir, ErrDirInUse)
+			return nil, fmt.Errorf("%s: %s is used by another mission process; stop it or use another data directory: %w", what, dir, ErrDirInUse)
 		}
 		return nil, fmt.Errorf("%s: lock %s: %w", what, path, err)
 	}

@@ -44,7 +44,8 @@ type Reader struct {
 // within ctx. With an empty URL it fails with an error wrapping
 // ErrNoDatabase when the data directory has no embedded database, and
 // ErrDirInUse when a running Writer (a collector) holds the directory. A
-// server that does not answer is an error wrapping ErrUnreachable.
+// server that does not answer is an error wrapping ErrUnreachable; a URL
+// that does not parse, one wrapping ErrInvalidURL.
 func OpenReader(ctx context.Context, cfg ReaderConfig, logger zerolog.Logger) (_ *Reader, err error) {
 	c := Config{URL: cfg.URL, Database: cfg.Database, Collection: cfg.Collection, DataDir: cfg.DataDir}.withDefaults()
 	r := &Reader{url: c.URL}
@@ -68,7 +69,7 @@ func OpenReader(ctx context.Context, cfg ReaderConfig, logger zerolog.Logger) (_
 		SetServerSelectionTimeout(5 * time.Second).
 		ApplyURI(r.url) // settings in the URL win over the default above
 	if r.client, err = mongo.Connect(ctx, opts); err != nil {
-		return nil, fmt.Errorf("store: invalid MongoDB URL or options: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidURL, err)
 	}
 	if err := r.client.Ping(ctx, nil); err != nil {
 		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, RedactURL(r.url), err)

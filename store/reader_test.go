@@ -228,7 +228,7 @@ func TestOpenReaderErrors(t *testing.T) {
 	require.Less(t, time.Since(start), 10*time.Second)
 
 	_, err = OpenReader(ctx, ReaderConfig{URL: "postgres://nope"}, testLogger(t))
-	require.Error(t, err)
+	require.ErrorIs(t, err, ErrInvalidURL)
 	require.NotErrorIs(t, err, ErrUnreachable)
 }
 

@@ -206,8 +206,11 @@ var (
 	ErrDirInUse = errors.New("store: data directory in use")
 	// ErrRetentionUnsupported means the server has no TTL indexes.
 	ErrRetentionUnsupported = errors.New("store: the database does not support TTL indexes (retention)")
-	// ErrUnreachable means the database server did not answer.
+	// ErrUnreachable means the database server did not answer (Open's
+	// and OpenReader's check).
 	ErrUnreachable = errors.New("store: cannot reach the database")
+	// ErrInvalidURL means the database URL or its options do not parse.
+	ErrInvalidURL = errors.New("store: invalid MongoDB URL or options")
 	// ErrNoDatabase means a Reader was given no URL and its data directory
 	// holds no embedded database.
 	ErrNoDatabase = errors.New("store: no database to read")
@@ -252,7 +255,10 @@ type Writer struct {
 // Open checks the configuration, starts the embedded server if Config.URL
 // is empty, opens the spool, connects to the database, creates the indexes
 // and starts the writer goroutine. ctx bounds the start; the database must
-// answer within it (and within Config.WriteTimeout).
+// answer within it (and within Config.WriteTimeout), else the error wraps
+// ErrUnreachable. A data directory in use by another Writer, Reader or
+// process is an error wrapping ErrDirInUse; Config.Retention on a server
+// without TTL indexes, one wrapping ErrRetentionUnsupported.
 func Open(ctx context.Context, cfg Config, logger zerolog.Logger) (_ *Writer, err error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -290,13 +296,13 @@ func Open(ctx context.Context, cfg Config, logger zerolog.Logger) (_ *Writer, er
 		ApplyURI(w.url) // settings in the URL win over the defaults above
 	w.client, err = mongo.Connect(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("store: invalid MongoDB URL or options (check --mongo-url): %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidURL, err)
 	}
 	w.coll = w.client.Database(cfg.Database).Collection(cfg.Collection)
 	pctx, cancel := context.WithTimeout(ctx, cfg.WriteTimeout)
 	defer cancel()
 	if err := w.client.Ping(pctx, nil); err != nil {
-		return nil, fmt.Errorf("store: cannot reach MongoDB at %s; start it or fix --mongo-url: %w", RedactURL(w.url), err)
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, RedactURL(w.url), err)
 	}
 	if err := ensureIndexes(pctx, w.coll, cfg.Retention, w.embedded != nil, w.log); err != nil {
 		return nil, err

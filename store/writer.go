@@ -125,7 +125,7 @@ func (w *Writer) drop(n int, err error) {
 		if err != nil {
 			ev = ev.Err(err)
 		}
-		ev.Msg("store: flows dropped: the database is unreachable or slow and the spool is full (or unwritable); raise --spool-max-bytes or fix the database")
+		ev.Msg("store: flows dropped: the database is unreachable or slow and the spool is full (or unwritable); raise the spool limit or fix the database")
 	}
 }
 
