@@ -79,7 +79,7 @@ func allInOneCommand() *cli.Command {
 			runErr := p.Run(c.Context)
 			// Let the collector take in everything the probe sent.
 			deadline := time.Now().Add(10 * time.Second)
-			for col.Totals().MQTTFlows < p.Stats().FlowsExported && time.Now().Before(deadline) {
+			for col.Stats().MQTTFlows < p.Stats().FlowsExported && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			stopCol()
@@ -88,7 +88,7 @@ func allInOneCommand() *cli.Command {
 			storeErr := closeStore(w, log)
 			if pcfg.ReadFile != "" {
 				sum.print(c.App.Writer, summaryInfo{
-					file: pcfg.ReadFile, elapsed: time.Since(start), probe: p.Stats(), collector: col.Totals(), store: w.Stats(),
+					file: pcfg.ReadFile, elapsed: time.Since(start), probe: p.Stats(), collector: col.Stats(), store: w.Stats(),
 					url: c.String(flagMongoURL), database: c.String(flagMongoCollection), collection: c.String(flagCollection),
 					dataDir: c.String(flagDataDir),
 				})

@@ -145,6 +145,10 @@ func storeError(err error) error {
 		return fmt.Errorf("%w; stop the other process or give this one another --%s", err, flagDataDir)
 	case errors.Is(err, store.ErrRetentionUnsupported):
 		return fmt.Errorf("%w; unset --%s or point --%s at MongoDB", err, flagRetention, flagMongoURL)
+	case errors.Is(err, store.ErrUnreachable):
+		return fmt.Errorf("%w; start the database or fix --%s", err, flagMongoURL)
+	case errors.Is(err, store.ErrInvalidURL):
+		return fmt.Errorf("%w; check --%s", err, flagMongoURL)
 	}
 	return err
 }

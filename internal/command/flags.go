@@ -226,7 +226,7 @@ func storeWriteFlags() []cli.Flag {
 // the store.
 func sourceFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: flagJSONL, Usage: "read flows from a JSON-lines file (probe --stdout, mongoexport); - for stdin"},
+		&cli.StringFlag{Name: flagJSONL, Usage: "read flows from a JSON-lines file (probe --stdout); - for stdin"},
 		&cli.StringFlag{Name: flagIPFIX, Usage: "read flows from an IPFIX file (probe --ipfix-file)"},
 	}
 }

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -8,22 +9,26 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/mission-ids/mission/collector"
 	"github.com/mission-ids/mission/flow"
-	"github.com/mission-ids/mission/ipfix"
-	"github.com/mission-ids/mission/mining"
+	"github.com/mission-ids/mission/store"
 )
 
-// loadFlows reads flows from the source the flags name (a JSON-lines
-// file, an IPFIX file or the store), within --from/--to, in time order.
+// loadFlows reads the MQTT flows of the source the flags name (a
+// JSON-lines file, an IPFIX file or the store), within --from/--to, in
+// time order.
 func loadFlows(c *cli.Context, log zerolog.Logger) ([]flow.Record, error) {
 	from, to := timeRange(c)
 	keep := func(r *flow.Record) bool {
 		return (from.IsZero() || !r.Start.Before(from)) && (to.IsZero() || r.Start.Before(to))
 	}
 	var recs []flow.Record
+	add := func(r *flow.Record) {
+		if keep(r) {
+			recs = append(recs, *r)
+		}
+	}
 	switch {
 	case c.String(flagJSONL) != "":
 		var in io.Reader = os.Stdin
@@ -35,14 +40,9 @@ func loadFlows(c *cli.Context, log zerolog.Logger) ([]flow.Record, error) {
 			defer f.Close()
 			in = f
 		}
-		all, err := mining.ReadRecords(in)
+		err := flow.ReadJSONLines(in, func(r *flow.Record) error { add(r); return nil })
 		if err != nil {
 			return nil, fmt.Errorf("--%s: %w", flagJSONL, err)
-		}
-		for i := range all {
-			if keep(&all[i]) {
-				recs = append(recs, all[i])
-			}
 		}
 	case c.String(flagIPFIX) != "":
 		f, err := os.Open(c.String(flagIPFIX))
@@ -50,13 +50,10 @@ func loadFlows(c *cli.Context, log zerolog.Logger) ([]flow.Record, error) {
 			return nil, fmt.Errorf("--%s: %w", flagIPFIX, err)
 		}
 		defer f.Close()
-		pen := uint32(c.Uint(flagEnterpriseNumber))
-		sess := ipfix.NewSession(ipfix.Config{Registry: ipfix.NewRegistry(pen)}, ipfix.SessionKey{Transport: ipfix.File})
-		dec := flow.NewDecoder(pen)
-		err = ipfix.DecodeFile(f, sess, func(rec ipfix.Record) error {
-			var r flow.Record
-			if !rec.Template.IsOptions() && dec.Decode(rec, &r) && keep(&r) {
-				recs = append(recs, r)
+		cfg := collector.Config{EnterpriseNumber: uint32(c.Uint(flagEnterpriseNumber)), Logger: log}
+		err = collector.ReadRecords(c.Context, f, cfg, func(r *flow.Record, mqtt bool) error {
+			if mqtt {
+				add(r)
 			}
 			return nil
 		})
@@ -64,45 +61,31 @@ func loadFlows(c *cli.Context, log zerolog.Logger) ([]flow.Record, error) {
 			return nil, fmt.Errorf("--%s: %w", flagIPFIX, err)
 		}
 	default:
-		coll, done, err := connectStore(c, log)
+		rd, err := openReader(c, log)
 		if err != nil {
 			return nil, err
 		}
-		defer done()
-		ctx := c.Context
-		filter := bson.D{}
-		rng := bson.D{}
-		if !from.IsZero() {
-			rng = append(rng, bson.E{Key: "$gte", Value: from})
-		}
-		if !to.IsZero() {
-			rng = append(rng, bson.E{Key: "$lt", Value: to})
-		}
-		if len(rng) > 0 {
-			filter = bson.D{{Key: "flowStartNanoseconds", Value: rng}}
-		}
-		cur, err := coll.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "flowStartNs", Value: 1}}))
+		defer rd.Close()
+		err = rd.Records(c.Context, store.Query{From: from, To: to}, func(r *flow.Record) error {
+			recs = append(recs, *r)
+			return nil
+		})
 		if err != nil {
 			return nil, fmt.Errorf("read stored flows: %w", err)
 		}
-		defer cur.Close(ctx)
-		for cur.Next(ctx) {
-			var d flow.Document
-			if err := cur.Decode(&d); err != nil {
-				return nil, fmt.Errorf("stored flow: %w", err)
-			}
-			r, err := mining.RecordFromDocument(&d)
-			if err != nil {
-				return nil, err
-			}
-			if keep(&r) {
-				recs = append(recs, r)
-			}
-		}
-		if err := cur.Err(); err != nil {
-			return nil, err
-		}
+		return recs, nil // in time order already
 	}
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Start.Before(recs[j].Start) })
 	return recs, nil
+}
+
+// openReader opens the store the flags name for reading.
+func openReader(c *cli.Context, log zerolog.Logger) (*store.Reader, error) {
+	rd, err := store.OpenReader(c.Context, store.ReaderConfig{URL: c.String(flagMongoURL), Database: c.String(flagMongoCollection),
+		Collection: c.String(flagCollection), DataDir: c.String(flagDataDir)}, log)
+	if errors.Is(err, store.ErrNoDatabase) {
+		return nil, fmt.Errorf("%w; run mission collect or all-in-one first, or give --%s (mine and detect also read --%s or --%s)",
+			err, flagMongoURL, flagJSONL, flagIPFIX)
+	}
+	return rd, storeError(err)
 }

@@ -60,7 +60,7 @@ type summaryInfo struct {
 	file                      string
 	elapsed                   time.Duration
 	probe                     probe.Stats
-	collector                 collector.Totals
+	collector                 collector.Stats
 	store                     store.Stats
 	url, database, collection string
 	dataDir                   string
@@ -109,7 +109,7 @@ func (s *summary) print(w io.Writer, in summaryInfo) {
 		ps.FlowsDropped, ps.FlowsLost, in.store.Dropped, tr.Malformed, ps.Reassembly.Gaps, sumPackets(tr.Unmatched))
 	where := fmt.Sprintf("database %q, collection %q", in.database, in.collection)
 	if in.url != "" {
-		url := redactURL(in.url)
+		url := store.RedactURL(in.url)
 		fmt.Fprintf(w, "  stored          %d documents in %s at %s\n", in.store.Inserted+in.store.Duplicates, where, url)
 		fmt.Fprintf(w, "  query           mongosh '%s' --eval 'db.getSiblingDB(\"%s\").%s.find().limit(5)'\n", url, in.database, in.collection)
 		return

@@ -3,13 +3,13 @@ package command
 import (
 	"crypto/tls"
 	"encoding/json"
-	"net/url"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mission-ids/mission/collector"
 	"github.com/mission-ids/mission/probe"
+	"github.com/mission-ids/mission/store"
 )
 
 // printConfig prints the effective configuration (--print-config).
@@ -56,21 +56,10 @@ func listenView(c *cli.Context, cfg collector.Config) map[string]any {
 }
 
 func storeView(c *cli.Context) map[string]any {
-	u := redactURL(c.String(flagMongoURL))
+	u := store.RedactURL(c.String(flagMongoURL))
 	if u == "" {
 		u = "embedded (" + filepath.Join(c.String(flagDataDir), "db") + ")"
 	}
 	return map[string]any{"mongoURL": u, "database": c.String(flagMongoCollection), "collection": c.String(flagCollection),
 		"dataDir": c.String(flagDataDir), "retention": c.Duration(flagRetention).String(), "workers": c.Int(flagStoreWorkers)}
-}
-
-// redactURL hides a password in a MongoDB URL.
-func redactURL(u string) string {
-	if p, err := url.Parse(u); err == nil && p.User != nil {
-		if _, ok := p.User.Password(); ok {
-			p.User = url.UserPassword(p.User.Username(), "xxxxx")
-			return p.String()
-		}
-	}
-	return u
 }
