@@ -1,7 +1,11 @@
-// Code generated from the IANA "IPFIX Information Elements" registry
+// The IANA "IPFIX Information Elements" registry
 // (https://www.iana.org/assignments/ipfix/ipfix.xhtml, elements 1–491,
-// deprecated and reserved ids omitted). DO NOT EDIT by hand except to add
-// rows in the same form; see registry.go for the lookup.
+// deprecated and reserved ids omitted), transcribed by hand: there is no
+// generator, because the build has no network to fetch the registry's CSV.
+// Add rows in the same form (name, id and abstract data type exactly as
+// the registry gives them); TestIANATable checks the table's shape and
+// interop tests check the elements peers send against tshark, softflowd
+// and nfdump. See registry.go for the lookup.
 
 package ipfix
 
