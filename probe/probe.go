@@ -4,12 +4,21 @@
 // transaction through an Exporter (IPFIX over UDP/TCP/TLS, IPFIX file,
 // JSON lines).
 //
-// Capture never blocks on export: finished flows are gathered in batches of
-// up to 64 (handed over when full, after 10 ms of capture time, or when the
-// capture is idle for a poll timeout), which go through a bounded queue to a
-// single export goroutine that batches them and flushes at least every
-// FlushInterval; a full queue drops flows and counts them. Emptied batches
-// go back to the capture.
+// Finished flows are gathered in batches of up to 64 (handed over when
+// full, after 10 ms of capture time, or when the capture is idle for a poll
+// timeout), which go through a bounded queue to a single export goroutine
+// that batches them and flushes at least every FlushInterval. Emptied
+// batches go back to the capture. When the queue is full, a live capture
+// (which cannot wait: the kernel would drop packets instead) drops flows
+// and counts them; a capture file waits for the exporter (backpressure):
+// capture time drives every timeout, so waiting changes no flow.
+//
+// An exporter that is unavailable (a TCP/TLS collector down, see
+// ErrUnavailable) is offered the same batch again every FlushInterval
+// while the queue holds the flows behind it: live, until the queue is full
+// (then flows are dropped and counted); from a file, for at most
+// ConnectTimeout, after which refused batches are counted lost until the
+// collector is back.
 package probe
 
 import (
@@ -45,6 +54,9 @@ type Config struct {
 	QueueSize     int           // flows waiting for export; default 65536
 	BatchSize     int           // flows per export call; default 256
 	FlushInterval time.Duration // default 100 ms
+	// ConnectTimeout bounds how long flows wait for an unavailable
+	// collector when reading a file, and at shutdown; default 30 s.
+	ConnectTimeout time.Duration
 
 	Reassembly reassembly.Config
 	Tracker    tracker.Config
@@ -73,10 +85,16 @@ func (c *Config) defaults() {
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = 100 * time.Millisecond
 	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
 	if c.SnapLen <= 0 {
 		c.SnapLen = capture.MaxFrame
 	}
 }
+
+// DefaultConnectTimeout is Config.ConnectTimeout's default.
+const DefaultConnectTimeout = 30 * time.Second
 
 // Stats is a snapshot of everything the probe counts.
 type Stats struct {
@@ -94,11 +112,18 @@ type Stats struct {
 	KernelDropped  uint64
 
 	FlowsQueued   uint64
-	FlowsDropped  uint64 // export queue full
-	FlowsExported uint64
-	FlowsLost     uint64 // export failed (collector unreachable, write error)
+	FlowsDropped  uint64 // export queue full (live capture only)
+	FlowsExported uint64 // taken by the exporter (sent, or held to be resent)
+	FlowsLost     uint64 // export failed (write error, collector unavailable past ConnectTimeout)
 	ExportErrors  uint64
 	QueueDepth    int
+	// ExportWait is how long a file capture waited for the exporter
+	// (backpressure on a full queue).
+	ExportWait time.Duration
+	// FlowsDeferred counts flows of batches an unavailable exporter
+	// refused and was offered again (each batch counted once per outage).
+	FlowsDeferred uint64
+	Export        ExportStats // the exporter's own counters (resent, refused datagrams, reconnects)
 
 	Reassembly reassembly.Stats
 	Tracker    tracker.Stats
@@ -128,7 +153,14 @@ type Probe struct {
 	lost     atomic.Uint64
 	expErrs  atomic.Uint64
 	dropped  atomic.Uint64
+	deferred atomic.Uint64
+	waited   atomic.Int64 // ns the capture waited for the queue
 	dropLog  zerolog.Logger
+	// wait: the capture waits for room in the queue (file reads) until
+	// done is closed (the run is cancelled).
+	wait     bool
+	done     <-chan struct{}
+	stopping chan struct{} // closed when the capture has ended
 }
 
 // Errors of New for the packet source: a probe reads either an interface
@@ -155,7 +187,7 @@ func New(cfg Config, exp Exporter) (*Probe, error) {
 	nbatch := max(1, cfg.QueueSize/captureBatch)
 	p := &Probe{cfg: cfg, exp: exp, log: cfg.Logger, queue: make(chan []flow.Record, nbatch),
 		free:    make(chan []flow.Record, nbatch+2),
-		filters: make(map[capture.LinkType]*bpf.Program)}
+		filters: make(map[capture.LinkType]*bpf.Program), wait: cfg.ReadFile != "", stopping: make(chan struct{})}
 	p.dropLog = p.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second})
 	for _, port := range cfg.MQTTPorts {
 		p.mqtt[port/64] |= 1 << (port % 64)
@@ -235,7 +267,9 @@ func (p *Probe) freeBatch() []flow.Record {
 	return make([]flow.Record, 0, captureBatch)
 }
 
-// handOver queues the pending batch, or drops it if the queue is full.
+// handOver queues the pending batch. When the queue is full a file
+// capture waits (unless the run is cancelled); a live capture drops the
+// batch and counts it.
 func (p *Probe) handOver() {
 	n := len(p.pending)
 	if n == 0 {
@@ -246,14 +280,27 @@ func (p *Probe) handOver() {
 	case p.queue <- p.pending:
 		p.cap.FlowsQueued += uint64(n)
 		p.pending = nil
+		return
 	default:
-		p.depth.Add(-int64(n))
-		clear(p.pending)
-		p.pending = p.pending[:0]
-		p.dropped.Add(uint64(n))
-		p.dropLog.Warn().Uint64("dropped", p.dropped.Load()).
-			Msg("export queue full: dropping flows (collector too slow or unreachable; raise --queue-size)")
 	}
+	if p.wait {
+		start := time.Now()
+		select {
+		case p.queue <- p.pending:
+			p.waited.Add(int64(time.Since(start)))
+			p.cap.FlowsQueued += uint64(n)
+			p.pending = nil
+			return
+		case <-p.done:
+			p.waited.Add(int64(time.Since(start)))
+		}
+	}
+	p.depth.Add(-int64(n))
+	clear(p.pending)
+	p.pending = p.pending[:0]
+	p.dropped.Add(uint64(n))
+	p.dropLog.Warn().Uint64("dropped", p.dropped.Load()).
+		Msg("export queue full: dropping flows (collector too slow or unreachable; raise --queue-size)")
 }
 
 // Stats returns the latest snapshot (refreshed about every second and at
@@ -266,7 +313,13 @@ func (p *Probe) Stats() Stats {
 	s.FlowsLost = p.lost.Load()
 	s.ExportErrors = p.expErrs.Load()
 	s.FlowsDropped = p.dropped.Load()
+	s.FlowsDeferred = p.deferred.Load()
 	s.QueueDepth = int(p.depth.Load())
+	s.ExportWait = time.Duration(p.waited.Load())
+	if es, ok := p.exp.(ExportStatser); ok {
+		s.Export = es.ExportStats()
+		s.FlowsLost += s.Export.FlowsLost
+	}
 	return s
 }
 
@@ -291,11 +344,13 @@ func (p *Probe) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.done = ctx.Done()
 	exportDone := make(chan error, 1)
 	go func() { exportDone <- p.exportLoop() }()
 
 	last, runErr := p.capture(ctx, src)
 	_ = src.Close()
+	close(p.stopping)
 
 	// Shutdown: end every connection and transaction, flush the export.
 	p.asm.FlushAllAt(last)
@@ -434,6 +489,13 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (int64, error) 
 }
 
 // exportLoop batches queued flows into the exporter.
+//
+// A batch the exporter refuses as unavailable is held and offered again
+// on every tick; the loop takes nothing from the queue meanwhile, so the
+// flows behind it wait there (and a file capture waits for room). A file
+// capture, and any capture once it has ended, waits at most
+// ConnectTimeout per outage: then the held batch, and every refused batch
+// after it until the exporter takes one again, is counted lost.
 func (p *Probe) exportLoop() error {
 	batch := make([]flow.Record, 0, p.cfg.BatchSize)
 	tick := time.NewTicker(p.cfg.FlushInterval)
@@ -443,27 +505,97 @@ func (p *Probe) exportLoop() error {
 		latency = newLatencyLog(p.cfg.LatencyLog)
 	}
 	errLog := p.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second})
+	warnLog := p.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second})
+	var (
+		held     bool      // batch was refused: offer it again
+		outage   time.Time // first refusal of the current outage
+		gaveUp   bool      // waited ConnectTimeout in this outage
+		stopping = p.stopping
+		stopAt   time.Time // the capture ended: wait until then at most
+	)
+	deadline := func() time.Time {
+		var d time.Time
+		if p.wait {
+			d = outage.Add(p.cfg.ConnectTimeout)
+		}
+		if !stopAt.IsZero() && (d.IsZero() || stopAt.Before(d)) {
+			d = stopAt
+		}
+		return d
+	}
+	lose := func(err error, msg string) {
+		p.lost.Add(uint64(len(batch)))
+		errLog.Error().Err(err).Int("flows", len(batch)).Msg(msg)
+		batch = batch[:0]
+		held = false
+	}
 	// Every batch is flushed: a flow leaves the probe within FlushInterval.
 	send := func(flush bool) {
-		if len(batch) > 0 {
-			err := p.exp.Export(batch)
-			if err == nil {
-				err = p.exp.Flush()
+		if len(batch) == 0 {
+			if flush {
+				if err := p.exp.Flush(); err != nil && !errors.Is(err, ErrUnavailable) {
+					p.expErrs.Add(1)
+				}
+			}
+			return
+		}
+		err := p.exp.Export(batch)
+		if err == nil {
+			// Taken: an unavailable Flush means the exporter holds the
+			// flows and sends them again once reconnected.
+			if err = p.exp.Flush(); errors.Is(err, ErrUnavailable) {
+				err = nil
 			}
 			if err != nil {
 				p.expErrs.Add(1)
-				p.lost.Add(uint64(len(batch)))
-				errLog.Error().Err(err).Int("flows", len(batch)).Msg("export failed; flows lost")
-			} else {
-				p.exported.Add(uint64(len(batch)))
-				if latency != nil {
-					latency.write(batch, time.Now())
-				}
+				lose(err, "export failed; flows lost")
+				return
+			}
+			p.exported.Add(uint64(len(batch)))
+			if latency != nil {
+				latency.write(batch, time.Now())
 			}
 			batch = batch[:0]
-		} else if flush {
-			if err := p.exp.Flush(); err != nil {
-				p.expErrs.Add(1)
+			held, outage, gaveUp = false, time.Time{}, false
+			return
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			p.expErrs.Add(1)
+			lose(err, "export failed; flows lost")
+			return
+		}
+		now := time.Now()
+		if outage.IsZero() {
+			outage = now
+		}
+		if !held && !gaveUp {
+			p.deferred.Add(uint64(len(batch)))
+		}
+		if d := deadline(); gaveUp || (!d.IsZero() && !now.Before(d)) {
+			if !gaveUp {
+				errLog.Error().Err(err).Dur("waited", now.Sub(outage)).
+					Msg("collector unavailable longer than the connect timeout; flows lost until it is back")
+			}
+			gaveUp = true
+			p.lost.Add(uint64(len(batch)))
+			batch = batch[:0]
+			held = false
+			return
+		}
+		if !held {
+			warnLog.Warn().Err(err).Int("queued", int(p.depth.Load())+len(batch)).
+				Msg("collector unavailable; flows wait in the export queue")
+		}
+		held = true
+	}
+	// settle offers a held batch again until it is taken or given up.
+	settle := func() {
+		for held {
+			select {
+			case <-tick.C:
+				send(true)
+			case <-stopping:
+				stopAt, stopping = time.Now().Add(p.cfg.ConnectTimeout), nil
 			}
 		}
 	}
@@ -472,6 +604,8 @@ func (p *Probe) exportLoop() error {
 		case b, ok := <-p.queue:
 			if !ok {
 				send(true)
+				settle()
+				p.drainHeld(tick.C)
 				err := p.exp.Close()
 				if latency != nil {
 					err = errors.Join(err, latency.flush())
@@ -484,6 +618,7 @@ func (p *Probe) exportLoop() error {
 				batch, rest = batch[:len(batch)+n], rest[n:]
 				if len(batch) == cap(batch) {
 					send(true)
+					settle()
 				}
 			}
 			clear(b) // the records' strings and slices may be collected
@@ -493,7 +628,22 @@ func (p *Probe) exportLoop() error {
 			}
 		case <-tick.C:
 			send(true)
+			settle()
 		}
+	}
+}
+
+// drainHeld gives an exporter that holds flows to resend (its connection
+// died) up to ConnectTimeout to deliver them before it is closed.
+func (p *Probe) drainHeld(tick <-chan time.Time) {
+	es, ok := p.exp.(ExportStatser)
+	if !ok {
+		return
+	}
+	end := time.Now().Add(p.cfg.ConnectTimeout)
+	for es.ExportStats().FlowsHeld > 0 && time.Now().Before(end) {
+		<-tick
+		_ = p.exp.Flush()
 	}
 }
 
