@@ -69,9 +69,18 @@ func (p *Probe) Metrics(e metrics.Emitter) {
 	g("mqtt_open_transactions", "Open MQTT transactions now.", t.Open)
 
 	c("flows_queued_total", "Flows handed to the export queue.", s.FlowsQueued)
-	c("flows_dropped_total", "Flows dropped because the export queue was full.", s.FlowsDropped)
+	c("flows_dropped_total", "Flows dropped because the export queue was full (live capture; files wait).", s.FlowsDropped)
 	c("flows_exported_total", "Flows exported.", s.FlowsExported)
-	c("flows_lost_total", "Flows lost because export failed.", s.FlowsLost)
+	c("flows_lost_total", "Flows lost because export failed (write or send errors, collector unavailable past the connect timeout).", s.FlowsLost)
 	c("export_errors_total", "Failed export attempts.", s.ExportErrors)
 	g("export_queue_depth", "Flows waiting for export.", s.QueueDepth)
+	e.Counter("mission_probe_export_wait_seconds_total", "Time a file capture waited for the exporter (backpressure on a full queue).", s.ExportWait.Seconds())
+	c("flows_deferred_total", "Flows of batches an unavailable collector refused, kept in the queue and offered again.", s.FlowsDeferred)
+	x := s.Export
+	c("flows_resent_total", "Flows sent again after a TCP/TLS reconnect (the resend window).", x.FlowsResent)
+	g("export_flows_held", "Flows waiting to be resent to the collector now.", x.FlowsHeld)
+	c("export_datagrams_refused_total", "UDP datagrams refused by the collector host (ICMP port unreachable), sent again.", x.DatagramsRefused)
+	c("export_reconnects_total", "TCP/TLS collector connections lost and re-established.", x.Reconnects)
+	c("export_connect_failures_total", "Failed TCP/TLS connection attempts to the collector.", x.ConnectFailures)
+	c("export_tls_rejected_total", "TLS connection attempts the collector rejected (e.g. our client certificate).", x.TLSRejected)
 }
