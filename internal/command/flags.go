@@ -7,6 +7,7 @@ import (
 
 	"github.com/mission-ids/mission/collector"
 	"github.com/mission-ids/mission/ipfix"
+	"github.com/mission-ids/mission/probe"
 	"github.com/mission-ids/mission/store"
 )
 
@@ -46,6 +47,7 @@ const (
 	flagTLSCert           = "tls-cert"
 	flagTLSKey            = "tls-key"
 	flagTLSServerName     = "tls-server-name"
+	flagConnectTimeout    = "connect-timeout"
 	flagBenchmark         = "benchmark"
 	flagFileName          = "file-name"
 
@@ -152,6 +154,7 @@ func exportFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagTLSCert, EnvVars: []string{"TLS_CERT"}, Usage: "client certificate for mutual TLS"},
 		&cli.StringFlag{Name: flagTLSKey, EnvVars: []string{"TLS_KEY"}, Usage: "client key for mutual TLS"},
 		&cli.StringFlag{Name: flagTLSServerName, EnvVars: []string{"TLS_SERVER_NAME"}, Usage: "expected name in the collector's certificate (default: --collector)"},
+		&cli.DurationFlag{Name: flagConnectTimeout, Value: probe.DefaultConnectTimeout, EnvVars: []string{"CONNECT_TIMEOUT"}, Usage: "with --read, and at shutdown, how long flows wait for an unreachable TCP/TLS collector before they are counted lost (live capture waits while the queue has room)"},
 		&cli.BoolFlag{Name: flagBenchmark, EnvVars: []string{"BENCHMARK"}, Usage: "write per-flow latency, CPU and RAM to --file-name (CSV)"},
 		&cli.StringFlag{Name: flagFileName, Value: "benchmark.csv", EnvVars: []string{"FILE_NAME"}, Usage: "CSV file of --benchmark"},
 	}

@@ -71,6 +71,8 @@ func probeConfig(c *cli.Context, log zerolog.Logger) (probe.Config, error) {
 		Promiscuous:   c.Bool(flagPromiscuous),
 		QueueSize:     c.Int(flagQueueSize),
 		FlushInterval: c.Duration(flagFlushInterval),
+		// Zero (all-in-one has no such flag) takes the default.
+		ConnectTimeout: c.Duration(flagConnectTimeout),
 		Reassembly: reassembly.Config{
 			MaxConnections: c.Int(flagMaxConnections),
 			MaxBufferedAll: c.Int(flagMaxBuffer),

@@ -38,6 +38,7 @@ func exportView(c *cli.Context) map[string]any {
 		"collector": collectorAddress(c),
 		"transport": c.String(flagTransport), "ipfixFile": c.String(flagIPFIXFile), "stdout": c.Bool(flagStdout),
 		"observationDomain": c.Uint(flagObservationDomain), "enterpriseNumber": c.Uint(flagEnterpriseNumber),
+		"connectTimeout": c.Duration(flagConnectTimeout).String(),
 	}
 	if c.Bool(flagBenchmark) {
 		v["benchmarkFile"] = c.String(flagFileName)
