@@ -419,17 +419,18 @@ func (e *IPFIXExporter) write(msg []byte) error {
 // (counted), not the rest of the batch.
 func (e *IPFIXExporter) writeUDP(msg []byte) error {
 	var err error
+	refused := false
 	for attempt := 0; attempt < 4; attempt++ {
-		if _, err = e.conn.Write(msg); err == nil {
+		if _, err = e.conn.Write(msg); err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
 			break
 		}
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			break
-		}
+		refused = true
 		e.refused.Add(1)
 		e.warnLog.Warn().Str("collector", e.cfg.Address).Uint64("refused", e.refused.Load()).
 			Msg("collector refused a UDP datagram (ICMP port unreachable): it may not be listening; sending on")
-		defer e.builder.Reconnect() // after this message: templates in the next one
+	}
+	if refused {
+		e.builder.Reconnect() // msg is sent: the templates go into the next message
 	}
 	if err != nil {
 		e.Errors++
