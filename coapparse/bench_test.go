@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	gocoap "github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 )
 
 // Benchmark inputs, built once with our encoder; both decoders see the same
-// bytes (checked by TestBenchInputsGoCoap).
+// bytes (checked by TestGoCoapAgrees).
 
 // benchGet: CON GET /a/b/c with a 4-byte token.
 func benchGet() []byte {
@@ -103,5 +105,44 @@ func BenchmarkDecode(b *testing.B) {
 		in := bi.in()
 		b.Run(bi.name+"/ours", func(b *testing.B) { benchOurs(b, in) })
 		b.Run(bi.name+"/gocoap", func(b *testing.B) { benchGoCoap(b, in) })
+	}
+}
+
+// TestGoCoapAgrees: go-coap's decoder reads the benchmark inputs and every
+// fixture that decodes without violation to the same values as ours.
+func TestGoCoapAgrees(t *testing.T) {
+	ins := [][]byte{}
+	for _, bi := range benchInputs {
+		ins = append(ins, bi.in())
+	}
+	for _, fx := range fixtures {
+		if fx.err == nil {
+			ins = append(ins, fx.in)
+		}
+	}
+	for _, in := range ins {
+		var m Message
+		require.NoError(t, Decode(in, &m))
+		g := gocoap.Message{Options: make(gocoap.Options, 0, 64)}
+		n, err := coder.DefaultCoder.Decode(in, &g)
+		require.NoError(t, err, "% x", in)
+		require.Equal(t, len(in), n)
+		require.Equal(t, int(m.Type), int(g.Type))
+		require.Equal(t, int(m.Code), int(g.Code))
+		require.Equal(t, int32(m.MessageID), g.MessageID)
+		require.Equal(t, m.Token, []byte(g.Token))
+		require.Equal(t, m.Payload, g.Payload)
+		var ours, theirs []optView
+		for _, o := range m.Options() {
+			ours = append(ours, optView{o.Number, string(o.Value)})
+		}
+		for _, o := range g.Options {
+			theirs = append(theirs, optView{OptionNumber(o.ID), string(o.Value)})
+		}
+		if m.Dropped == 0 {
+			require.Equal(t, theirs, ours, "% x", in)
+		} else {
+			require.Equal(t, theirs[:MaxOptions], ours)
+		}
 	}
 }
