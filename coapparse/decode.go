@@ -115,7 +115,26 @@ func Decode(b []byte, m *Message) error {
 		n := OptionNumber(num)
 		val := b[off : off+length : off+length]
 		off += length
-		v |= checkOption(n, val, delta == 0 && count > 0, m.Code)
+		// The checks of checkOption, inlined for the common case.
+		in := info(n)
+		if repeat := delta == 0 && count > 0; repeat || in.format == FormatUnknown {
+			v |= checkOption(n, val, repeat, m.Code)
+		} else {
+			if length < int(in.min) || length > int(in.max) {
+				v |= ViolationOptionLength
+			}
+			switch {
+			case in.format == FormatString:
+				if !validString(val) {
+					v |= ViolationInvalidUTF8
+				}
+				if n == URIPath && length <= 2 && dotSegment(val) {
+					v |= ViolationDotSegment
+				}
+			case (n == Block1 || n == Block2) && length > 0 && val[length-1]&7 == 7:
+				v |= ViolationBlockSZX
+			}
+		}
 		if n < 64 {
 			present |= 1 << n
 		}
@@ -177,7 +196,7 @@ func checkOption(n OptionNumber, val []byte, repeat bool, code Code) Violations 
 		if !validString(val) {
 			v |= ViolationInvalidUTF8
 		}
-		if n == URIPath && (len(val) == 1 && val[0] == '.' || len(val) == 2 && val[0] == '.' && val[1] == '.') {
+		if n == URIPath && dotSegment(val) {
 			v |= ViolationDotSegment
 		}
 	case FormatUint:
@@ -197,4 +216,9 @@ func validString(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// dotSegment reports "." or "..".
+func dotSegment(b []byte) bool {
+	return len(b) == 1 && b[0] == '.' || len(b) == 2 && b[0] == '.' && b[1] == '.'
 }

@@ -40,6 +40,12 @@ func FuzzDecode(f *testing.F) {
 		requireViews(t, in, &m)
 		require.LessOrEqual(t, len(m.Options())+m.Dropped, len(in))
 
+		// The inlined per-option checks of Decode agree with checkOption.
+		for i, o := range m.Options() {
+			repeat := i > 0 && m.Options()[i-1].Number == o.Number
+			require.Zero(t, checkOption(o.Number, o.Value, repeat, m.Code)&^m.Violations, "option %d", i)
+		}
+
 		var q Message
 		require.Equal(t, err, Decode(in, &q))
 		requireSame(t, &m, &q)
