@@ -34,6 +34,7 @@ declare -A need=(
 	[mosquitto]=mosquitto [mosquitto_pub]=mosquitto-clients [mosquitto_sub]=mosquitto-clients
 	[tshark]=tshark [dumpcap]=tshark [editcap]=tshark [tcpdump]=tcpdump [softflowd]=softflowd
 	[nfcapd]=nfdump [nfdump]=nfdump [ip]=iproute2 [git]=git
+	[coap-client-notls]=libcoap3-bin [coap-server-notls]=libcoap3-bin
 )
 missing=()
 for tool in "${!need[@]}"; do
