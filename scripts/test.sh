@@ -18,6 +18,9 @@ if [ "$(id -u)" != 0 ]; then
 	echo "== not root: running again under sudo"
 	exec sudo env "PATH=$PATH" ${GOFLAGS:+"GOFLAGS=$GOFLAGS"} ${FUZZTIME:+"FUZZTIME=$FUZZTIME"} bash "$0" "$@"
 fi
+# Root's tools (mosquitto, softflowd, ip) live in sbin, which a user's
+# PATH carried through sudo may lack.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 command -v go >/dev/null || fail "go is not on PATH (install Go 1.26 from go.dev/dl and add its bin directory to PATH)"
 # Under sudo, root runs git (and go, for VCS stamping) in a clone another
 # user owns; trust this one directory for this run only.
