@@ -87,3 +87,48 @@ func plausible(h FixedHeader, max int) bool {
 	}
 	return true
 }
+
+// Plausible reports whether h could be the fixed header of a real packet
+// of at most maxPacketSize bytes (<= 0 means DefaultMaxPacketSize), by the
+// rules FindSync applies to each header of a chain.
+func Plausible(h FixedHeader, maxPacketSize int) bool {
+	if maxPacketSize <= 0 {
+		maxPacketSize = DefaultMaxPacketSize
+	}
+	return plausible(h, maxPacketSize)
+}
+
+// PlausibleFirstByte reports whether b0 could be the first byte of a
+// packet: a type from CONNECT to AUTH with the flags the type requires.
+func PlausibleFirstByte(b0 byte) bool { return plausibleTypeFlags(b0) }
+
+// ResponseTo returns the type that answers a packet of type t with QoS qos
+// in the other direction of the connection (CONNECT → CONNACK, PUBLISH
+// QoS 1 → PUBACK, QoS 2 → PUBREC, PUBREC → PUBREL, PUBREL → PUBCOMP,
+// SUBSCRIBE → SUBACK, UNSUBSCRIBE → UNSUBACK, PINGREQ → PINGRESP), and
+// false for a packet that has no answer. The answer carries the request's
+// packet identifier when t.HasPacketID(qos).
+func ResponseTo(t Type, qos byte) (Type, bool) {
+	switch t {
+	case Connect:
+		return Connack, true
+	case Publish:
+		switch qos {
+		case 1:
+			return Puback, true
+		case 2:
+			return Pubrec, true
+		}
+	case Pubrec:
+		return Pubrel, true
+	case Pubrel:
+		return Pubcomp, true
+	case Subscribe:
+		return Suback, true
+	case Unsubscribe:
+		return Unsuback, true
+	case Pingreq:
+		return Pingresp, true
+	}
+	return Reserved, false
+}

@@ -271,16 +271,16 @@ func (a *Assembler) data(c *Conn, dir Direction, seq uint32, p []byte, ts int64)
 		// this segment if it still fits in sequence.
 		a.stats.BufferOverflows++
 		a.skipTo(c, dir, a.firstBuffered(h, seq), ts)
-		a.drain(c, dir, ts)
+		a.drainLost(c, dir)
 		a.data(c, dir, seq, p, ts)
 		return
 	}
-	a.bufferUncovered(h, seq, p)
+	a.bufferUncovered(h, seq, p, ts)
 }
 
 // bufferUncovered buffers the parts of p that no buffered segment covers
 // yet, so the first captured copy of every byte wins.
-func (a *Assembler) bufferUncovered(h *half, seq uint32, p []byte) {
+func (a *Assembler) bufferUncovered(h *half, seq uint32, p []byte, ts int64) {
 	pieces := a.scratch[:0]
 	for _, b := range h.ooo {
 		if len(p) == 0 {
@@ -305,14 +305,14 @@ func (a *Assembler) bufferUncovered(h *half, seq uint32, p []byte) {
 		pieces = append(pieces, segment{seq: seq, data: p})
 	}
 	for _, pc := range pieces {
-		a.buffer(h, pc.seq, pc.data)
+		a.buffer(h, pc.seq, pc.data, ts)
 	}
 	clear(pieces)
 	a.scratch = pieces[:0]
 }
 
 // buffer keeps a copy of an early segment, ordered by sequence number.
-func (a *Assembler) buffer(h *half, seq uint32, p []byte) {
+func (a *Assembler) buffer(h *half, seq uint32, p []byte, ts int64) {
 	var b []byte
 	if n := len(a.pool); n > 0 && cap(a.pool[n-1]) >= len(p) {
 		b = a.pool[n-1][:len(p)]
@@ -327,7 +327,7 @@ func (a *Assembler) buffer(h *half, seq uint32, p []byte) {
 	}
 	h.ooo = append(h.ooo, segment{})
 	copy(h.ooo[i+1:], h.ooo[i:])
-	h.ooo[i] = segment{seq: seq, data: b}
+	h.ooo[i] = segment{seq: seq, data: b, ts: ts}
 	h.oooBytes += len(p)
 	a.buffered += len(p)
 }
@@ -339,8 +339,15 @@ func (a *Assembler) firstBuffered(h *half, fallback uint32) uint32 {
 	return fallback
 }
 
-// drain delivers buffered segments that have become contiguous.
-func (a *Assembler) drain(c *Conn, dir Direction, ts int64) {
+// drain delivers buffered segments that have become contiguous, stamped
+// with ts: the capture time of the segment that filled the hole.
+func (a *Assembler) drain(c *Conn, dir Direction, ts int64) { a.drainStamped(c, dir, ts, false) }
+
+// drainLost delivers buffered segments after a hole was declared lost:
+// each keeps its own capture time, when its bytes were complete.
+func (a *Assembler) drainLost(c *Conn, dir Direction) { a.drainStamped(c, dir, 0, true) }
+
+func (a *Assembler) drainStamped(c *Conn, dir Direction, ts int64, own bool) {
 	h := &c.half[dir]
 	for len(h.ooo) > 0 && !c.released() {
 		s := h.ooo[0]
@@ -349,9 +356,13 @@ func (a *Assembler) drain(c *Conn, dir Direction, ts int64) {
 			return
 		}
 		a.popFront(h)
+		at := ts
+		if own || s.ts > at {
+			at = s.ts
+		}
 		if -diff < len(s.data) {
 			a.stats.RetransmitBytes += uint64(-diff)
-			a.deliver(c, dir, s.data[-diff:], ts)
+			a.deliver(c, dir, s.data[-diff:], at)
 		} else {
 			a.stats.RetransmitBytes += uint64(len(s.data))
 		}
@@ -436,7 +447,7 @@ func (a *Assembler) ackFromPeer(c *Conn, dir Direction, ack uint32, ts int64) {
 	switch {
 	case len(h.ooo) > 0 && seqDiff(h.ooo[0].seq, ack) <= 0:
 		a.skipTo(c, dir, h.ooo[0].seq, ts)
-		a.drain(c, dir, ts)
+		a.drainLost(c, dir)
 	case len(h.ooo) == 0 && h.finSeen && !h.finished && seqDiff(ack, h.finSeq) > 0:
 		// The FIN was acknowledged: whatever is missing before it is lost.
 		a.skipTo(c, dir, h.finSeq, ts)
@@ -509,7 +520,7 @@ func (a *Assembler) release(c *Conn, reason CloseReason, ts int64) {
 		h := &c.half[dir]
 		for len(h.ooo) > 0 {
 			a.skipTo(c, dir, h.ooo[0].seq, ts)
-			a.drain(c, dir, ts)
+			a.drainLost(c, dir)
 		}
 	}
 	switch reason {

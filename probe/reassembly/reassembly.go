@@ -81,7 +81,9 @@ type Chunk struct {
 	// the chunk only announces a gap (Lost > 0) proven by the peer's ACK.
 	Data []byte
 	// Time is the capture time (Unix nanoseconds) of the packet that made
-	// Data deliverable.
+	// Data deliverable: the segment that filled the hole before it, or,
+	// when that hole was declared lost, the segment's own capture time
+	// (its bytes were complete then; only the proof of the loss came later).
 	Time int64
 	// Lost is the number of bytes known to be missing right before Data
 	// (a gap): Data starts exactly Lost bytes after the last byte
@@ -190,6 +192,7 @@ type half struct {
 type segment struct {
 	seq  uint32
 	data []byte
+	ts   int64 // capture time of the segment (Unix ns)
 }
 
 // connKey is a connection's two endpoints in canonical order (the lower

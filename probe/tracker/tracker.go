@@ -88,6 +88,7 @@ type Stats struct {
 	FramingErrors   uint64     // directions whose framing broke (resynchronised)
 	Resyncs         uint64     // times a direction found a packet boundary again
 	ResyncDropped   uint64     // bytes discarded while looking for a boundary
+	HoldOverflows   uint64     // held connections that hit MaxResync or the chunk bound while resynchronising
 	VersionGuessed  uint64     // packets decoded without a known protocol level
 	Unmatched       [16]uint64 // responses without an open request, by type
 	Superseded      uint64     // open transactions replaced by a new request with the same key
@@ -114,6 +115,7 @@ type Tracker struct {
 	// compare both paths).
 	framerOnly bool
 	stats      Stats
+	lone       [2][]lone // scratch of agree
 	sess       int
 	nserial    uint64 // serial number of the last session opened
 }
@@ -161,18 +163,22 @@ type session struct {
 	dirs     [2]dirState
 	txs      lru.List[tx] // this session's open transactions, newest first
 	// resuming is set while packets held back by a resynchronisation are
-	// decoded: the other direction went on meanwhile, so answers to them
-	// may have been taken as unmatched.
+	// decoded after the other direction's later packets were (the hold
+	// overflowed): answers to them may have been taken as unmatched.
 	resuming bool
+	// held: a direction is resynchronising, so both directions' bytes are
+	// held, in capture order (order), until every boundary is proven.
+	held  bool
+	order []heldEvent
 }
 
 type dirState struct {
 	framer  *mqttparse.Framer
-	syncing bool
-	syncBuf []byte
-	skip    int // bytes still to discard of a packet cut by a gap (its length was known)
+	syncing bool // looking for a provable packet boundary (resync.go)
+	skip    int  // bytes still to discard of a packet cut by a gap (its length was known)
 	aliases map[uint16]string
 	topic   string // the last topic named in this direction
+	hold    holdState
 }
 
 // Open implements reassembly.Handler.
@@ -190,15 +196,11 @@ func (t *Tracker) Close(c *reassembly.Conn, reason reassembly.CloseReason, ts in
 	if !ok {
 		return
 	}
-	for dir := reassembly.ClientToServer; dir <= reassembly.ServerToClient; dir++ {
-		d := &s.dirs[dir]
-		if d.syncing && len(d.syncBuf) > 0 {
-			if off, ok := mqttparse.FindSync(d.syncBuf, 1, t.cfg.MaxPacketSize); ok {
-				t.resume(s, dir, off, ts)
-			} else {
-				t.stats.ResyncDropped += uint64(len(d.syncBuf))
-			}
-		}
+	if s.held {
+		// The last chance for a proof: a FIN is a packet boundary.
+		t.prove(s, reason == reassembly.CloseFIN)
+		t.flushHeld(s)
+		t.dropHeld(s)
 	}
 	endReason := flow.EndForced
 	if reason == reassembly.CloseEvicted {
@@ -222,6 +224,10 @@ func (t *Tracker) Data(c *reassembly.Conn, dir reassembly.Direction, ch reassemb
 		d.framer = mqttparse.NewFramer(t.cfg.MaxPacketSize)
 	}
 	if ch.Lost > 0 {
+		if s.held {
+			// What is proven so far is decoded before the hole.
+			t.flushHeld(s)
+		}
 		t.endOpen(s)
 	}
 	data := ch.Data
@@ -232,7 +238,7 @@ func (t *Tracker) Data(c *reassembly.Conn, dir reassembly.Direction, ch reassemb
 		// or data after the hole with its own Lost).
 		return
 	case ch.Midstream:
-		t.startSync(d)
+		t.startSync(s, dir)
 	case ch.Lost > 0 && d.skip > 0 && ch.Lost < d.skip:
 		// The gap fell inside the packet being discarded.
 		d.skip -= ch.Lost
@@ -246,10 +252,10 @@ func (t *Tracker) Data(c *reassembly.Conn, dir reassembly.Direction, ch reassemb
 			d.framer.Reset(0)
 			d.skip = need - ch.Lost
 		} else {
-			t.startSync(d)
+			t.startSync(s, dir)
 		}
 	case ch.Lost > 0:
-		t.startSync(d) // already looking for a boundary: start over after the new hole
+		t.startSync(s, dir) // already looking for a boundary: start over after the new hole
 	}
 	if d.skip > 0 {
 		n := min(d.skip, len(data))
@@ -260,15 +266,21 @@ func (t *Tracker) Data(c *reassembly.Conn, dir reassembly.Direction, ch reassemb
 			return
 		}
 	}
-	if d.syncing {
-		t.syncAppend(s, dir, data, ch.Time)
+	if s.held {
+		t.hold(s, dir, data, ch.Time)
 		return
 	}
-	if data = t.whole(s, dir, data, ch.Time); len(data) == 0 {
+	t.feed(s, dir, data, ch.Time)
+}
+
+// feed frames and decodes in-sync bytes of a direction captured at ts.
+func (t *Tracker) feed(s *session, dir reassembly.Direction, data []byte, ts int64) {
+	d := &s.dirs[dir]
+	if data = t.whole(s, dir, data, ts); len(data) == 0 {
 		return
 	}
 	d.framer.Feed(data)
-	t.drainFramer(s, dir, ch.Time)
+	t.drainFramer(s, dir, ts)
 }
 
 // whole decodes the complete packets at the start of data in place when the
@@ -299,17 +311,6 @@ func (t *Tracker) whole(s *session, dir reassembly.Direction, data []byte, ts in
 	return data
 }
 
-// startSync makes a direction look for a provable packet boundary: the
-// stream may resume inside a packet.
-func (t *Tracker) startSync(d *dirState) {
-	if d.framer.Buffered() > 0 {
-		t.stats.ResyncDropped += uint64(d.framer.Buffered())
-	}
-	d.skip = 0
-	d.syncing = true
-	d.syncBuf = d.syncBuf[:0]
-}
-
 // endOpen ends the session's open transactions because packets of theirs
 // may have been lost (a TCP gap, or bytes skipped while resynchronising):
 // they end now as they are (flowEndReason "forced end", an honest prefix)
@@ -319,52 +320,6 @@ func (t *Tracker) endOpen(s *session) {
 	for x := s.txs.Front(); x != nil; x = s.txs.Front() {
 		t.stats.GapEnded++
 		t.end(x, flow.EndForced)
-	}
-}
-
-// syncAppend collects bytes until FindSync proves a packet boundary.
-func (t *Tracker) syncAppend(s *session, dir reassembly.Direction, data []byte, ts int64) {
-	d := &s.dirs[dir]
-	if over := len(d.syncBuf) + len(data) - t.cfg.MaxResync; over > 0 {
-		t.endOpen(s)
-		// Keep the newest bytes: a boundary is more likely found there.
-		if over >= len(d.syncBuf) {
-			t.stats.ResyncDropped += uint64(len(d.syncBuf))
-			over -= len(d.syncBuf)
-			d.syncBuf = d.syncBuf[:0]
-			t.stats.ResyncDropped += uint64(over)
-			data = data[over:]
-		} else {
-			t.stats.ResyncDropped += uint64(over)
-			d.syncBuf = append(d.syncBuf[:0], d.syncBuf[over:]...)
-		}
-	}
-	d.syncBuf = append(d.syncBuf, data...)
-	off, ok := mqttparse.FindSync(d.syncBuf, 2, t.cfg.MaxPacketSize)
-	if !ok {
-		return
-	}
-	t.resume(s, dir, off, ts)
-}
-
-// resume restarts framing at syncBuf[off:].
-func (t *Tracker) resume(s *session, dir reassembly.Direction, off int, ts int64) {
-	d := &s.dirs[dir]
-	t.stats.Resyncs++
-	t.stats.ResyncDropped += uint64(off)
-	if off > 0 {
-		t.endOpen(s)
-	}
-	d.syncing = false
-	d.framer.Reset(0)
-	d.framer.Feed(d.syncBuf[off:])
-	s.resuming = true
-	t.drainFramer(s, dir, ts)
-	s.resuming = false
-	// The framer copied any incomplete tail; the buffer can be reused.
-	d.syncBuf = d.syncBuf[:0]
-	if cap(d.syncBuf) > 4096 {
-		d.syncBuf = nil
 	}
 }
 
@@ -379,8 +334,7 @@ func (t *Tracker) drainFramer(s *session, dir reassembly.Direction, ts int64) {
 			}
 			// Broken framing: look for a boundary in what comes next.
 			t.stats.FramingErrors++
-			d.syncing = true
-			d.syncBuf = d.syncBuf[:0]
+			t.startSync(s, dir)
 			return
 		}
 		if raw == nil {

@@ -358,11 +358,14 @@ func TestGapResync(t *testing.T) {
 	h.send(c2s, publish(5, 0, false, false, 0, "after/1", "1"), publish(5, 0, false, false, 0, "after/2", "2"))
 	// The broker acknowledges everything, proving the hole.
 	h.asm.Assemble(&reassembly.Segment{Src: h.srv, Dst: h.cli, Seq: h.seq[s2c], Ack: h.seq[c2s], ACK: true}, h.now)
+	require.Len(t, h.flows, 1, "one segment tiled by two packets proves no boundary yet")
+	// A second segment that ends at a packet end: segment evidence.
+	h.send(c2s, publish(5, 0, false, false, 0, "after/3", "3"))
 	var topics []string
 	for _, f := range h.flows {
 		topics = append(topics, f.Topic)
 	}
-	require.Equal(t, []string{"", "after/1", "after/2"}, topics)
+	require.Equal(t, []string{"", "after/1", "after/2", "after/3"}, topics)
 	require.Equal(t, uint8(5), h.flows[1].ProtocolVersion)
 }
 
