@@ -183,6 +183,11 @@ func identity(r *flow.Record) string {
 func unknownSession(r *flow.Record) *flow.Record {
 	c := *r
 	c.ProtocolVersion, c.Username = 0, ""
+	if c.ControlType == flow.Disconnect && c.Octets == 2 {
+		// Without its protocol level a bare DISCONNECT has no reason
+		// code (5.0 reads it as 0, normal disconnection).
+		c.ReasonCode, c.HasReasonCode = 0, false
+	}
 	if c.SrcClientID != flow.BrokerClientID {
 		c.SrcClientID = ""
 	}

@@ -177,7 +177,8 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 		t.end(tx, flow.EndOfFlow)
 	case mqttparse.Disconnect, mqttparse.Auth:
 		t.single(s, dir, ts, n, func(r *flow.Record) {
-			if s.version == mqttparse.Version5 || typ == mqttparse.Auth {
+			// A DISCONNECT with a body is 5.0 even when no CONNECT told.
+			if s.version == mqttparse.Version5 || typ == mqttparse.Auth || n > 2 {
 				r.ReasonCode, r.HasReasonCode = byte(p.ReasonCode), true
 			}
 		})
