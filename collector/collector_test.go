@@ -96,7 +96,7 @@ func records(n int) []flow.Record {
 			End: start.Add(time.Duration(i)*time.Millisecond + 300*time.Microsecond), Packets: 4, Octets: 80,
 			EndReason: flow.EndOfFlow, ControlType: flow.Publish, ProtocolVersion: 5, QoS: 2, PacketID: uint16(i),
 			HasReasonCode: true, Topic: "plant/sensor/temperature", SrcClientID: "sensor", DstClientID: flow.BrokerClientID,
-			CorrelationData: []byte{byte(i), 0xff}, CorrelationSource: flow.CorrelationData,
+			CorrelationData: []byte{byte(i), 0xff}, CorrelationSource: flow.CorrelationData, IdentitySource: flow.IdentityConnect,
 		}
 		if i%3 == 0 {
 			out[i].SrcAddr, out[i].DstAddr = netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")

@@ -55,6 +55,7 @@ type Document struct {
 	MQTTTopicFilters       []string `bson:"mqttTopicFilters,omitempty" json:"mqttTopicFilters,omitempty"`
 	MQTTResponseTopic      string   `bson:"mqttResponseTopic,omitempty" json:"mqttResponseTopic,omitempty"`
 	MQTTUsername           string   `bson:"mqttUsername,omitempty" json:"mqttUsername,omitempty"`
+	MQTTIdentitySource     string   `bson:"mqttIdentitySource,omitempty" json:"mqttIdentitySource,omitempty"`
 
 	// IPFIXFields holds every field of a record that is not an MQTT flow
 	// (a third-party exporter's standard flow), by element name.
@@ -145,6 +146,7 @@ func (r *Record) ToDocument() Document {
 		MQTTTopicFilters:         r.TopicFilters,
 		MQTTResponseTopic:        r.ResponseTopic,
 		MQTTUsername:             r.Username,
+		MQTTIdentitySource:       r.IdentitySource.String(),
 		ObservationDomainID:      r.ObservationDomain,
 	}
 	if len(r.CorrelationData) > 0 {
@@ -201,6 +203,7 @@ func (d *Document) Record() (Record, error) {
 		SrcClientID:       d.MQTTSrcClientID,
 		DstClientID:       d.MQTTDstClientID,
 		Username:          d.MQTTUsername,
+		IdentitySource:    ParseIdentitySource(d.MQTTIdentitySource),
 		CorrelationSource: parseCorrelationSource(d.MQTTCorrelationSource),
 		ObservationDomain: d.ObservationDomainID,
 	}

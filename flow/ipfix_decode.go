@@ -72,6 +72,7 @@ const (
 	useStartUptime
 	useEndUptime
 	useSystemInit
+	useIdentitySource
 )
 
 type plan struct {
@@ -99,6 +100,7 @@ var mqttUse = map[uint16]fieldUse{
 	ipfix.MQTTRetain: useRetain, ipfix.MQTTDup: useDup, ipfix.MQTTPayloadLength: usePayloadLen,
 	ipfix.MQTTTopicFilters: useFilters, ipfix.MQTTCorrelationDataRaw: useCorrRaw,
 	ipfix.MQTTCorrelationSource: useCorrSource, ipfix.MQTTUsername: useUsername, ipfix.MQTTResponseTopic: useResponseTopic,
+	ipfix.MQTTIdentitySource: useIdentitySource,
 }
 
 func (d *Decoder) planFor(t *ipfix.Template) *plan {
@@ -333,6 +335,8 @@ func (d *Decoder) decode(rec ipfix.Record, r *Record, sysInit time.Time) bool {
 			upStart = int64(v.Uint())
 		case useEndUptime:
 			upEnd = int64(v.Uint())
+		case useIdentitySource:
+			r.IdentitySource = IdentityFromWire(v.Uint())
 		case useSystemInit:
 			sysInit = time.UnixMilli(int64(v.Uint())).UTC()
 		}

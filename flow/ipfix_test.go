@@ -18,18 +18,18 @@ func sampleRecords() []Record {
 			SrcPort: 40000, DstPort: 1883, Protocol: 6, Start: start, End: start.Add(2500 * time.Microsecond),
 			Packets: 4, Octets: 99, EndReason: EndOfFlow, ControlType: Publish, ProtocolVersion: 5, QoS: 2, PacketID: 7,
 			ReasonCode: 0x10, HasReasonCode: true, Retain: true, PayloadLength: 42, Topic: "plant/temperature",
-			ResponseTopic: "plant/reply", SrcClientID: "sensor-1", DstClientID: BrokerClientID, Username: "alice",
+			ResponseTopic: "plant/reply", SrcClientID: "sensor-1", DstClientID: BrokerClientID, Username: "alice", IdentitySource: IdentityConnect,
 			CorrelationData: []byte{0x00, 0xff, 'x'}, CorrelationSource: CorrelationData,
 		},
 		{
 			FlowID: 2, SrcAddr: netip.MustParseAddr("fd00::1"), DstAddr: netip.MustParseAddr("fd00::2"),
 			SrcPort: 40001, DstPort: 1883, Protocol: 6, Start: start, End: start,
 			Packets: 1, Octets: 20, EndReason: EndIdleTimeout, ControlType: Subscribe, ProtocolVersion: 4,
-			TopicFilters: []string{"a/+", "$SYS/#"}, Topic: "a/+", SrcClientID: "c",
+			TopicFilters: []string{"a/+", "$SYS/#"}, Topic: "a/+", SrcClientID: "c", IdentitySource: IdentityRestored,
 		},
 		{FlowID: 3, SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"), Protocol: 6,
 			Start: start, End: start, Packets: 1, Octets: 2, EndReason: EndOfFlow, ControlType: PingReq,
-			CorrelationData: []byte("00f067aa0ba902b7"), CorrelationSource: CorrelationTraceparent},
+			CorrelationData: []byte("00f067aa0ba902b7"), CorrelationSource: CorrelationTraceparent, IdentitySource: IdentityNone},
 	}
 }
 

@@ -93,6 +93,60 @@ func (s CorrelationSource) String() string {
 	}
 }
 
+// IdentitySource says where a flow's client id, user name and protocol
+// level came from. The zero value, IdentityUnknown, is a flow whose
+// exporter did not say (a probe that predates the field).
+type IdentitySource uint8
+
+// Identity sources. On the wire (IPFIX mqttIdentitySource) each is its
+// value minus one: 0 none, 1 connect, 2 restored, 3 collector, 4 inferred.
+const (
+	IdentityUnknown   IdentitySource = 0 // not reported
+	IdentityNone      IdentitySource = 1 // no CONNECT seen and nothing restored: no client id
+	IdentityConnect   IdentitySource = 2 // from the connection's CONNECT (or CONNACK's Assigned Client Identifier)
+	IdentityRestored  IdentitySource = 3 // from the probe's state file (the CONNECT was seen by an earlier run)
+	IdentityCollector IdentitySource = 4 // filled in by the collector
+	IdentityInferred  IdentitySource = 5 // inferred from other flows
+)
+
+var identityNames = [...]string{"", "none", "connect", "restored", "collector", "inferred"}
+
+// String names the identity source as stored in documents ("" when unknown).
+func (s IdentitySource) String() string {
+	if int(s) < len(identityNames) {
+		return identityNames[s]
+	}
+	return ""
+}
+
+// ParseIdentitySource is the inverse of String; anything else is
+// IdentityUnknown.
+func ParseIdentitySource(s string) IdentitySource {
+	for i, n := range identityNames {
+		if i > 0 && n == s {
+			return IdentitySource(i)
+		}
+	}
+	return IdentityUnknown
+}
+
+// Wire returns the IPFIX value of s (IdentityUnknown is sent as none).
+func (s IdentitySource) Wire() uint8 {
+	if s == IdentityUnknown || int(s) >= len(identityNames) {
+		return 0
+	}
+	return uint8(s) - 1
+}
+
+// IdentityFromWire maps an IPFIX mqttIdentitySource value back; values
+// out of range are IdentityUnknown.
+func IdentityFromWire(v uint64) IdentitySource {
+	if v >= uint64(len(identityNames)-1) {
+		return IdentityUnknown
+	}
+	return IdentitySource(v + 1)
+}
+
 // Record is one MQTT transaction (README.md, "What a flow is").
 // The source is the initiator of the transaction.
 type Record struct {
@@ -130,6 +184,9 @@ type Record struct {
 	SrcClientID   string
 	DstClientID   string
 	Username      string
+	// IdentitySource says where SrcClientID/DstClientID, Username and
+	// ProtocolVersion came from.
+	IdentitySource IdentitySource
 
 	CorrelationData   []byte // exact bytes
 	CorrelationSource CorrelationSource

@@ -37,6 +37,9 @@ const (
 	// MQTTTopicFilter is the element of the mqttTopicFilters basicList: one
 	// SUBSCRIBE/UNSUBSCRIBE topic filter.
 	MQTTTopicFilter uint16 = 18
+	// MQTTIdentitySource says where the flow's client id came from: 0 none,
+	// 1 connect, 2 restored, 3 collector, 4 inferred.
+	MQTTIdentitySource uint16 = 19
 )
 
 // OriginalStringLength is the fixed length the original prototype used for
@@ -64,6 +67,7 @@ var mqttElements = [...]InfoElement{
 	MQTTUsername:           {Name: "mqttUsername", ID: MQTTUsername, Type: TypeString},
 	MQTTResponseTopic:      {Name: "mqttResponseTopic", ID: MQTTResponseTopic, Type: TypeString},
 	MQTTTopicFilter:        {Name: "mqttTopicFilter", ID: MQTTTopicFilter, Type: TypeString},
+	MQTTIdentitySource:     {Name: "mqttIdentitySource", ID: MQTTIdentitySource, Type: TypeUnsigned8},
 }
 
 // Values of mqttCorrelationSource.

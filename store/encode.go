@@ -87,6 +87,7 @@ func AppendBSON(dst []byte, d *flow.Document) ([]byte, error) {
 	}
 	str("mqttResponseTopic", d.MQTTResponseTopic, true)
 	str("mqttUsername", d.MQTTUsername, true)
+	str("mqttIdentitySource", d.MQTTIdentitySource, true)
 	if len(d.IPFIXFields) > 0 {
 		// Sorted by name: the same record always gives the same bytes.
 		keys := make([]string, 0, len(d.IPFIXFields))

@@ -160,6 +160,7 @@ type session struct {
 	known    bool              // version learned from a CONNECT
 	clientID string
 	username string
+	identity flow.IdentitySource // where clientID, username and version came from
 	dirs     [2]dirState
 	txs      lru.List[tx] // this session's open transactions, newest first
 	// resuming is set while packets held back by a resynchronisation are
@@ -185,7 +186,7 @@ type dirState struct {
 func (t *Tracker) Open(c *reassembly.Conn) {
 	t.sess++
 	t.nserial = (t.nserial + 1) & (1<<serialBits - 1)
-	c.State = &session{conn: c, serial: t.nserial}
+	c.State = &session{conn: c, serial: t.nserial, identity: flow.IdentityNone}
 }
 
 // Close implements reassembly.Handler: open transactions of the connection

@@ -87,6 +87,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 		}
 		s.clientID = t.names.get(p.Connect.ClientID)
 		s.username = t.names.get(p.Connect.Username)
+		s.identity = flow.IdentityConnect
 		t.begin(s, dir, kindConnect, 0, ts, n)
 	case mqttparse.Connack:
 		tx := t.txs[makeTxKey(s, dir.Reverse(), kindConnect, 0)]
@@ -286,6 +287,7 @@ func (t *Tracker) base(r *flow.Record, s *session, dir reassembly.Direction) {
 		r.ProtocolVersion = uint8(s.version)
 	}
 	r.Username = s.username
+	r.IdentitySource = s.identity
 	c := s.conn
 	if dir == reassembly.ClientToServer {
 		r.SrcAddr, r.SrcPort = c.Client.Addr(), c.Client.Port()
