@@ -1,8 +1,12 @@
 package probe
 
 import (
+	"bytes"
 	"fmt"
+	"hash/crc32"
+	"io/fs"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -12,6 +16,7 @@ import (
 
 	"github.com/mission-ids/mission/flow"
 	"github.com/mission-ids/mission/mqttparse"
+	"github.com/mission-ids/mission/probe/tracker"
 )
 
 // segInfo is what the cut tests need to know of one data segment: its
@@ -282,4 +287,154 @@ func TestMidstreamCutsSample(t *testing.T) {
 func TestMidstreamCutsRealTraffic(t *testing.T) {
 	rc := sharedCapture(t)
 	runCuts(t, rc.file, rc.port, 12, 6)
+}
+
+// runOfflineState runs the probe on file with a state file.
+func runOfflineState(t *testing.T, file string, port int, state string) []flow.Record {
+	t.Helper()
+	exp := &collectExporter{}
+	p, err := New(Config{ReadFile: file, MQTTPorts: []uint16{uint16(port)}, TLSPorts: []uint16{}, StateFile: state}, exp)
+	require.NoError(t, err)
+	require.NoError(t, p.Run(t.Context()))
+	return exp.records()
+}
+
+// TestStateFileTwoParts replays a capture in two parts with a state file
+// between them: the flows of part 2 on connections opened in part 1 carry
+// the client id, user name and protocol level of their CONNECT, restored.
+func TestStateFileTwoParts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		file func(t *testing.T) (string, int)
+	}{
+		{"sample", func(*testing.T) (string, int) { return filepath.Join("..", "testdata", "sample.pcap"), 1883 }},
+		{"realtraffic", func(t *testing.T) (string, int) { rc := sharedCapture(t); return rc.file, rc.port }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file, port := tc.file(t)
+			pkts, lt := loadPackets(t, file)
+			ref, _ := runOffline(t, file, port)
+			refLines := map[string]int{}
+			refNorm := map[string]int{}
+			for i := range ref {
+				refLines[flowLine(&ref[i], true)]++
+				refNorm[flowLine(unknownSession(&ref[i]), true)]++
+			}
+			dir := t.TempDir()
+			matched, right, restored := 0, 0, 0
+			for i := 1; i <= 10; i++ {
+				k := i * len(pkts) / 11
+				p1, p2 := filepath.Join(dir, "p1.pcap"), filepath.Join(dir, "p2.pcap")
+				writePackets(t, p1, lt, pkts[:k], stampsOf(pkts[:k]))
+				writePackets(t, p2, lt, pkts[k:], stampsOf(pkts[k:]))
+				state := filepath.Join(dir, fmt.Sprintf("state-%d", i))
+				runOfflineState(t, p1, port, state)
+				got := runOfflineState(t, p2, port, state)
+				lines := maps(refLines)
+				norm := maps(refNorm)
+				for j := range got {
+					g := &got[j]
+					if g.IdentitySource == flow.IdentityRestored {
+						restored++
+					}
+					if g.IdentitySource == flow.IdentityConnect {
+						continue // a connection opened in part 2
+					}
+					l := flowLine(unknownSession(g), true)
+					if norm[l] == 0 {
+						continue // a flow cut by the split
+					}
+					norm[l]--
+					matched++
+					if full := flowLine(g, true); lines[full] > 0 {
+						lines[full]--
+						right++
+					}
+				}
+			}
+			pct := 100 * float64(right) / float64(max(1, matched))
+			t.Logf("%s: %d restored flows in the second parts; %d flows of connections opened in the first parts matched to the whole capture, %d (%.2f %%) with the right client id, user name and version",
+				tc.name, restored, matched, right, pct)
+			require.Positive(t, matched)
+			require.GreaterOrEqual(t, pct, 99.9)
+		})
+	}
+}
+
+func maps(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// TestStateFileRejected: a missing, truncated, corrupted, oversized or
+// hostile state file is reported and ignored, never fatal.
+func TestStateFileRejected(t *testing.T) {
+	good, err := encodeState(nil)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	cases := map[string][]byte{
+		"truncated":       good[:len(good)-1],
+		"not a state":     []byte("hello\n{}"),
+		"bad crc":         append([]byte("mission-probe-state 1 00000000 2\n"), "{}"...),
+		"unknown field":   mustState(t, `{"connections":[],"x":1}`),
+		"bad address":     mustState(t, `{"connections":[{"client":"nope","server":"1.2.3.4:1883","lastSeenNs":1,"topicAliases":[null,null]}]}`),
+		"bad version":     mustState(t, `{"connections":[{"client":"1.2.3.4:5","server":"1.2.3.4:1883","protocolVersion":9,"lastSeenNs":1,"topicAliases":[null,null]}]}`),
+		"bad alias":       mustState(t, `{"connections":[{"client":"1.2.3.4:5","server":"1.2.3.4:1883","lastSeenNs":1,"topicAliases":[{"0":"x"},null]}]}`),
+		"trailing data":   mustState(t, `{"connections":[]} {}`),
+		"too many":        mustState(t, `{"connections":[{"client":"1.2.3.4:5","server":"1.2.3.4:1883","lastSeenNs":1,"topicAliases":[null,null]},{"client":"1.2.3.4:6","server":"1.2.3.4:1883","lastSeenNs":1,"topicAliases":[null,null]}]}`),
+		"long string":     mustState(t, `{"connections":[{"client":"1.2.3.4:5","server":"1.2.3.4:1883","clientId":"`+string(bytes.Repeat([]byte("a"), 70000))+`","lastSeenNs":1,"topicAliases":[null,null]}]}`),
+		"no last seen":    mustState(t, `{"connections":[{"client":"1.2.3.4:5","server":"1.2.3.4:1883","topicAliases":[null,null]}]}`),
+		"empty":           nil,
+		"header too long": bytes.Repeat([]byte("x"), 100),
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := decodeState("f", b, 1)
+			require.ErrorIs(t, err, ErrBadStateFile)
+			var se *StateFileError
+			require.ErrorAs(t, err, &se)
+			// The probe starts anyway.
+			path := filepath.Join(dir, "s")
+			require.NoError(t, os.WriteFile(path, b, 0o600))
+			_, err = New(Config{ReadFile: filepath.Join("..", "testdata", "sample.pcap"), StateFile: path}, &collectExporter{})
+			require.NoError(t, err)
+		})
+	}
+	_, err = readStateFile(filepath.Join(dir, "missing"), 1)
+	require.ErrorIs(t, err, ErrBadStateFile)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+func mustState(t *testing.T, body string) []byte {
+	return append([]byte(fmt.Sprintf("%s %08x %d\n", stateMagic, crc32.ChecksumIEEE([]byte(body)), len(body))), body...)
+}
+
+// FuzzStateFile: the state-file reader never panics, and what it accepts
+// it writes back to an equivalent file.
+func FuzzStateFile(f *testing.F) {
+	ok, _ := encodeState([]tracker.ConnState{{Client: netip.MustParseAddrPort("10.0.0.1:4000"), Server: netip.MustParseAddrPort("10.0.0.2:1883"),
+		ClientID: "c", Username: "u", Version: 5, KeepAlive: 60, LastSeen: 1, Aliases: [2]map[uint16]string{{1: "t"}, nil}}})
+	f.Add(ok)
+	f.Add([]byte("mission-probe-state 1 00000000 0\n"))
+	f.Add(mustStateF(`{"connections":[{"client":"[::1]:5","server":"[::1]:1883","lastSeenNs":9,"topicAliases":[{"7":"a"},{"65535":"b"}]}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		states, err := decodeState("fuzz", b, 100)
+		if err != nil {
+			require.ErrorIs(t, err, ErrBadStateFile)
+			return
+		}
+		require.LessOrEqual(t, len(states), 100)
+		again, err := encodeState(states)
+		require.NoError(t, err)
+		back, err := decodeState("again", again, 100)
+		require.NoError(t, err)
+		require.Equal(t, len(states), len(back))
+	})
+}
+
+func mustStateF(body string) []byte {
+	return append([]byte(fmt.Sprintf("%s %08x %d\n", stateMagic, crc32.ChecksumIEEE([]byte(body)), len(body))), body...)
 }

@@ -61,6 +61,14 @@ type Config struct {
 	Reassembly reassembly.Config
 	Tracker    tracker.Config
 
+	// StateFile, if set, keeps the MQTT sessions of live connections
+	// across runs (state.go): read at start, so connections picked up
+	// midstream get their client ids back, and written atomically every
+	// StateInterval (default 5 s, wall clock), at the end of a file and at
+	// shutdown. An unusable file is logged and ignored.
+	StateFile     string
+	StateInterval time.Duration
+
 	// LatencyLog, if set, receives a CSV line per exported flow: latency
 	// from the capture of its last packet to export, with process CPU and
 	// memory (the original prototype's BENCHMARK/FILE_NAME output).
@@ -161,6 +169,7 @@ type Probe struct {
 	wait     bool
 	done     <-chan struct{}
 	stopping chan struct{} // closed when the capture has ended
+	state    *stateKeeper
 }
 
 // Errors of New for the packet source: a probe reads either an interface
@@ -199,6 +208,24 @@ func New(cfg Config, exp Exporter) (*Probe, error) {
 	rcfg.ServerPort = func(port uint16) bool { return p.isMQTT(port) }
 	p.tr = tracker.New(cfg.Tracker, tracker.FlowFunc(p.enqueue))
 	p.asm = reassembly.New(rcfg, p.tr)
+	if cfg.StateFile != "" {
+		maxConns := rcfg.MaxConnections
+		if maxConns <= 0 {
+			maxConns = 200_000
+		}
+		p.state = newStateKeeper(cfg.StateFile, cfg.StateInterval, maxConns)
+		states, err := readStateFile(cfg.StateFile, maxConns)
+		if err != nil {
+			p.log.Warn().Err(err).Msg("state file not used: connections picked up midstream start without their MQTT session")
+		} else {
+			age := rcfg.IdleTimeout
+			if age <= 0 {
+				age = 10 * time.Minute
+			}
+			p.tr.Restore(states, age)
+			p.log.Info().Str("file", cfg.StateFile).Int("connections", len(states)).Msg("state file read")
+		}
+	}
 	if cfg.Filter != "" {
 		// Compile once up front so a bad expression fails at start.
 		if _, err := p.filterFor(capture.LinkEthernet); err != nil {
@@ -352,7 +379,13 @@ func (p *Probe) Run(ctx context.Context) error {
 	_ = src.Close()
 	close(p.stopping)
 
-	// Shutdown: end every connection and transaction, flush the export.
+	// Shutdown: keep the live sessions for the next run, then end every
+	// connection and transaction, flush the export.
+	if p.state != nil {
+		if err := p.state.final(p.tr); err != nil {
+			p.log.Warn().Err(err).Msg("state file not written")
+		}
+	}
 	p.asm.FlushAllAt(last)
 	p.tr.FlushAll()
 	p.handOver()
@@ -421,6 +454,7 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (int64, error) 
 				p.handOver()
 				p.publish()
 				advanced = p.now
+				p.keepState()
 				continue
 			case errors.Is(err, io.EOF), errors.Is(err, capture.ErrClosed):
 				return last, nil
@@ -429,6 +463,9 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (int64, error) 
 		}
 		p.cap.Packets++
 		p.cap.Bytes += uint64(pkt.Length)
+		if p.cap.Packets&4095 == 0 {
+			p.keepState()
+		}
 		ts := unixNanos(pkt.Timestamp)
 		if ts > last {
 			last = ts
@@ -654,4 +691,13 @@ func unixNanos(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
+}
+
+// keepState writes the state file when it is due.
+func (p *Probe) keepState() {
+	if p.state != nil {
+		p.state.maybeWrite(p.tr, time.Now(), func(err error) {
+			p.log.Warn().Err(err).Msg("state file not written")
+		})
+	}
 }

@@ -47,6 +47,7 @@ type Config struct {
 	MaxPacketSize   int           // larger MQTT packets are skipped and counted; default 1 MiB
 	MaxAliases      int           // topic aliases kept per direction; default 1024
 	MaxResync       int           // bytes kept while looking for a packet boundary; default 64 KiB
+	MaxRestore      int           // sessions kept from a state file (Restore); default 200,000
 	// FlowIDs generates flow ids; default: a random 23-bit prefix per
 	// tracker and a 40-bit counter.
 	FlowIDs func() uint64
@@ -64,6 +65,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxAliases <= 0 {
 		c.MaxAliases = 1024
+	}
+	if c.MaxRestore <= 0 {
+		c.MaxRestore = 200_000
 	}
 	if c.MaxResync <= 0 {
 		c.MaxResync = 64 << 10
@@ -96,6 +100,8 @@ type Stats struct {
 	GapSkips        uint64     // gaps inside a packet of known length: skipped to the next packet exactly
 	Flows           [16]uint64 // flows emitted, by initiating type
 	FlowsByEnd      [6]uint64  // flows emitted, by flowEndReason
+	Restored        uint64     // connections picked up midstream whose session came from a state file
+	RestoreStale    uint64     // restored sessions not used: older than the connection timeout
 	Sessions        int        // connections tracked now
 	Open            int        // open transactions now
 }
@@ -117,13 +123,17 @@ type Tracker struct {
 	stats      Stats
 	lone       [2][]lone // scratch of agree
 	sess       int
+	live       map[*session]struct{} // every open session (Snapshot)
+	restore    map[endpoints]ConnState
+	restoreAge int64  // Unix ns
+	lastTs     int64  // latest capture time seen
 	nserial    uint64 // serial number of the last session opened
 }
 
 // New returns a tracker that hands finished flows to out.
 func New(cfg Config, out FlowHandler) *Tracker {
 	cfg.defaults()
-	return &Tracker{cfg: cfg, out: out, txs: make(map[txKey]*tx), names: newInterner(1 << 16)}
+	return &Tracker{cfg: cfg, out: out, txs: make(map[txKey]*tx), names: newInterner(1 << 16), live: make(map[*session]struct{})}
 }
 
 // Stats returns the counters.
@@ -154,15 +164,18 @@ func (t *Tracker) FlushAll() {
 
 // session is the MQTT state of one TCP connection.
 type session struct {
-	conn     *reassembly.Conn
-	serial   uint64            // in the keys of its transactions
-	version  mqttparse.Version // from CONNECT; or the first guess on a packet with properties
-	known    bool              // version learned from a CONNECT
-	clientID string
-	username string
-	identity flow.IdentitySource // where clientID, username and version came from
-	dirs     [2]dirState
-	txs      lru.List[tx] // this session's open transactions, newest first
+	conn      *reassembly.Conn
+	serial    uint64            // in the keys of its transactions
+	version   mqttparse.Version // from CONNECT; or the first guess on a packet with properties
+	known     bool              // version learned from a CONNECT
+	clientID  string
+	username  string
+	identity  flow.IdentitySource // where clientID, username and version came from
+	assigned  string              // v5 Assigned Client Identifier
+	keepAlive uint16
+	last      int64 // capture time of the last data, Unix ns
+	dirs      [2]dirState
+	txs       lru.List[tx] // this session's open transactions, newest first
 	// resuming is set while packets held back by a resynchronisation are
 	// decoded after the other direction's later packets were (the hold
 	// overflowed): answers to them may have been taken as unmatched.
@@ -186,7 +199,9 @@ type dirState struct {
 func (t *Tracker) Open(c *reassembly.Conn) {
 	t.sess++
 	t.nserial = (t.nserial + 1) & (1<<serialBits - 1)
-	c.State = &session{conn: c, serial: t.nserial, identity: flow.IdentityNone}
+	s := &session{conn: c, serial: t.nserial, identity: flow.IdentityNone}
+	c.State = s
+	t.live[s] = struct{}{}
 }
 
 // Close implements reassembly.Handler: open transactions of the connection
@@ -211,6 +226,7 @@ func (t *Tracker) Close(c *reassembly.Conn, reason reassembly.CloseReason, ts in
 		t.end(x, endReason)
 	}
 	c.State = nil
+	delete(t.live, s)
 	t.sess--
 }
 
@@ -223,6 +239,13 @@ func (t *Tracker) Data(c *reassembly.Conn, dir reassembly.Direction, ch reassemb
 	d := &s.dirs[dir]
 	if d.framer == nil {
 		d.framer = mqttparse.NewFramer(t.cfg.MaxPacketSize)
+	}
+	s.last = ch.Time
+	if ch.Time > t.lastTs {
+		t.lastTs = ch.Time
+	}
+	if ch.Midstream {
+		t.restoreSession(s, ch.Time)
 	}
 	if ch.Lost > 0 {
 		if s.held {

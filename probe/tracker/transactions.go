@@ -88,6 +88,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 		s.clientID = t.names.get(p.Connect.ClientID)
 		s.username = t.names.get(p.Connect.Username)
 		s.identity = flow.IdentityConnect
+		s.keepAlive = p.Connect.KeepAlive
 		t.begin(s, dir, kindConnect, 0, ts, n)
 	case mqttparse.Connack:
 		tx := t.txs[makeTxKey(s, dir.Reverse(), kindConnect, 0)]
@@ -97,6 +98,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 		}
 		if s.clientID == "" && len(p.Properties.AssignedClientIdentifier) > 0 {
 			s.clientID = t.names.get(p.Properties.AssignedClientIdentifier)
+			s.assigned = s.clientID
 			tx.rec.SrcClientID = s.clientID
 		}
 		t.attach(tx, ts, n)
