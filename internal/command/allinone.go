@@ -3,6 +3,7 @@ package command
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -26,6 +27,9 @@ func allInOneCommand() *cli.Command {
 			pcfg, err := probeConfig(c, log)
 			if err != nil {
 				return err
+			}
+			if pcfg.StateFile == "" && c.String(flagDataDir) != "" {
+				pcfg.StateFile = filepath.Join(c.String(flagDataDir), "probe-state")
 			}
 			if c.Bool(flagPrintConfig) {
 				return printConfig(c, map[string]any{"role": "all-in-one", "capture": captureView(pcfg), "store": storeView(c)})

@@ -34,6 +34,7 @@ const (
 	flagMaxPacketSize     = "max-packet-size"
 	flagQueueSize         = "queue-size"
 	flagFlushInterval     = "flush-interval"
+	flagStateFile         = "state-file"
 
 	// export (probe)
 	flagCollector         = "collector"
@@ -137,6 +138,7 @@ func captureFlags() []cli.Flag {
 		&cli.IntFlag{Name: flagMaxPacketSize, Value: 1 << 20, EnvVars: []string{"MAX_PACKET_SIZE"}, Usage: "larger MQTT packets are skipped (and counted)"},
 		&cli.IntFlag{Name: flagQueueSize, Value: 65536, EnvVars: []string{"QUEUE_SIZE"}, Usage: "flows waiting for export; beyond it flows are dropped and counted"},
 		&cli.DurationFlag{Name: flagFlushInterval, Value: defaultFlush, EnvVars: []string{"FLUSH_INTERVAL"}, Usage: "longest time a finished flow waits before export"},
+		&cli.StringFlag{Name: flagStateFile, EnvVars: []string{"STATE_FILE"}, Usage: "keep the MQTT sessions of live connections in this file across restarts (all-in-one: <data-dir>/probe-state)"},
 	}
 }
 

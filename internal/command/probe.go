@@ -73,6 +73,7 @@ func probeConfig(c *cli.Context, log zerolog.Logger) (probe.Config, error) {
 		FlushInterval: c.Duration(flagFlushInterval),
 		// Zero (all-in-one has no such flag) takes the default.
 		ConnectTimeout: c.Duration(flagConnectTimeout),
+		StateFile:      c.String(flagStateFile),
 		Reassembly: reassembly.Config{
 			MaxConnections: c.Int(flagMaxConnections),
 			MaxBufferedAll: c.Int(flagMaxBuffer),

@@ -29,7 +29,7 @@ func captureView(cfg probe.Config) map[string]any {
 		"interface": cfg.Interface, "read": cfg.ReadFile, "filter": cfg.Filter,
 		"mqttPorts": cfg.MQTTPorts, "tlsPorts": cfg.TLSPorts, "promiscuous": cfg.Promiscuous,
 		"idleTimeout": cfg.Tracker.IdleTimeout.String(), "connectionTimeout": cfg.Reassembly.IdleTimeout.String(),
-		"queueSize": cfg.QueueSize, "flushInterval": cfg.FlushInterval.String(),
+		"queueSize": cfg.QueueSize, "flushInterval": cfg.FlushInterval.String(), "stateFile": cfg.StateFile,
 	}
 }
 
