@@ -414,7 +414,16 @@ func ReferenceFlows(msgs []Message, port uint16) ([]flow.Record, RefStats) {
 			if v5 {
 				f = map[int]string{9: "suback", 11: "unsuback"}[m.Type] + "_reason_code"
 			}
-			if codes := m.fields[f]; len(codes) > 0 {
+			codes := m.fields[f]
+			if len(codes) == 0 && cs.version == 0 {
+				// No CONNECT seen: tshark dissects by its own guess.
+				for _, g := range []string{"suback_qos", "suback_reason_code", "unsuback_reason_code"} {
+					if codes = m.fields[g]; len(codes) > 0 {
+						break
+					}
+				}
+			}
+			if len(codes) > 0 {
 				rc, _ := strconv.Atoi(codes[0])
 				for _, c := range codes {
 					if n, _ := strconv.Atoi(c); n >= 0x80 {
