@@ -109,7 +109,9 @@ func mqttPkt(first byte, body ...byte) []byte {
 	return append(append([]byte{first}, l...), body...)
 }
 
-func mqttStr(s string) []byte { return append(binary.BigEndian.AppendUint16(nil, uint16(len(s))), s...) }
+func mqttStr(s string) []byte {
+	return append(binary.BigEndian.AppendUint16(nil, uint16(len(s))), s...)
+}
 
 func mqttPublish(qos byte, pid uint16, topic string, payload []byte) []byte {
 	body := mqttStr(topic)
