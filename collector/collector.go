@@ -71,6 +71,13 @@ type Config struct {
 	DrainQuiet           time.Duration
 	DrainTimeout         time.Duration
 
+	// Identities persists the identity table (client ids learned from
+	// CONNECT flows, given to later flows of the same connection that
+	// arrive without one); nil keeps it in memory only. MaxIdentities
+	// bounds the table (default DefaultMaxIdentities).
+	Identities    IdentityStore
+	MaxIdentities int
+
 	// Flows, if set, sees every decoded flow before it is stored (detection).
 	Flows func(r *flow.Record)
 
@@ -133,6 +140,7 @@ type Collector struct {
 	}
 	tcp     tcpCounters
 	tcpOpen atomic.Int64
+	ids     *identityTable
 	// invalid counts records rejected as flows, by flow.InvalidReason.
 	invalid     []atomic.Uint64
 	invalidWarn zerolog.Logger // rate-limited, apart from warn so floods do not hide other warnings
@@ -167,6 +175,7 @@ func New(cfg Config, sink Sink) *Collector {
 	c.warn = c.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 	c.invalidWarn = c.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 	c.invalid = make([]atomic.Uint64, len(flow.InvalidReasons())+1)
+	c.ids = newIdentityTable(cfg.MaxIdentities, cfg.Identities)
 	c.evictions.last = make(map[netip.Addr]ipfix.Evictions)
 	return c
 }
@@ -247,6 +256,7 @@ func (c *Collector) deny(from netip.AddrPort, what string) {
 func (c *Collector) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	c.loadIdentities(ctx)
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	start := func(fn func() error) {
@@ -378,6 +388,7 @@ func (h *handler) record(rec ipfix.Record) error {
 	r.Received = h.now
 	if mqtt {
 		h.mqtt++
+		h.c.ids.observe(r)
 		if h.c.cfg.Flows != nil {
 			h.c.cfg.Flows(r)
 		}
@@ -534,5 +545,13 @@ func (c *Collector) logEvictions() {
 	}
 	if lines > evictionLogMaxLines {
 		c.log.Warn().Int("exporters", lines-evictionLogMaxLines).Msg("IPFIX template state evicted from more exporters")
+	}
+}
+
+// loadIdentities reads the persisted identity table before the first
+// flow is decoded; a store that cannot be read leaves it empty (logged).
+func (c *Collector) loadIdentities(ctx context.Context) {
+	if err := c.ids.load(ctx); err != nil {
+		c.log.Warn().Err(err).Msg("identity table not loaded from the store; flows of connections opened before this run may lack client ids")
 	}
 }

@@ -24,6 +24,7 @@ func (c *Collector) ReadFile(ctx context.Context, path string) error {
 
 // ReadIPFIX stores the flows of an IPFIX message stream.
 func (c *Collector) ReadIPFIX(ctx context.Context, r io.Reader) error {
+	c.loadIdentities(ctx)
 	return c.readIPFIX(ctx, r, c.newHandler())
 }
 

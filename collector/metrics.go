@@ -33,6 +33,7 @@ func (c *Collector) Metrics(e metrics.Emitter) {
 		e.Gauge("mission_collector_exporter_templates", "Templates held for the exporter's last session.", float64(s.TemplatesActive), "exporter", ex)
 	}
 	c.tcpMetrics(e)
+	c.ids.metrics(e)
 	for reason, n := range c.InvalidRecords() {
 		e.Counter("mission_collector_records_invalid_total", "Data records dropped as not valid flows, by reason.", float64(n), "reason", reason.String())
 	}

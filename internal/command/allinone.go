@@ -12,6 +12,7 @@ import (
 	"github.com/mission-ids/mission/flow"
 	"github.com/mission-ids/mission/internal/metrics"
 	"github.com/mission-ids/mission/probe"
+	"github.com/mission-ids/mission/store"
 )
 
 func allInOneCommand() *cli.Command {
@@ -39,9 +40,13 @@ func allInOneCommand() *cli.Command {
 				return err
 			}
 			sum := newSummary()
-			det, err := startDetection(c, w, log)
+			sessions, err := store.OpenSessions(c.Context, w.URL(), c.String(flagMongoCollection), log)
 			if err != nil {
 				return errors.Join(err, closeStore(w, log))
+			}
+			det, err := startDetection(c, w, log)
+			if err != nil {
+				return errors.Join(err, closeSessions(sessions), closeStore(w, log))
 			}
 			hook := sum.add
 			if det != nil {
@@ -51,13 +56,13 @@ func allInOneCommand() *cli.Command {
 			// The collector listens on a private loopback port; the probe
 			// exports to it over TCP, the same IPFIX path as between hosts.
 			col := collector.New(collector.Config{Host: "127.0.0.1", Port: 0, Listen: []string{"tcp"},
-				EnterpriseNumber: pen, Flows: hook, Logger: log}, w)
+				EnterpriseNumber: pen, Flows: hook, Identities: sessions, Logger: log}, w)
 			colCtx, stopCol := context.WithCancel(context.Background())
 			colDone := make(chan error, 1)
 			go func() { colDone <- col.Run(colCtx) }()
 			fail := func(err error) error {
 				stopCol()
-				return errors.Join(err, <-colDone, closeDetection(det), closeStore(w, log))
+				return errors.Join(err, <-colDone, closeDetection(det), closeSessions(sessions), closeStore(w, log))
 			}
 			addrs, err := col.Addrs(c.Context)
 			if err != nil {
@@ -89,6 +94,7 @@ func allInOneCommand() *cli.Command {
 			stopCol()
 			colErr := <-colDone
 			detErr := closeDetection(det)
+			sessErr := closeSessions(sessions)
 			storeErr := closeStore(w, log)
 			if pcfg.ReadFile != "" {
 				sum.print(c.App.Writer, summaryInfo{
@@ -97,7 +103,7 @@ func allInOneCommand() *cli.Command {
 					dataDir: c.String(flagDataDir),
 				})
 			}
-			return errors.Join(runErr, colErr, detErr, storeErr)
+			return errors.Join(runErr, colErr, detErr, sessErr, storeErr)
 		},
 	}
 }

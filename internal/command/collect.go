@@ -39,9 +39,14 @@ func collectCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			det, err := startDetection(c, w, log)
+			sessions, err := store.OpenSessions(c.Context, w.URL(), c.String(flagMongoCollection), log)
 			if err != nil {
 				return errors.Join(err, closeStore(w, log))
+			}
+			ccfg.Identities = sessions
+			det, err := startDetection(c, w, log)
+			if err != nil {
+				return errors.Join(err, closeSessions(sessions), closeStore(w, log))
 			}
 			fns := []metrics.Func{w.Metrics}
 			if det != nil {
@@ -50,14 +55,14 @@ func collectCommand() *cli.Command {
 			}
 			col := collector.New(ccfg, w)
 			if err := serveMetrics(c, log, append(fns, col.Metrics)...); err != nil {
-				return errors.Join(err, closeDetection(det), closeStore(w, log))
+				return errors.Join(err, closeDetection(det), closeSessions(sessions), closeStore(w, log))
 			}
 			if f := c.String(flagRead); f != "" {
 				err = col.ReadFile(c.Context, f)
 			} else {
 				err = col.Run(c.Context)
 			}
-			return errors.Join(err, closeDetection(det), closeStore(w, log))
+			return errors.Join(err, closeDetection(det), closeSessions(sessions), closeStore(w, log))
 		},
 	}
 }
@@ -76,6 +81,7 @@ func collectorConfig(c *cli.Context, log zerolog.Logger) (collector.Config, erro
 			MaxTemplateFields: c.Int(flagMaxTemplateFields), MaxPendingBytes: c.Int(flagMaxPending)},
 		EnterpriseNumber: uint32(c.Uint(flagEnterpriseNumber)),
 		Logger:           log,
+		MaxIdentities:    c.Int(flagMaxIdentities),
 	}
 	for _, t := range strings.Split(c.String(flagListen), ",") {
 		if t = strings.TrimSpace(t); t != "" {
@@ -161,5 +167,15 @@ func closeStore(w *store.Writer, log zerolog.Logger) error {
 	}
 	st := w.Stats()
 	log.Info().Uint64("inserted", st.Inserted).Int64("spooled_pending", st.SpoolRecords).Uint64("dropped", st.Dropped).Msg("store closed")
+	return nil
+}
+
+// closeSessions writes the identity table's queued changes.
+func closeSessions(s *store.SessionWriter) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		return fmt.Errorf("close identity table: %w", err)
+	}
 	return nil
 }
