@@ -52,7 +52,7 @@ func TestSessionWriterPersistsIdentities(t *testing.T) {
 	require.Equal(t, id(3, "new", time.Second).Client, got[1].Client)
 	require.EqualValues(t, 5, got[1].Version)
 	fileID := id(7, "from-a-file", -time.Second) // the newest
-	fileID.Exporter = netip.Addr{} // flows read from an IPFIX file have no exporter address
+	fileID.Exporter = netip.Addr{}               // flows read from an IPFIX file have no exporter address
 	r.PutIdentity(fileID)
 	require.NoError(t, r.Close(ctx))
 	r, err = OpenSessions(ctx, emb.URL(), "mission", testLogger(t))
