@@ -1,6 +1,11 @@
 package mining
 
-import "time"
+import (
+	"net/netip"
+	"time"
+
+	"github.com/mission-ids/mission/flow"
+)
 
 // Check names a detection check; every alert has exactly one.
 type Check string
@@ -15,6 +20,9 @@ const (
 	CheckRate               Check = "rate"                // PUBLISH / SUBSCRIBE / CONNECT rate above the learned bound
 	CheckSubscription       Check = "subscription"        // wildcard or $SYS subscription by a client that never made one
 	CheckMissingCorrelation Check = "missing-correlation" // PUBLISH without correlation id on a topic that always has one
+	// CheckUnsubscribedDelivery: the broker delivered a PUBLISH to a client
+	// none of whose subscriptions seen in this run matches the topic.
+	CheckUnsubscribedDelivery Check = "unsubscribed-delivery"
 )
 
 // Severity ranks alerts.
@@ -38,7 +46,51 @@ type Alert struct {
 	Case     string    `json:"case,omitempty"`
 	Flows    []uint64  `json:"flows,omitempty"`
 	Message  string    `json:"message"`
+	// Flow is the flow that raised the alert (the last of Flows): its
+	// endpoints and MQTT header, for incidents and EVE output.
+	Flow *FlowRef `json:"flow,omitempty"`
 }
+
+// FlowRef is what an alert keeps of its triggering flow.
+type FlowRef struct {
+	ID    uint64         `json:"id"`
+	Start time.Time      `json:"start"`
+	Type  string         `json:"type"`
+	Src   netip.AddrPort `json:"src"`
+	Dst   netip.AddrPort `json:"dst"`
+	QoS   uint8          `json:"qos"`
+	// Retain, Dup and PacketID are the MQTT header's.
+	Retain   bool   `json:"retain,omitempty"`
+	Dup      bool   `json:"dup,omitempty"`
+	PacketID uint16 `json:"packetId,omitempty"`
+	// ClientID is the MQTT client id of the flow's source as captured
+	// (empty for the broker side); DstClientID that of its destination.
+	ClientID    string `json:"clientId,omitempty"`
+	DstClientID string `json:"dstClientId,omitempty"`
+}
+
+// refOf returns the FlowRef of r.
+func refOf(r *flow.Record) FlowRef {
+	ref := FlowRef{ID: r.FlowID, Start: r.Start, Type: r.ControlType.String(), QoS: r.QoS,
+		Retain: r.Retain, Dup: r.Dup, PacketID: r.PacketID,
+		ClientID: r.SrcClientID, DstClientID: r.DstClientID}
+	if r.SrcAddr.IsValid() {
+		ref.Src = netip.AddrPortFrom(r.SrcAddr.Unmap(), r.SrcPort)
+	}
+	if r.DstAddr.IsValid() {
+		ref.Dst = netip.AddrPortFrom(r.DstAddr.Unmap(), r.DstPort)
+	}
+	if ref.ClientID == flow.BrokerClientID {
+		ref.ClientID = ""
+	}
+	if ref.DstClientID == flow.BrokerClientID {
+		ref.DstClientID = ""
+	}
+	return ref
+}
+
+// ref returns a copy of f for an alert.
+func ref(f FlowRef) *FlowRef { return &f }
 
 const maxAlertFlows = 16
 

@@ -30,6 +30,7 @@ type openCase struct {
 	acts        []int32 // activity ids, -1 unknown
 	times       []int64
 	flows       []uint64
+	refs        []FlowRef
 	reported    uint16
 	// tainted: the case has an activity the model lacks; that was alerted
 	// (unknown-activity) and the case's other checks would only repeat it.
@@ -55,7 +56,7 @@ func (d *Detector) newCase(key string, t time.Time) *openCase {
 	if n := len(d.free); n > 0 {
 		c = d.free[n-1]
 		d.free = d.free[:n-1]
-		*c = openCase{acts: c.acts[:0], times: c.times[:0], flows: c.flows[:0]}
+		*c = openCase{acts: c.acts[:0], times: c.times[:0], flows: c.flows[:0], refs: c.refs[:0]}
 	} else {
 		c = &openCase{}
 	}

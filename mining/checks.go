@@ -68,7 +68,7 @@ func (d *Detector) rate(out []Alert, client string, r *flow.Record) []Alert {
 			}
 			out = d.emit(out, Alert{
 				Check: CheckRate, Severity: SeverityHigh, Time: r.Start, Client: c,
-				Flows: rc.recent(),
+				Flows: rc.recent(), Flow: ref(refOf(r)),
 				Message: fmt.Sprintf("%s flood: %s started more than %d %s flows in %s (bound from training)",
 					r.ControlType, who, b, r.ControlType, time.Duration(d.window)),
 			})
@@ -103,7 +103,7 @@ func (d *Detector) subscription(out []Alert, client string, r *flow.Record) []Al
 			}
 			out = d.emit(out, Alert{
 				Check: CheckSubscription, Severity: sev, Time: r.Start, Client: client, Topic: f,
-				Flows:   []uint64{r.FlowID},
+				Flows: []uint64{r.FlowID}, Flow: ref(refOf(r)),
 				Message: fmt.Sprintf("%s subscription %q by %q, which never made one in training (reconnaissance?)", what, f, client),
 			})
 		}
@@ -122,7 +122,7 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 		if d.once(CheckUnknownActivity, client, r.Topic, t) {
 			out = d.emit(out, Alert{
 				Check: CheckUnknownActivity, Severity: SeverityHigh, Time: t, Client: client, Topic: r.Topic,
-				Case: flow.CorrelationText(r.CorrelationData), Flows: []uint64{r.FlowID},
+				Case: flow.CorrelationText(r.CorrelationData), Flows: []uint64{r.FlowID}, Flow: ref(refOf(r)),
 				Message: fmt.Sprintf("%q published to %q, never seen in training", client, r.Topic),
 			})
 		}
@@ -131,7 +131,7 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 		if d.correlated[r.Topic] && d.once(CheckMissingCorrelation, client, r.Topic, t) {
 			out = d.emit(out, Alert{
 				Check: CheckMissingCorrelation, Severity: SeverityMedium, Time: t, Client: client, Topic: r.Topic,
-				Flows:   []uint64{r.FlowID},
+				Flows: []uint64{r.FlowID}, Flow: ref(refOf(r)),
 				Message: fmt.Sprintf("PUBLISH by %q to %q without correlation id; every PUBLISH there had one in training", client, r.Topic),
 			})
 		}
@@ -159,6 +159,7 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 		c.acts = slices.Insert(c.acts, pos, act)
 		c.times = slices.Insert(c.times, pos, tn)
 		c.flows = slices.Insert(c.flows, pos, r.FlowID)
+		c.refs = slices.Insert(c.refs, pos, refOf(r))
 		if pos < c.checked {
 			c.checked++ // later than Reorder: checked below, in place
 		}
@@ -168,6 +169,7 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 		out = d.emit(out, Alert{
 			Check: check, Severity: sev, Time: t, Client: client, Topic: r.Topic,
 			Case: flow.CorrelationText(r.CorrelationData), Flows: lastFlows(c.flows, r.FlowID), Message: msg,
+			Flow: ref(refOf(r)),
 		})
 	}
 	caseMax := d.sk.length.Max
@@ -225,6 +227,7 @@ func (d *Detector) orderChecks(out []Alert, c *openCase, i int) []Alert {
 		out = d.emit(out, Alert{
 			Check: check, Severity: sev, Time: time.Unix(0, c.times[i]).UTC(), Client: a.Client, Topic: a.Topic,
 			Case: flow.CorrelationText([]byte(c.key)), Flows: lastFlows(c.flows[:i+1], c.flows[i]), Message: msg,
+			Flow: ref(c.refs[i]),
 		})
 	}
 	// Directly-follows.

@@ -2,6 +2,7 @@ package mining
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/mission-ids/mission/flow"
@@ -40,6 +41,7 @@ type Detector struct {
 	// clock is the latest flow start seen (ns); pending holds the cases
 	// with events not yet order-checked.
 	clock   int64
+	swept   int64 // the second (of flow time) of the last sweep of rates and suppression
 	pending reorderQueue
 }
 
@@ -87,8 +89,9 @@ func (d *Detector) once(check Check, client, topic string, t time.Time) bool {
 }
 
 // Observe checks one flow and returns the alerts it raises (nil if none).
-// Flows should arrive roughly in time order; the detector's clock is the
-// flows' start times. End-of-case checks run in Advance.
+// Flows should arrive roughly in time order (a Sequencer puts them in
+// order); the detector's clock is the flows' start times: a case idle for
+// CaseTimeout by that clock is closed with its end-of-case checks here.
 func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 	d.stats.Flows++
 	d.namer.Learn(r)
@@ -97,11 +100,15 @@ func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 	if tn := t.UnixNano(); tn > d.clock {
 		d.clock = tn
 	}
-	defer func() { out = d.settle(out, d.clock-int64(d.opts.Reorder)) }()
+	defer func() {
+		h := d.clock - int64(d.opts.Reorder)
+		out = d.settle(out, h)
+		out = d.expire(out, h)
+	}()
 	if client != Broker && d.clients[client] == nil && d.once(CheckUnknownClient, client, "", t) {
 		out = d.emit(out, Alert{
 			Check: CheckUnknownClient, Severity: SeverityMedium, Time: t, Client: client, Topic: r.Topic,
-			Flows:   []uint64{r.FlowID},
+			Flows: []uint64{r.FlowID}, Flow: ref(refOf(r)),
 			Message: fmt.Sprintf("%s from client %q, never seen in training", r.ControlType, client),
 		})
 	}
@@ -118,26 +125,52 @@ func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 	return out
 }
 
-// Advance moves the detector's clock to now: cases without an event for
-// CaseTimeout are closed and get their end-of-case checks (end activity,
-// always-after, equivalence, minimum occurrences); stale rate counters and
-// suppression entries are dropped. Call it periodically (e.g. every second)
-// with the time of the latest flow or the wall clock.
+// Clock returns the detector's clock: the latest flow start seen (zero
+// before the first flow).
+func (d *Detector) Clock() time.Time {
+	if d.clock == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, d.clock).UTC()
+}
+
+// Advance moves the detector's clock to now without a flow: cases
+// without an event for CaseTimeout are closed and get their end-of-case
+// checks (end activity, always-after, equivalence, minimum occurrences);
+// stale rate counters and suppression entries are dropped. Observe does
+// the same by flow time (the latest flow start minus Reorder), so a
+// caller that keeps feeding flows need not call Advance; a Monitor calls
+// it only when no flow came for a long while (MonitorOptions.IdleAdvance).
 func (d *Detector) Advance(now time.Time) []Alert {
 	var out []Alert
 	out = d.settle(out, max(now.UnixNano(), d.clock)-int64(d.opts.Reorder))
+	return d.expire(out, now.UnixNano())
+}
+
+// Settle runs the order-dependent checks of every event still waiting
+// for them (Reorder), as if no earlier flow could still come: a Monitor
+// calls it when no flow came for a while.
+func (d *Detector) Settle() []Alert { return d.settle(nil, math.MaxInt64) }
+
+// expire closes the cases idle for CaseTimeout at time h (ns) and, once
+// per second of h, drops stale rate counters and suppression entries.
+func (d *Detector) expire(out []Alert, h int64) []Alert {
+	now := time.Unix(0, h)
 	for c := d.recent.Front(); c != nil && now.Sub(c.last) >= d.opts.CaseTimeout; c = d.recent.Front() {
 		out = d.closeCase(out, c)
 	}
-	w := now.UnixNano() / d.window
-	for k, rc := range d.rates {
-		if rc.window < w-1 {
-			delete(d.rates, k)
+	if sec := h / int64(time.Second); sec != d.swept {
+		d.swept = sec
+		w := h / d.window
+		for k, rc := range d.rates {
+			if rc.window < w-1 {
+				delete(d.rates, k)
+			}
 		}
-	}
-	for k, t := range d.suppressed {
-		if now.Sub(t) >= d.opts.Repeat {
-			delete(d.suppressed, k)
+		for k, t := range d.suppressed {
+			if now.Sub(t) >= d.opts.Repeat {
+				delete(d.suppressed, k)
+			}
 		}
 	}
 	return out

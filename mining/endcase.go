@@ -23,6 +23,7 @@ func (d *Detector) closeCase(out []Alert, c *openCase) []Alert {
 		out = d.emit(out, Alert{
 			Check: check, Severity: sev, Time: c.last, Client: a.Client, Topic: a.Topic,
 			Case: caseID, Flows: lastFlows(c.flows, c.flows[len(c.flows)-1]), Message: msg,
+			Flow: ref(c.refs[len(c.refs)-1]),
 		})
 	}
 	lastAct := c.acts[len(c.acts)-1]

@@ -137,19 +137,27 @@ func TestMonitor(t *testing.T) {
 	sink := &memSink{dropped: 3}
 	var logBuf syncBuffer
 	ticks := make(chan time.Time)
-	mon := NewMonitor(m, sink, zerolog.New(&logBuf), MonitorOptions{Ticks: ticks})
+	wall := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	mon := NewMonitor(m, sink, zerolog.New(&logBuf), MonitorOptions{Ticks: ticks, Now: func() time.Time { return wall }})
 	for i := range recs {
 		mon.Observe(&recs[i])
 	}
 
-	// The attack's alerts reach the sink as Observe returns.
+	// The attack's alerts reach the sink as Observe returns (the flows
+	// after them moved the flow clock past the reorder window).
 	require.True(t, sink.has(CheckSubscription, `"plant/#"`), "%v", sink.snapshot())
 	require.True(t, sink.has(CheckSubscription, `"$SYS/#"`), "%v", sink.snapshot())
 	require.False(t, sink.has(CheckDirectlyFollows, "starts with"), "released before the reorder delay")
 
-	// A tick of the clock releases the reorder-delayed checks: start
+	// Detection runs on flow time: a tick soon after the last flow
+	// changes nothing …
+	ticks <- wall.Add(time.Second)
+	ticks <- wall.Add(time.Second)
+	require.False(t, sink.has(CheckDirectlyFollows, "starts with"), "released before the reorder delay")
+	// … but after DrainAfter (2 s) of wall time without a flow, the held
+	// flows are released and the reorder-delayed checks run: start
 	// activity and always-before.
-	ticks <- lone.Add(time.Second)
+	ticks <- wall.Add(3 * time.Second)
 	require.Eventually(t, func() bool {
 		return sink.has(CheckDirectlyFollows, "starts with") && sink.has(CheckSkeleton, "before it")
 	}, 10*time.Second, time.Millisecond, "%v", sink.snapshot())
@@ -160,9 +168,18 @@ func TestMonitor(t *testing.T) {
 		"mission_detect_alerts_total{check=subscription}":     2,
 		"mission_detect_alerts_total{check=directly-follows}": 1,
 		"mission_detect_alerts_total{check=skeleton}":         1,
-		"mission_detect_flows_total":                          float64(len(recs)),
-		"mission_detect_open_cases":                           1,
-		"mission_detect_alerts_dropped_total":                 3,
+		"mission_detect_incidents_total{check=subscription}":     1,
+		"mission_detect_incidents_total{check=directly-follows}": 1,
+		"mission_detect_incidents_total{check=skeleton}":         1,
+		"mission_detect_open_incidents":                          3,
+		"mission_detect_incidents_closed_early_total":            0,
+		"mission_detect_flows_total":                             float64(len(recs)),
+		"mission_detect_open_cases":                              1,
+		"mission_detect_evicted_cases_total":                     0,
+		"mission_detect_sequencer_flows":                         0,
+		"mission_detect_sequencer_late_total":                    0,
+		"mission_detect_sequencer_forced_total":                  0,
+		"mission_detect_alerts_dropped_total":                    3,
 	}, got)
 
 	// Close reports the end-of-case checks of the open case and closes the sink.
@@ -172,11 +189,17 @@ func TestMonitor(t *testing.T) {
 	require.True(t, sink.closed)
 	require.Zero(t, gather(t, mon.Metrics)["mission_detect_open_cases"])
 
-	// Every alert was logged at warn level with the alert as JSON.
+	// Every alert was logged at debug level with the alert as JSON; the
+	// incidents at warn (opened) and info (closed) level.
 	alerts := sink.snapshot()
 	var logged []Alert
+	incidents := map[string][]string{}
 	for _, l := range logBuf.lines(t) {
-		require.Equal(t, "warn", l["level"])
+		if inc, ok := l["incident"].(map[string]any); ok {
+			incidents[inc["check"].(string)] = append(incidents[inc["check"].(string)], l["level"].(string))
+			continue
+		}
+		require.Equal(t, "debug", l["level"])
 		js, err := json.Marshal(l["alert"])
 		require.NoError(t, err)
 		var a Alert
@@ -185,6 +208,8 @@ func TestMonitor(t *testing.T) {
 		logged = append(logged, a)
 	}
 	require.Equal(t, alerts, logged)
+	require.Equal(t, map[string][]string{"subscription": {"warn", "info"}, "directly-follows": {"warn", "info"},
+		"skeleton": {"warn", "info"}}, incidents)
 
 	// After Close: flows are ignored, Close does nothing more.
 	mon.Observe(&recs[len(recs)-1])
