@@ -19,7 +19,7 @@ func allInOneCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "all-in-one",
 		Usage: "probe, collector and store in one process (flows still travel as IPFIX)",
-		Flags: flags(logFlags(), captureFlags(), storeFlags(), storeWriteFlags(), enterpriseFlag(), metricsFlag(), modelFlag()),
+		Flags: flags(logFlags(), captureFlags(), storeFlags(), storeWriteFlags(), enterpriseFlag(), metricsFlag(), modelFlag(), eveFlag()),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {

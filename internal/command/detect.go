@@ -2,18 +2,22 @@ package command
 
 import (
 	"encoding/json"
+	"errors"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mission-ids/mission/mining"
 )
 
+const flagIncidents = "incidents"
+
 func detectCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "detect",
-		Usage: "check stored flows (or a flow file) against a model; print alerts as JSON lines",
-		Flags: flags(logFlags(), sourceFlags(), storeFlags(), rangeFlags(), enterpriseFlag(), []cli.Flag{
+		Usage: "check stored flows (or a flow file) against a model; print alerts (or incidents) as JSON lines",
+		Flags: flags(logFlags(), sourceFlags(), storeFlags(), rangeFlags(), enterpriseFlag(), eveFlag(), []cli.Flag{
 			&cli.StringFlag{Name: flagModel, Required: true, EnvVars: []string{"MODEL"}, Usage: "model file from mission mine"},
+			&cli.BoolFlag{Name: flagIncidents, EnvVars: []string{"INCIDENTS"}, Usage: "print incidents (alerts grouped by cause) instead of alerts, each once it is closed"},
 		}),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
@@ -28,32 +32,49 @@ func detectCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			det := mining.NewDetector(m, mining.DetectorOptions{})
-			out := json.NewEncoder(c.App.Writer)
-			n := 0
-			emit := func(alerts []mining.Alert) error {
-				for i := range alerts {
-					n++
-					if err := out.Encode(&alerts[i]); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			for i := range recs {
-				if err := emit(det.Observe(&recs[i])); err != nil {
-					return err
-				}
-				if i%256 == 0 {
-					if err := emit(det.Advance(recs[i].Start)); err != nil {
-						return err
-					}
-				}
-			}
-			if err := emit(det.Flush()); err != nil {
+			eve, err := openEVE(c, log)
+			if err != nil {
 				return err
 			}
-			log.Info().Int("flows", len(recs)).Int("alerts", n).Msg("detection done")
+			out := json.NewEncoder(c.App.Writer)
+			out.SetEscapeHTML(false)
+			incidents := c.Bool(flagIncidents)
+			var nAlerts, nIncidents int
+			var errs []error
+			h := mining.Handler{
+				Alert: func(a *mining.Alert) {
+					nAlerts++
+					if eve != nil {
+						errs = append(errs, eve.Alert(a))
+					}
+					if !incidents {
+						errs = append(errs, out.Encode(a))
+					}
+				},
+				Incident: func(inc *mining.Incident, ch mining.IncidentChange) {
+					if ch == mining.IncidentClosed {
+						nIncidents++
+						if incidents {
+							errs = append(errs, out.Encode(inc))
+						}
+					}
+				},
+			}
+			// The same detection as collect and all-in-one --model run
+			// (mining.Stream on flow time), so the same flows raise the
+			// same alerts and incidents.
+			st := mining.NewStream(m, mining.StreamOptions{}, h)
+			for i := range recs {
+				st.Observe(&recs[i])
+			}
+			st.Flush()
+			if eve != nil {
+				errs = append(errs, eve.Close())
+			}
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			log.Info().Int("flows", len(recs)).Int("alerts", nAlerts).Int("incidents", nIncidents).Msg("detection done")
 			return nil
 		},
 	}

@@ -2,6 +2,7 @@ package command
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,7 +15,9 @@ import (
 
 // startDetection starts a mining.Monitor over the flows a collector
 // stores when --model is given (nil otherwise; a nil Monitor's Close does
-// nothing): alerts go to the log, the alerts collection and metrics.
+// nothing): incidents go to the log and the incidents collection, alerts
+// to the alerts collection (and the log at debug level), both to metrics,
+// alerts to --eve-log if given.
 func startDetection(c *cli.Context, w *store.Writer, log zerolog.Logger) (*mining.Monitor, error) {
 	path := c.String(flagModel)
 	if path == "" {
@@ -28,8 +31,17 @@ func startDetection(c *cli.Context, w *store.Writer, log zerolog.Logger) (*minin
 	if err != nil {
 		return nil, err
 	}
-	log.Info().Str("model", path).Msg("detection enabled: alerts go to the log, the alerts collection and metrics")
-	return mining.NewMonitor(m, aw, log, mining.MonitorOptions{}), nil
+	iw, err := store.OpenIncidents(c.Context, w.URL(), c.String(flagMongoCollection), log)
+	if err != nil {
+		return nil, errors.Join(err, aw.Close(context.Background()))
+	}
+	eve, err := openEVE(c, log)
+	if err != nil {
+		return nil, errors.Join(err, aw.Close(context.Background()), iw.Close(context.Background()))
+	}
+	log.Info().Str("model", path).Str("eve_log", c.String(flagEVELog)).
+		Msg("detection enabled: incidents go to the log and the incidents collection, alerts to the alerts collection, metrics")
+	return mining.NewMonitor(m, aw, log, mining.MonitorOptions{IncidentSink: iw, EVE: eve}), nil
 }
 
 func readModel(path string) (*mining.Model, error) {
