@@ -35,6 +35,9 @@ type openCase struct {
 	// tainted: the case has an activity the model lacks; that was alerted
 	// (unknown-activity) and the case's other checks would only repeat it.
 	tainted bool
+	// undelivered: a PUBLISH of the case matched no subscription seen (it
+	// went to nobody), so the case correctly ends early (subs.go).
+	undelivered bool
 	// checked: the events acts[:checked] (in start order) had their
 	// order-dependent checks; pidx is the case's index in Detector.pending
 	// while some have not (-1 otherwise).

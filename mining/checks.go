@@ -89,11 +89,17 @@ func (rc *rateCounter) recent() []uint64 {
 
 // subscription alerts on $SYS and wildcard filters of a client that never
 // subscribed so in training.
-func (d *Detector) subscription(out []Alert, client string, r *flow.Record) []Alert {
+// The filters alerted (whether or not the alert was suppressed as a
+// repeat) are noted in *alerted, keyed without $share prefix.
+func (d *Detector) subscription(out []Alert, client string, r *flow.Record, alerted *map[string]bool) []Alert {
 	p := d.clients[client]
 	for _, f := range r.TopicFilters {
 		sys, wild := isSys(f), isWildcard(f)
 		if (sys && (p == nil || !p.Sys)) || (wild && (p == nil || !p.Wildcard)) {
+			if *alerted == nil {
+				*alerted = map[string]bool{}
+			}
+			(*alerted)[shareless(f)] = true
 			if !d.once(CheckSubscription, client, f, r.Start) {
 				continue
 			}
@@ -145,6 +151,9 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 		d.touch(c)
 	}
 	c.n++
+	if client != Broker && d.toNobody(r.Topic) {
+		c.undelivered = true // went to nobody: the case ends here
+	}
 	tn := t.UnixNano()
 	if t.After(c.last) {
 		c.last = t

@@ -16,6 +16,13 @@ type DetectorStats struct {
 	Closed    uint64           `json:"closedCases"`
 	Evicted   uint64           `json:"evictedCases"`
 	Alerts    map[Check]uint64 `json:"alerts"`
+	// Subscription state (subs.go): filters held now, filters not kept at
+	// the bounds, cases that ended at a PUBLISH nobody was subscribed to
+	// (not alarmed), deliveries through an alerted subscription.
+	Filters      int    `json:"filters"`
+	SubsDropped  uint64 `json:"subscriptionsDropped"`
+	Undelivered  uint64 `json:"undeliveredCases"`
+	Eavesdropped uint64 `json:"eavesdropped"`
 }
 
 type suppressKey struct {
@@ -35,6 +42,12 @@ type Detector struct {
 	free       []*openCase
 	rates      map[rateKey]*rateCounter
 	suppressed map[suppressKey]time.Time
+	subs       map[string]*clientSubs // subscription state by client (subs.go)
+	nFilters   int
+	seen       map[string]struct{} // clients seen in this run
+	subsGen    uint64              // changes with the subscription state
+	nobody     map[string]bool     // toNobody by topic, for subsGen nobodyGen
+	nobodyGen  uint64
 	stats      DetectorStats
 	prof       caseProfile // scratch of closeCase
 
@@ -50,7 +63,7 @@ func NewDetector(m *Model, opts DetectorOptions) *Detector {
 	opts.defaults()
 	d := &Detector{
 		compiled: compile(m, &opts), opts: opts,
-		cases: map[string]*openCase{}, rates: map[rateKey]*rateCounter{}, suppressed: map[suppressKey]time.Time{},
+		cases: map[string]*openCase{}, subs: map[string]*clientSubs{}, seen: map[string]struct{}{}, nobody: map[string]bool{}, rates: map[rateKey]*rateCounter{}, suppressed: map[suppressKey]time.Time{},
 	}
 	d.namer = NewNamer(d.brokers...)
 	d.stats.Alerts = map[Check]uint64{}
@@ -61,6 +74,7 @@ func NewDetector(m *Model, opts DetectorOptions) *Detector {
 func (d *Detector) Stats() DetectorStats {
 	s := d.stats
 	s.OpenCases = len(d.cases)
+	s.Filters = d.nFilters
 	s.Alerts = make(map[Check]uint64, len(d.stats.Alerts))
 	for k, v := range d.stats.Alerts {
 		s.Alerts[k] = v
@@ -96,6 +110,11 @@ func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 	d.stats.Flows++
 	d.namer.Learn(r)
 	client := d.namer.Name(r.SrcClientID, r.SrcAddr, r.SrcPort)
+	if client != Broker {
+		d.saw(client)
+	} else if r.DstClientID != "" && r.DstClientID != flow.BrokerClientID {
+		d.saw(r.DstClientID)
+	}
 	t := r.Start
 	if tn := t.UnixNano(); tn > d.clock {
 		d.clock = tn
@@ -113,14 +132,35 @@ func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 		})
 	}
 	switch r.ControlType {
-	case flow.Publish, flow.Connect:
+	case flow.Connect:
 		out = d.rate(out, client, r)
+		if client != Broker {
+			d.session(client) // a new session: no subscriptions yet
+		}
+	case flow.Publish:
+		out = d.rate(out, client, r)
+		skip := false
+		if client == Broker {
+			out, skip = d.delivery(out, r)
+		}
+		if !skip {
+			out = d.publish(out, client, r)
+		}
 	case flow.Subscribe:
 		out = d.rate(out, client, r)
-		out = d.subscription(out, client, r)
-	}
-	if r.ControlType == flow.Publish {
-		out = d.publish(out, client, r)
+		var alerted map[string]bool
+		out = d.subscription(out, client, r, &alerted)
+		if client != Broker {
+			d.subscribe(client, r.TopicFilters, func(f string) bool { return alerted[f] })
+		}
+	case flow.Unsubscribe:
+		if client != Broker {
+			d.unsubscribe(client, r.TopicFilters)
+		}
+	case flow.Disconnect:
+		if client != Broker {
+			d.session(client)
+		}
 	}
 	return out
 }

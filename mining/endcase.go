@@ -16,6 +16,10 @@ func (d *Detector) closeCase(out []Alert, c *openCase) []Alert {
 	if c.tainted || c.n > len(c.acts) || c.n > d.sk.length.Max || len(c.acts) == 0 {
 		return out // reported on arrival
 	}
+	if c.undelivered {
+		d.stats.Undelivered++
+		return out // ends where a PUBLISH went to nobody: not alarmed (subs.go)
+	}
 	caseID := flow.CorrelationText([]byte(c.key))
 	alert := func(bit uint16, check Check, sev Severity, act int32, msg string) {
 		c.reported |= bit

@@ -517,6 +517,9 @@ func TestDetectorMemoryIsBounded(t *testing.T) {
 	d := NewDetector(m, DetectorOptions{MaxOpenCases: 10, MaxTracked: 50})
 	s := newSim(14)
 	at := t0.Add(96 * time.Hour)
+	// The controller is there (a capture started mid-run: its
+	// subscriptions are unknown), so the broken-off cases are alarmed.
+	s.up(controller, flow.PingReq, at.Add(-time.Millisecond), "", nil)
 	for i := range 1000 {
 		p := plantPairs[i%5]
 		// Only the first flow of each chain: every case stays open.

@@ -165,9 +165,9 @@ func TestMonitor(t *testing.T) {
 
 	got := gather(t, mon.Metrics)
 	require.Equal(t, map[string]float64{
-		"mission_detect_alerts_total{check=subscription}":     2,
-		"mission_detect_alerts_total{check=directly-follows}": 1,
-		"mission_detect_alerts_total{check=skeleton}":         1,
+		"mission_detect_alerts_total{check=subscription}":        2,
+		"mission_detect_alerts_total{check=directly-follows}":    1,
+		"mission_detect_alerts_total{check=skeleton}":            1,
 		"mission_detect_incidents_total{check=subscription}":     1,
 		"mission_detect_incidents_total{check=directly-follows}": 1,
 		"mission_detect_incidents_total{check=skeleton}":         1,
