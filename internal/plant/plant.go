@@ -58,6 +58,20 @@ type Config struct {
 	// Seed makes the sensor values reproducible (correlation ids are always
 	// fresh random UUIDs).
 	Seed uint64
+
+	// StartOrder is the order in which Start connects the device groups
+	// (default actuators, controller, sensors: every subscription is in
+	// place before the first reading). Roles not listed are connected
+	// last, in the default order.
+	StartOrder []Role
+	// StartGap, if positive, makes the start-up part of the run: Start
+	// connects the first group of StartOrder and returns; the others
+	// connect in the background, each StartGap after the previous, while
+	// Run's rounds already go (a sensor reads once it is connected). A
+	// reading made before every device was up may legitimately go to
+	// nobody (the controller or its actuator not subscribed yet): its
+	// chain is marked StartUp and not required to complete.
+	StartGap time.Duration
 }
 
 // DefaultConfig is the study's plant on broker: five sensors at QoS 2, the
@@ -90,6 +104,10 @@ type Chain struct {
 	Triggered time.Time // the actuator received the toggle
 	Answered  time.Time // the actuator's state PUBLISH completed
 	Observed  time.Time // the controller received the state (WatchStates)
+
+	// StartUp: the reading was made before every device was connected
+	// (Config.StartGap); it may have gone to nobody.
+	StartUp bool
 }
 
 // Complete reports whether every step of the chain happened (Observed only
@@ -122,11 +140,12 @@ func (r *Report) Client(id string) *ClientRecord {
 	return nil
 }
 
-// Incomplete returns the chains that did not complete.
+// Incomplete returns the chains that did not complete (start-up chains,
+// which may legitimately stop, excepted).
 func (r *Report) Incomplete() []Chain {
 	var out []Chain
 	for _, c := range r.Chains {
-		if !c.Complete(r.WatchStates) {
+		if !c.StartUp && !c.Complete(r.WatchStates) {
 			out = append(out, c)
 		}
 	}
@@ -158,6 +177,9 @@ type Plant struct {
 	rng       *rand.Rand
 	state     map[string]bool // actuator name → on
 	stopped   bool
+	sensorsBy map[int]*Client // connected sensors by index in cfg.Sensors
+	allUp     bool            // every group connected
+	started   chan struct{}   // closed when every group is connected (or failed)
 }
 
 // Run starts the plant, runs its rounds and stops it: the whole scenario.
@@ -200,8 +222,10 @@ func (cfg *Config) defaults() error {
 	return nil
 }
 
-// Start connects the actuators, then the controller, then the sensors, and
-// waits until every subscription is granted, so no reading is lost.
+// Start connects the actuators, then the controller, then the sensors
+// (Config.StartOrder), and waits until every subscription is granted, so
+// no reading is lost — unless Config.StartGap makes the start-up part of
+// the run.
 func Start(ctx context.Context, cfg Config) (*Plant, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -231,49 +255,118 @@ func Start(ctx context.Context, cfg Config) (*Plant, error) {
 		}
 		return nil, err
 	}
-	for _, a := range cfg.Actuators {
-		c, err := p.Connect(ctx, a.ClientID, RoleActuator, p.actuate)
-		if err != nil {
-			return fail(err)
+	p.sensorsBy = map[int]*Client{}
+	p.started = make(chan struct{})
+	groups := startGroups(cfg.StartOrder)
+	if cfg.StartGap <= 0 {
+		defer close(p.started)
+		for _, g := range groups {
+			if err := p.connectGroup(ctx, g); err != nil {
+				return fail(err)
+			}
 		}
-		if err := c.Subscribe(ctx, cfg.QoS, a.ToggleTopic); err != nil {
-			return fail(err)
-		}
-		p.actuators[a.Name] = c
+		p.allUp = true
+		return p, nil
 	}
-	c, err := p.Connect(ctx, cfg.ControllerID, RoleController, p.control)
-	if err != nil {
+	if err := p.connectGroup(ctx, groups[0]); err != nil {
+		close(p.started)
 		return fail(err)
 	}
-	p.controller = c
-	var filters []string
-	for _, s := range cfg.Sensors {
-		if !slices.Contains(filters, s.Topic) {
-			filters = append(filters, s.Topic)
+	go func() {
+		defer close(p.started)
+		for _, g := range groups[1:] {
+			if !sleepUntil(p.ctx, time.Now().Add(cfg.StartGap)) {
+				return
+			}
+			if err := p.connectGroup(p.ctx, g); err != nil {
+				p.fail(err)
+				return
+			}
 		}
-	}
-	if len(filters) > 0 {
-		if err := c.Subscribe(ctx, cfg.QoS, filters...); err != nil {
-			return fail(err)
-		}
-	}
-	if cfg.WatchStates && len(cfg.Actuators) > 0 {
-		var states []string
-		for _, a := range cfg.Actuators {
-			states = append(states, a.StateTopic)
-		}
-		if err := c.Subscribe(ctx, cfg.QoS, states...); err != nil {
-			return fail(err)
-		}
-	}
-	for _, s := range cfg.Sensors {
-		c, err := p.Connect(ctx, s.ClientID, RoleSensor, nil)
-		if err != nil {
-			return fail(err)
-		}
-		p.sensors = append(p.sensors, c)
-	}
+		p.mu.Lock()
+		p.allUp = true
+		p.mu.Unlock()
+	}()
 	return p, nil
+}
+
+// startGroups is the order of the device groups: order first, then the
+// default order for the roles it does not list.
+func startGroups(order []Role) []Role {
+	var out []Role
+	for _, r := range append(slices.Clone(order), RoleActuator, RoleController, RoleSensor) {
+		if (r == RoleActuator || r == RoleController || r == RoleSensor) && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// connectGroup connects (and subscribes) the devices of one role.
+func (p *Plant) connectGroup(ctx context.Context, role Role) error {
+	cfg := &p.cfg
+	switch role {
+	case RoleActuator:
+		for _, a := range cfg.Actuators {
+			c, err := p.Connect(ctx, a.ClientID, RoleActuator, p.actuate)
+			if err != nil {
+				return err
+			}
+			if err := c.Subscribe(ctx, cfg.QoS, a.ToggleTopic); err != nil {
+				return err
+			}
+			p.mu.Lock()
+			p.actuators[a.Name] = c
+			p.mu.Unlock()
+		}
+	case RoleController:
+		c, err := p.Connect(ctx, cfg.ControllerID, RoleController, p.control)
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.controller = c
+		p.mu.Unlock()
+		var filters []string
+		for _, s := range cfg.Sensors {
+			if !slices.Contains(filters, s.Topic) {
+				filters = append(filters, s.Topic)
+			}
+		}
+		if len(filters) > 0 {
+			if err := c.Subscribe(ctx, cfg.QoS, filters...); err != nil {
+				return err
+			}
+		}
+		if cfg.WatchStates && len(cfg.Actuators) > 0 {
+			var states []string
+			for _, a := range cfg.Actuators {
+				states = append(states, a.StateTopic)
+			}
+			if err := c.Subscribe(ctx, cfg.QoS, states...); err != nil {
+				return err
+			}
+		}
+	case RoleSensor:
+		for i, s := range cfg.Sensors {
+			c, err := p.Connect(ctx, s.ClientID, RoleSensor, nil)
+			if err != nil {
+				return err
+			}
+			p.mu.Lock()
+			p.sensors = append(p.sensors, c)
+			p.sensorsBy[i] = c
+			p.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// sensor returns the connected client of sensor i (nil if not yet).
+func (p *Plant) sensor(i int) *Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sensorsBy[i]
 }
 
 // Run runs rounds of readings until Rounds or Duration is reached or ctx is
@@ -281,7 +374,7 @@ func Start(ctx context.Context, cfg Config) (*Plant, error) {
 // a sensor's PUBLISH or of a connection.
 func (p *Plant) Run(ctx context.Context) error {
 	start := time.Now()
-	n := len(p.sensors)
+	n := len(p.cfg.Sensors)
 	if n == 0 {
 		return nil
 	}
@@ -299,11 +392,15 @@ func (p *Plant) Run(ctx context.Context) error {
 		p.mu.Lock()
 		p.rounds++
 		p.mu.Unlock()
-		for i, s := range p.sensors {
+		for i := range p.cfg.Sensors {
 			if !sleepUntil(ctx, next) {
 				return p.err()
 			}
 			next = next.Add(step)
+			s := p.sensor(i)
+			if s == nil {
+				continue // not connected yet (StartGap)
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -352,6 +449,7 @@ func (p *Plant) read(c *Client, s Sensor, round int) error {
 	a := p.actuatorOf(s)
 	ch := &Chain{CorrelationData: corr, Round: round, Sensor: s, Actuator: a, Controller: p.cfg.ControllerID, Reading: reading}
 	p.mu.Lock()
+	ch.StartUp = !p.allUp
 	p.chains = append(p.chains, ch)
 	p.byCorr[string(corr)] = ch
 	p.mu.Unlock()
@@ -489,6 +587,10 @@ func (p *Plant) Stop(ctx context.Context) (*Report, error) {
 	}
 	p.stopped = true
 	p.mu.Unlock()
+	select { // the background start-up (StartGap) is over
+	case <-p.started:
+	case <-ctx.Done():
+	}
 	deadline := time.NewTimer(p.cfg.ChainTimeout)
 	defer deadline.Stop()
 wait:
@@ -504,11 +606,11 @@ wait:
 	}
 	sleepUntil(ctx, time.Now().Add(p.cfg.Settle))
 	var errs []error
+	p.mu.Lock()
 	order := append(append([]*Client{}, p.sensors...), p.controller)
 	for _, a := range p.cfg.Actuators {
 		order = append(order, p.actuators[a.Name])
 	}
-	p.mu.Lock()
 	for _, c := range p.clients {
 		if !slices.Contains(order, c) {
 			order = append(order, c)
