@@ -39,6 +39,8 @@ const (
 	// maxLatency bounds the time from a flow's last packet to the alert it
 	// raises (checks raised on the flow itself).
 	maxLatency = time.Second
+	// maxIncidents bounds the incidents of one attack run.
+	maxIncidents = 5
 )
 
 // detectionRun is one live recording by `mission all-in-one`.
@@ -51,6 +53,8 @@ type detectionRun struct {
 	flows   []flow.Document
 	byID    map[uint64]*flow.Document
 	alerts  []storedAlert // the alerts collection (live detection)
+	// incidents: the incidents collection (live detection)
+	incidents []storedIncident
 	logged  []loggedAlert // the alert lines of mission's log
 	offline []mining.Alert
 }
@@ -68,6 +72,17 @@ type storedAlert struct {
 
 func (a storedAlert) String() string {
 	return fmt.Sprintf("%s/%s client=%q topic=%q case=%q flows=%v: %s", a.Check, a.Severity, a.Client, a.Topic, a.Case, a.Flows, a.Message)
+}
+
+type storedIncident struct {
+	ID       string    `bson:"_id"`
+	Check    string    `bson:"check"`
+	Severity string    `bson:"severity"`
+	First    time.Time `bson:"first"`
+	Last     time.Time `bson:"last"`
+	Count    int       `bson:"count"`
+	Message  string    `bson:"message"`
+	Closed   bool      `bson:"closed"`
 }
 
 type loggedAlert struct {
@@ -90,7 +105,7 @@ func TestDetectionResearchPlant(t *testing.T) {
 	began := time.Now()
 
 	// 1. Learn: normal traffic, recorded, mined with the CLI.
-	train := recordDetectionRun(t, broker.Port, "train", 1, trainFor, "", nil)
+	train := recordDetectionRun(t, broker.Port, "train", 1, trainFor, "", nil, nil)
 	mined := filepath.Join(t.TempDir(), "mined")
 	var mineReport struct {
 		Flows   int            `json:"flows"`
@@ -116,13 +131,22 @@ func TestDetectionResearchPlant(t *testing.T) {
 	var rows []resultRow
 
 	// 2. Fresh normal traffic, another seed: no alert, live or offline.
-	normal := recordDetectionRun(t, broker.Port, "normal", 2, normalFor, modelPath, nil)
+	normal := recordDetectionRun(t, broker.Port, "normal", 2, normalFor, modelPath, nil, func(cfg *plant.Config) {
+		// Another start-up than training, inside the recording: sensors
+		// and controller first, reading at once, the actuators 300 ms
+		// (3 s of plant time) later.
+		cfg.StartOrder = []plant.Role{plant.RoleSensor, plant.RoleController, plant.RoleActuator}
+		cfg.StartGap = 150 * time.Millisecond
+	})
 	normal.detectOffline(t, modelPath)
 	for _, a := range normal.alerts {
 		t.Errorf("false alarm on fresh normal traffic (live): %s", a)
 	}
 	for _, a := range normal.offline {
 		t.Errorf("false alarm on fresh normal traffic (mission detect): %+v", a)
+	}
+	for _, inc := range normal.incidents {
+		t.Errorf("false incident on fresh normal traffic (live): %s", inc.Message)
 	}
 	if len(normal.logged) != len(normal.alerts) {
 		t.Errorf("%d alerts logged, %d stored", len(normal.logged), len(normal.alerts))
@@ -134,7 +158,7 @@ func TestDetectionResearchPlant(t *testing.T) {
 	// 3. Attacks, each in its own recording, alongside the plant's rounds.
 	for i, sc := range detectionScenarios() {
 		ok := t.Run(sc.name, func(t *testing.T) {
-			r := recordDetectionRun(t, broker.Port, sc.name, uint64(10+i), attackRunFor, modelPath, sc.attack)
+			r := recordDetectionRun(t, broker.Port, sc.name, uint64(10+i), attackRunFor, modelPath, sc.attack, nil)
 			r.detectOffline(t, modelPath)
 			a := r.attack
 			t.Logf("%s: %s as %q (hijacked %v), %d PUBLISH, %d SUBSCRIBE, %d CONNECT in %s",
@@ -150,6 +174,17 @@ func TestDetectionResearchPlant(t *testing.T) {
 			}
 			for _, w := range sc.want {
 				r.requireAlert(t, w)
+			}
+			for _, inc := range r.incidents {
+				t.Logf("  incident %s %s ×%d: %s", inc.Check, inc.Severity, inc.Count, inc.Message)
+			}
+			if n := len(r.incidents); n == 0 || n > maxIncidents {
+				t.Errorf("%d incidents, want 1 to %d", n, maxIncidents)
+			}
+			if d, ok := r.delay(); !ok {
+				t.Error("no attack flow to measure the delay from")
+			} else if d > time.Second {
+				t.Errorf("first incident %s after the first attack flow (capture time), want under 1 s", d)
 			}
 			if len(r.logged) != len(r.alerts) {
 				t.Errorf("%d alerts logged, %d stored", len(r.logged), len(r.alerts))
@@ -278,14 +313,16 @@ func detectionScenarios() []detectionScenario {
 // attackAt into the run) live with `mission all-in-one` (with --model if
 // model is set) and reads back what was stored and logged.
 func recordDetectionRun(t *testing.T, port int, name string, seed uint64, d time.Duration, model string,
-	attack func(context.Context, *plant.Plant) (plant.AttackReport, error)) *detectionRun {
+	attack func(context.Context, *plant.Plant) (plant.AttackReport, error), tune func(*plant.Config)) *detectionRun {
 	t.Helper()
 	r := &detectionRun{name: name, dataDir: t.TempDir()}
 	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
 	defer cancel()
 	var extra []string
 	if model != "" {
-		extra = []string{"--model", model}
+		// Alerts are logged at debug level (incidents at warn): the
+		// latency is measured on the alert lines.
+		extra = []string{"--model", model, "--log-level", "debug"}
 	}
 	m := startLiveMission(t, ctx, port, r.dataDir, extra...)
 	if model != "" {
@@ -294,6 +331,9 @@ func recordDetectionRun(t *testing.T, port int, name string, seed uint64, d time
 
 	cfg := plant.DefaultConfig(fmt.Sprintf("127.0.0.1:%d", port))
 	cfg.Interval, cfg.Duration, cfg.WatchStates, cfg.Seed = roundInterval, d, true, seed
+	if tune != nil {
+		tune(&cfg)
+	}
 	p, err := plant.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("%s: plant: %v", name, err)
@@ -316,7 +356,7 @@ func recordDetectionRun(t *testing.T, port int, name string, seed uint64, d time
 	r.rep = rep
 
 	r.logs = m.stop(t, name)
-	r.flows, r.alerts = readStore(t, r.dataDir)
+	r.flows, r.alerts, r.incidents = readStore(t, r.dataDir)
 	r.byID = map[uint64]*flow.Document{}
 	for i := range r.flows {
 		r.byID[r.flows[i].FlowID] = &r.flows[i]
@@ -325,16 +365,18 @@ func recordDetectionRun(t *testing.T, port int, name string, seed uint64, d time
 	return r
 }
 
-// readStore returns the stored flows and alerts of a data directory.
-func readStore(t *testing.T, dataDir string) ([]flow.Document, []storedAlert) {
+// readStore returns the stored flows, alerts and incidents of a data directory.
+func readStore(t *testing.T, dataDir string) ([]flow.Document, []storedAlert, []storedIncident) {
 	t.Helper()
 	var docs []flow.Document
 	var alerts []storedAlert
+	var incs []storedIncident
 	withStore(t, dataDir, func(ctx context.Context, db *mongo.Database) {
 		findAll(t, ctx, db.Collection(store.DefaultCollection), &docs)
 		findAll(t, ctx, db.Collection(store.AlertCollection), &alerts, options.Find().SetSort(bson.D{{Key: "time", Value: 1}}))
+		findAll(t, ctx, db.Collection(store.IncidentCollection), &incs, options.Find().SetSort(bson.D{{Key: "first", Value: 1}}))
 	})
-	return docs, alerts
+	return docs, alerts, incs
 }
 
 // loggedAlerts parses the alert lines of mission's JSON log.
@@ -458,6 +500,29 @@ func (r *detectionRun) latencies() []time.Duration {
 	return out
 }
 
+// delay is the time from the first flow of the attack (capture time: the
+// attacker's client's first flow at or after the attack started) to the
+// first incident's first alert (flow time).
+func (r *detectionRun) delay() (time.Duration, bool) {
+	if r.attack == nil || len(r.incidents) == 0 {
+		return 0, false
+	}
+	var first time.Time
+	for _, d := range r.flows {
+		st := time.Unix(0, d.FlowStartNs)
+		if st.Before(r.attack.Start.Add(-50*time.Millisecond)) || d.MQTTSrcClientID != r.attack.Client && d.MQTTDstClientID != r.attack.Client {
+			continue
+		}
+		if first.IsZero() || st.Before(first) {
+			first = st
+		}
+	}
+	if first.IsZero() {
+		return 0, false
+	}
+	return r.incidents[0].First.Sub(first), true
+}
+
 // checkRediscoveredDFG requires the mined model's directly-follows graph
 // (and dfg.dot) to be exactly the plant's designed chains.
 func checkRediscoveredDFG(t *testing.T, modelPath, dotPath string) {
@@ -543,6 +608,8 @@ type resultRow struct {
 	offline  map[string]int
 	want     []string
 	latency  []time.Duration
+	incidents int
+	delay     string
 }
 
 func (r *detectionRun) row(name string, want []wantAlert) resultRow {
@@ -566,6 +633,11 @@ func (r *detectionRun) row(name string, want []wantAlert) resultRow {
 		}
 	}
 	row.latency = r.latencies()
+	row.incidents = len(r.incidents)
+	row.delay = "–"
+	if d, ok := r.delay(); ok {
+		row.delay = d.Round(time.Millisecond).String()
+	}
 	return row
 }
 
@@ -589,8 +661,8 @@ func countsText(m map[string]int) string {
 
 func resultsTable(rows []resultRow) string {
 	var b strings.Builder
-	b.WriteString("| scenario | flows | cases | expected checks | alerts, live (`all-in-one --model`) | alerts, `mission detect` | latency flow end → alert (median / max) |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| scenario | flows | cases | expected checks | incidents (live) | alerts, live (`all-in-one --model`) | alerts, `mission detect` | first attack flow → first incident (capture time) | latency flow end → alert (median / max) |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range rows {
 		want := "none"
 		if len(r.want) > 0 {
@@ -600,7 +672,7 @@ func resultsTable(rows []resultRow) string {
 		if n := len(r.latency); n > 0 {
 			lat = fmt.Sprintf("%s / %s", r.latency[n/2].Round(time.Millisecond), r.latency[n-1].Round(time.Millisecond))
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s |\n", r.scenario, r.flows, r.cases, want, countsText(r.live), countsText(r.offline), lat)
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %d | %s | %s | %s | %s |\n", r.scenario, r.flows, r.cases, want, r.incidents, countsText(r.live), countsText(r.offline), r.delay, lat)
 	}
 	return b.String()
 }

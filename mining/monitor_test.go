@@ -177,6 +177,10 @@ func TestMonitor(t *testing.T) {
 		"mission_detect_open_cases":                              1,
 		"mission_detect_evicted_cases_total":                     0,
 		"mission_detect_sequencer_flows":                         0,
+		"mission_detect_subscription_filters":                    17, // controller 10, actuators 5, doorSensor 2
+		"mission_detect_subscriptions_dropped_total":             0,
+		"mission_detect_undelivered_cases_total":                 0,
+		"mission_detect_eavesdropped_total":                      0,
 		"mission_detect_sequencer_late_total":                    0,
 		"mission_detect_sequencer_forced_total":                  0,
 		"mission_detect_alerts_dropped_total":                    3,

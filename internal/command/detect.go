@@ -41,21 +41,26 @@ func detectCommand() *cli.Command {
 			incidents := c.Bool(flagIncidents)
 			var nAlerts, nIncidents int
 			var errs []error
+			keep := func(err error) {
+				if err != nil && len(errs) < 10 {
+					errs = append(errs, err)
+				}
+			}
 			h := mining.Handler{
 				Alert: func(a *mining.Alert) {
 					nAlerts++
 					if eve != nil {
-						errs = append(errs, eve.Alert(a))
+						keep(eve.Alert(a))
 					}
 					if !incidents {
-						errs = append(errs, out.Encode(a))
+						keep(out.Encode(a))
 					}
 				},
 				Incident: func(inc *mining.Incident, ch mining.IncidentChange) {
 					if ch == mining.IncidentClosed {
 						nIncidents++
 						if incidents {
-							errs = append(errs, out.Encode(inc))
+							keep(out.Encode(inc))
 						}
 					}
 				},
@@ -69,7 +74,7 @@ func detectCommand() *cli.Command {
 			}
 			st.Flush()
 			if eve != nil {
-				errs = append(errs, eve.Close())
+				keep(eve.Close())
 			}
 			if err := errors.Join(errs...); err != nil {
 				return err
