@@ -55,8 +55,8 @@ type detectionRun struct {
 	alerts  []storedAlert // the alerts collection (live detection)
 	// incidents: the incidents collection (live detection)
 	incidents []storedIncident
-	logged  []loggedAlert // the alert lines of mission's log
-	offline []mining.Alert
+	logged    []loggedAlert // the alert lines of mission's log
+	offline   []mining.Alert
 }
 
 type storedAlert struct {
@@ -601,13 +601,13 @@ func checkRediscoveredDFG(t *testing.T, modelPath, dotPath string) {
 
 // resultRow is one line of the results table.
 type resultRow struct {
-	scenario string
-	flows    int
-	cases    int
-	live     map[string]int
-	offline  map[string]int
-	want     []string
-	latency  []time.Duration
+	scenario  string
+	flows     int
+	cases     int
+	live      map[string]int
+	offline   map[string]int
+	want      []string
+	latency   []time.Duration
 	incidents int
 	delay     string
 }
