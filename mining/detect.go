@@ -155,7 +155,7 @@ func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 		}
 	case flow.Unsubscribe:
 		if client != Broker {
-			d.unsubscribe(client, r.TopicFilters)
+			d.unsubscribe(client, r.TopicFilters, max(r.End.UnixNano(), r.Start.UnixNano()))
 		}
 	case flow.Disconnect:
 		if client != Broker {
@@ -212,6 +212,7 @@ func (d *Detector) expire(out []Alert, h int64) []Alert {
 				delete(d.suppressed, k)
 			}
 		}
+		d.pruneSubs(h)
 	}
 	return out
 }

@@ -43,7 +43,11 @@ type StreamOptions struct {
 // NewStream prepares detection with model m.
 func NewStream(m *Model, opts StreamOptions, h Handler) *Stream {
 	opts.Detector.defaults()
-	s := &Stream{det: NewDetector(m, opts.Detector), inc: NewIncidents(opts.Incidents), h: h,
+	// The sequencer waits Reorder; the detector behind it gets flows in
+	// start order and need not wait again (1 ns: no delay).
+	dopts := opts.Detector
+	dopts.Reorder = time.Nanosecond
+	s := &Stream{det: NewDetector(m, dopts), inc: NewIncidents(opts.Incidents), h: h,
 		seq: NewSequencer(opts.Detector.Reorder, opts.SequencerMax), reorder: opts.Detector.Reorder}
 	s.closed = func(inc *Incident) {
 		if s.h.Incident != nil {

@@ -183,9 +183,14 @@ func TestSubscriptionState(t *testing.T) {
 		{"delivery to a client whose SUBSCRIBE was not seen", func(s *sim, t time.Time) {
 			s.down("temperatureSensor", t, toggleTopic("doorOpener"), nil)
 		}, map[Check]int{}},
+		{"delivery in flight at an unsubscribe", func(s *sim, t time.Time) {
+			s.up("led", flow.Unsubscribe, t, "", nil).TopicFilters = []string{toggleTopic("led")}
+			s.down("led", t.Add(100*time.Millisecond), toggleTopic("led"), nil)
+			s.subscribe("led", t.Add(200*time.Millisecond), toggleTopic("led")) // back before the next rounds
+		}, map[Check]int{}},
 		{"delivery after an unsubscribe", func(s *sim, t time.Time) {
 			s.up("led", flow.Unsubscribe, t, "", nil).TopicFilters = []string{toggleTopic("led")}
-			s.down("led", t.Add(time.Millisecond), toggleTopic("led"), nil)
+			s.down("led", t.Add(1500*time.Millisecond), toggleTopic("led"), nil)
 		}, map[Check]int{CheckUnsubscribedDelivery: 1}},
 		{"delivery after a disconnect: unknown", func(s *sim, t time.Time) {
 			s.up("led", flow.Disconnect, t, "", nil)

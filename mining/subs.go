@@ -2,7 +2,9 @@ package mining
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/mission-ids/mission/flow"
 )
@@ -44,7 +46,14 @@ const maxClientFilters = 64
 type subFilter struct {
 	filter  string
 	alerted bool // raised a subscription alert (reconnaissance)
+	// until: an unsubscribed filter lingers to this flow time (ns): the
+	// broker still delivers what it matched before the UNSUBSCRIBE.
+	until int64
 }
+
+// unsubscribeGrace is how long after its UNSUBSCRIBE a filter still
+// accounts for deliveries (messages the broker matched before).
+const unsubscribeGrace = time.Second
 
 // clientSubs is what a client holds.
 type clientSubs struct {
@@ -98,6 +107,7 @@ next:
 		for i := range cs.filters {
 			if cs.filters[i].filter == f {
 				cs.filters[i].alerted = cs.filters[i].alerted || a
+				cs.filters[i].until = 0
 				continue next
 			}
 		}
@@ -106,13 +116,14 @@ next:
 			cs.known = false // no longer all it holds
 			continue
 		}
-		cs.filters = append(cs.filters, subFilter{f, a})
+		cs.filters = append(cs.filters, subFilter{filter: f, alerted: a})
 		d.nFilters++
 	}
 }
 
-// unsubscribe drops filters of client.
-func (d *Detector) unsubscribe(client string, filters []string) {
+// unsubscribe drops filters of client at the UNSUBSCRIBE's end (ns),
+// after unsubscribeGrace.
+func (d *Detector) unsubscribe(client string, filters []string, end int64) {
 	cs := d.subs[client]
 	if cs == nil {
 		return
@@ -121,11 +132,22 @@ func (d *Detector) unsubscribe(client string, filters []string) {
 	for _, f := range filters {
 		f = shareless(f)
 		for i := range cs.filters {
-			if cs.filters[i].filter == f {
-				cs.filters = append(cs.filters[:i], cs.filters[i+1:]...)
-				d.nFilters--
+			if cs.filters[i].filter == f && cs.filters[i].until == 0 {
+				cs.filters[i].until = end + int64(unsubscribeGrace)
 				break
 			}
+		}
+	}
+}
+
+// pruneSubs drops the unsubscribed filters whose grace ended at h (ns).
+func (d *Detector) pruneSubs(h int64) {
+	for _, cs := range d.subs {
+		n := len(cs.filters)
+		cs.filters = slices.DeleteFunc(cs.filters, func(f subFilter) bool { return f.until != 0 && f.until < h })
+		if len(cs.filters) != n {
+			d.nFilters -= n - len(cs.filters)
+			d.subsGen++
 		}
 	}
 }
@@ -197,8 +219,9 @@ func (d *Detector) delivery(out []Alert, r *flow.Record) (_ []Alert, skip bool) 
 		return out, false // not seen: unknown
 	}
 	matched, clean := false, false
+	tn := r.Start.UnixNano()
 	for _, f := range cs.filters {
-		if matchTopic(f.filter, r.Topic) {
+		if (f.until == 0 || tn <= f.until) && matchTopic(f.filter, r.Topic) {
 			matched = true
 			clean = clean || !f.alerted
 		}
