@@ -76,7 +76,8 @@ func benchStreams(b *testing.B, streams [][]byte) {
 
 // BenchmarkResyncJunk compares MQTT-looking junk on 500 connections picked
 // up midstream (every byte a resynchronisation candidate) with normal
-// traffic on as many connections; TestResyncJunkCost reports the ratio.
+// traffic on as many connections: the ratio of the two ns/B figures is the
+// cost of junk relative to normal traffic (docs/benchmarks.md).
 func BenchmarkResyncJunk(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
 	junk := make([][]byte, junkConns)
@@ -87,28 +88,4 @@ func BenchmarkResyncJunk(b *testing.B) {
 	}
 	b.Run("normal", func(b *testing.B) { benchStreams(b, normal) })
 	b.Run("junk", func(b *testing.B) { benchStreams(b, junk) })
-}
-
-// TestResyncJunkCost measures the cost per byte of junk against normal
-// traffic: resynchronisation must stay within a few times normal work.
-func TestResyncJunkCost(t *testing.T) {
-	if testing.Short() {
-		t.Skip("measures")
-	}
-	r := rand.New(rand.NewPCG(1, 2))
-	junk := make([][]byte, junkConns)
-	normal := make([][]byte, junkConns)
-	for i := range junk {
-		junk[i] = junkStream(r, 4<<10)
-		normal[i] = normalStream(4 << 10)
-	}
-	perByte := func(streams [][]byte) float64 {
-		res := testing.Benchmark(func(b *testing.B) { benchStreams(b, streams) })
-		return res.Extra["ns/B"]
-	}
-	n, j := perByte(normal), perByte(junk)
-	t.Logf("500 connections: normal %.1f ns/B, junk %.1f ns/B, ratio %.2f", n, j, j/n)
-	if j/n > 25 {
-		t.Errorf("junk costs %.1f× normal traffic per byte", j/n)
-	}
 }
