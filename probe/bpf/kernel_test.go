@@ -18,7 +18,7 @@ import (
 // that Match agrees with the kernel on everything it passed.
 func TestKernelFilterOnLoopback(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_RAW) to open an AF_PACKET socket")
+		t.Fatal("needs root (CAP_NET_RAW) to open an AF_PACKET socket: run the test command as root, see README")
 	}
 	listen := func(network, addr string) *net.UDPConn {
 		c, err := net.ListenUDP(network, mustUDPAddr(t, network, addr))
