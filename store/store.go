@@ -229,7 +229,7 @@ type Writer struct {
 
 	mu     sync.RWMutex // guards closed and sending on queue
 	closed bool
-	queue  chan []byte
+	queue  chan item
 
 	runCtx    context.Context // canceled when Close's context ends
 	runCancel context.CancelFunc
@@ -240,7 +240,7 @@ type Writer struct {
 	closing chan struct{} // closed by Close
 
 	// Owned by the writer goroutine.
-	held       [][]byte // taken from the queue, no room in the spool, database down
+	held       []item // taken from the queue, no room in the spool, database down
 	heldN      atomic.Int64
 	replay     *segmentReader
 	inflight   int               // insert commands running (at most InsertWorkers)
@@ -268,7 +268,7 @@ func Open(ctx context.Context, cfg Config, logger zerolog.Logger) (_ *Writer, er
 		cfg:     cfg,
 		log:     logger.With().Str("component", "store").Logger(),
 		url:     cfg.URL,
-		queue:   make(chan []byte, cfg.QueueSize),
+		queue:   make(chan item, cfg.QueueSize),
 		results: make(chan insertResult, cfg.InsertWorkers),
 		done:    make(chan struct{}),
 		closing: make(chan struct{}),

@@ -33,7 +33,23 @@ func (w *Writer) Put(doc flow.Document) error {
 // (the lost documents are counted in Stats.Dropped and logged), ErrClosed
 // after Close, or an encoding error for documents that cannot be stored.
 func (w *Writer) PutBatch(docs []flow.Document) error {
-	raws := make([][]byte, 0, len(docs))
+	return w.PutBatchAck(docs, nil)
+}
+
+// PutBatchAck is PutBatch that tells when the documents are safe: done (if
+// not nil) is called once, from some goroutine of the Writer, when none of
+// the documents it took is only in memory any more: each is inserted,
+// found stored already, written to the spool, rejected by the database, or
+// dropped (counted and logged). Documents that cannot be encoded are not
+// taken. done is not called when PutBatchAck returns ErrClosed; it may be
+// called before PutBatchAck returns. It must not block.
+func (w *Writer) PutBatchAck(docs []flow.Document, done func()) error {
+	var ack *ackGroup
+	if done != nil {
+		ack = &ackGroup{done: done}
+		ack.n.Store(1) // held until every document is handed on
+	}
+	items := make([]item, 0, len(docs))
 	now := time.Now().UTC()
 	var encErrs []error
 	for i := range docs {
@@ -50,10 +66,13 @@ func (w *Writer) PutBatch(docs []flow.Document) error {
 			encErrs = append(encErrs, fmt.Errorf("store: encode flow %d as BSON: %w", d.FlowID, err))
 			continue
 		}
-		raws = append(raws, raw)
+		items = append(items, item{raw: raw, ack: ack})
 	}
 	if len(encErrs) > 0 && w.logEvery(&w.rejectLog) {
 		w.log.Error().Err(encErrs[0]).Int("documents", len(encErrs)).Msg("store: cannot encode documents; they are not stored")
+	}
+	if ack != nil {
+		ack.n.Add(int64(len(items)))
 	}
 
 	w.mu.RLock()
@@ -63,21 +82,57 @@ func (w *Writer) PutBatch(docs []flow.Document) error {
 	}
 	queued := 0
 queue:
-	for _, raw := range raws {
+	for _, it := range items {
 		select {
-		case w.queue <- raw:
+		case w.queue <- it:
 			queued++
 		default:
 			break queue
 		}
 	}
 	w.c.accepted.Add(uint64(queued))
-	if queued < len(raws) {
-		if err := w.spill(raws[queued:], fromPut); err != nil {
+	if queued < len(items) {
+		if err := w.spill(items[queued:], fromPut); err != nil {
 			encErrs = append(encErrs, err)
 		}
 	}
+	ack.settle(1)
 	return errors.Join(encErrs...)
+}
+
+// item is a queued document: its BSON and whom to tell once it is safe.
+type item struct {
+	raw []byte
+	ack *ackGroup // nil: nobody
+}
+
+// ackGroup counts the documents of one PutBatchAck not yet safe (plus one
+// while PutBatchAck hands them on) and calls done when none is left.
+type ackGroup struct {
+	n    atomic.Int64
+	done func()
+}
+
+func (a *ackGroup) settle(k int64) {
+	if a != nil && a.n.Add(-k) == 0 {
+		a.done()
+	}
+}
+
+// settle tells the documents' callers that they are safe.
+func settle(items []item) {
+	for i := range items {
+		items[i].ack.settle(1)
+	}
+}
+
+// raws are the documents' BSON.
+func raws(items []item) [][]byte {
+	out := make([][]byte, len(items))
+	for i := range items {
+		out[i] = items[i].raw
+	}
+	return out
 }
 
 // Where spilled documents come from.
@@ -91,12 +146,12 @@ const (
 
 // spill writes documents to the spool and drops (counts and logs) what does
 // not fit. It is PutBatch's way out when the queue is full.
-func (w *Writer) spill(docs [][]byte, origin spillOrigin) error {
+func (w *Writer) spill(docs []item, origin spillOrigin) error {
 	rest, err := w.spillSome(docs, origin)
 	if len(rest) == 0 {
 		return nil
 	}
-	w.drop(len(rest), err)
+	w.drop(rest, err)
 	if err != nil {
 		return fmt.Errorf("%w: %d documents: %w", ErrDropped, len(rest), err)
 	}
@@ -105,8 +160,9 @@ func (w *Writer) spill(docs [][]byte, origin spillOrigin) error {
 
 // spillSome writes as many documents to the spool as fit and returns the
 // rest, with the write error if one stopped it.
-func (w *Writer) spillSome(docs [][]byte, origin spillOrigin) ([][]byte, error) {
-	n, err := w.spool.append(docs)
+func (w *Writer) spillSome(docs []item, origin spillOrigin) ([]item, error) {
+	n, err := w.spool.append(raws(docs))
+	settle(docs[:n])
 	w.c.spooled.Add(uint64(n))
 	switch origin {
 	case fromPut:
@@ -118,7 +174,9 @@ func (w *Writer) spillSome(docs [][]byte, origin spillOrigin) ([][]byte, error) 
 }
 
 // drop counts lost documents and logs them (throttled) at error level.
-func (w *Writer) drop(n int, err error) {
+func (w *Writer) drop(docs []item, err error) {
+	n := len(docs)
+	settle(docs)
 	total := w.c.dropped.Add(uint64(n))
 	if w.logEvery(&w.dropLog) {
 		ev := w.log.Error().Int("dropped", n).Uint64("droppedTotal", total).Int64("spoolMaxBytes", w.cfg.SpoolMaxBytes)
@@ -133,7 +191,7 @@ func (w *Writer) drop(n int, err error) {
 // database answers; while any are held, the writer takes nothing more from
 // the queue, so the queue fills and PutBatch drops what neither the queue
 // nor the spool can take.
-func (w *Writer) hold(docs [][]byte) {
+func (w *Writer) hold(docs []item) {
 	w.held = append(w.held, docs...)
 	w.heldN.Store(int64(len(w.held)))
 }
@@ -151,7 +209,7 @@ func (w *Writer) logEvery(last *atomic.Int64) bool {
 func (w *Writer) run() {
 	defer close(w.done)
 	ctx := w.runCtx
-	batch := make([][]byte, 0, w.cfg.BatchSize)
+	batch := make([]item, 0, w.cfg.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -180,7 +238,7 @@ func (w *Writer) run() {
 		batch, open = w.fill(batch, hurry, timer)
 		if len(batch) > 0 {
 			w.dispatch(ctx, batch) // the insert owns the batch now
-			batch = make([][]byte, 0, w.cfg.BatchSize)
+			batch = make([]item, 0, w.cfg.BatchSize)
 		}
 		if !open {
 			w.drain(ctx, batch)
@@ -193,7 +251,7 @@ func (w *Writer) run() {
 // fill adds queued documents to batch until it is full, FlushInterval has
 // passed since fill began, or (hurry) the queue is momentarily empty. It
 // returns false once the queue is closed and empty.
-func (w *Writer) fill(batch [][]byte, hurry bool, timer *time.Timer) ([][]byte, bool) {
+func (w *Writer) fill(batch []item, hurry bool, timer *time.Timer) ([]item, bool) {
 	timer.Reset(w.cfg.FlushInterval)
 	for len(batch) < w.cfg.BatchSize {
 		select {
@@ -223,7 +281,7 @@ func (w *Writer) fill(batch [][]byte, hurry bool, timer *time.Timer) ([][]byte, 
 
 // insertResult is the outcome of one insert started by dispatch.
 type insertResult struct {
-	batch [][]byte
+	batch []item
 	err   error
 }
 
@@ -231,7 +289,7 @@ type insertResult struct {
 // once fewer than InsertWorkers inserts are in flight; when the database
 // is unreachable the batch is spooled instead. Outcomes are handled by the
 // writer goroutine (reap), which alone touches the spool state.
-func (w *Writer) dispatch(ctx context.Context, batch [][]byte) {
+func (w *Writer) dispatch(ctx context.Context, batch []item) {
 	for w.inflight >= w.cfg.InsertWorkers {
 		w.reap(<-w.results)
 	}
@@ -240,7 +298,7 @@ func (w *Writer) dispatch(ctx context.Context, batch [][]byte) {
 		return
 	}
 	w.inflight++
-	go func() { w.results <- insertResult{batch, w.insert(ctx, batch)} }()
+	go func() { w.results <- insertResult{batch, w.insert(ctx, raws(batch))} }()
 }
 
 // reap handles a finished insert: a failed batch goes to the spool (or is
@@ -251,7 +309,9 @@ func (w *Writer) reap(r insertResult) {
 		w.unhealthy(r.err)
 		rest, err := w.spillSome(r.batch, fromRetry)
 		w.holdOrLog(rest, err)
+		return
 	}
+	settle(r.batch)
 }
 
 // reapDone handles the inserts that have finished, without waiting.
@@ -275,20 +335,22 @@ func (w *Writer) settle() {
 
 // flush stores a batch and waits for the answer, or spools it when the
 // database is unreachable or the insert fails.
-func (w *Writer) flush(ctx context.Context, batch [][]byte) {
+func (w *Writer) flush(ctx context.Context, batch []item) {
 	if !w.c.healthy.Load() {
 		rest, err := w.spillSome(batch, fromQueue)
 		w.holdOrLog(rest, err)
 		return
 	}
-	if err := w.insert(ctx, batch); err != nil {
+	if err := w.insert(ctx, raws(batch)); err != nil {
 		w.unhealthy(err)
 		rest, err := w.spillSome(batch, fromRetry)
 		w.holdOrLog(rest, err)
+		return
 	}
+	settle(batch)
 }
 
-func (w *Writer) holdOrLog(rest [][]byte, err error) {
+func (w *Writer) holdOrLog(rest []item, err error) {
 	if err != nil && w.logEvery(&w.spoolErrLog) {
 		w.log.Error().Err(err).Msg("store: cannot write to the spool; holding flows in memory")
 	}
@@ -299,7 +361,7 @@ func (w *Writer) holdOrLog(rest [][]byte, err error) {
 
 // drain empties the closed queue at Close: into the database while it
 // answers (one last probe if it did not), else into the spool.
-func (w *Writer) drain(ctx context.Context, batch [][]byte) {
+func (w *Writer) drain(ctx context.Context, batch []item) {
 	w.settle()
 	batch = append(w.held, batch...)
 	w.held = nil
@@ -307,13 +369,13 @@ func (w *Writer) drain(ctx context.Context, batch [][]byte) {
 		w.settle()
 		// What neither the database nor the spool took is lost.
 		if len(w.held) > 0 {
-			w.drop(len(w.held), nil)
+			w.drop(w.held, nil)
 			w.held = nil
 			w.heldN.Store(0)
 		}
 	}()
 	probed := false
-	flush := func(b [][]byte) {
+	flush := func(b []item) {
 		if !w.c.healthy.Load() && !probed && ctx.Err() == nil {
 			probed = true
 			w.probe(ctx)
@@ -324,7 +386,7 @@ func (w *Writer) drain(ctx context.Context, batch [][]byte) {
 		batch = append(batch, d)
 		if len(batch) >= w.cfg.BatchSize {
 			flush(batch)
-			batch = make([][]byte, 0, w.cfg.BatchSize)
+			batch = make([]item, 0, w.cfg.BatchSize)
 		}
 	}
 	if len(batch) > 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,4 +197,51 @@ func TestCloseWithEndedContextSpools(t *testing.T) {
 	err = w.Close(cctx)
 	require.True(t, err == nil || errors.Is(err, context.Canceled), "%v", err)
 	require.EqualValues(t, 300, w.Stats().SpoolRecords)
+}
+
+// TestPutBatchAck: every batch's done is called once, when its documents
+// are inserted or spooled: with the database up (done after the insert),
+// and with it killed (done once spooled, before the database is back).
+func TestPutBatchAck(t *testing.T) {
+	const batches, per = 100, 20
+	db := startFerretProc(t)
+	ctx := context.Background()
+	w, err := Open(ctx, Config{URL: db.url(), DataDir: t.TempDir(), QueueSize: 500, FlushInterval: 20 * time.Millisecond}, testLogger(t))
+	require.NoError(t, err)
+	docs := testDocs(0, batches*per)
+	acks := make([]atomic.Int32, batches)
+	put := func(from, to int) {
+		for b := from; b < to; b++ {
+			require.NoError(t, w.PutBatchAck(docs[b*per:(b+1)*per], func() { acks[b].Add(1) }))
+		}
+	}
+	acked := func(from, to int) func() bool {
+		return func() bool {
+			for b := from; b < to; b++ {
+				if acks[b].Load() == 0 {
+					return false
+				}
+			}
+			return true
+		}
+	}
+
+	put(0, batches/2)
+	waitFor(t, 30*time.Second, "first half acknowledged", acked(0, batches/2))
+	require.GreaterOrEqual(t, w.Stats().Inserted, uint64(batches/2*per), "acknowledged after the insert")
+
+	db.kill()
+	put(batches/2, batches)
+	waitFor(t, 30*time.Second, "second half acknowledged with the database down", acked(batches/2, batches))
+	st := w.Stats()
+	require.False(t, st.Healthy)
+	require.EqualValues(t, batches/2*per, st.SpoolRecords, "acknowledged once spooled")
+
+	db.start()
+	waitFor(t, 60*time.Second, "spool stored", settled(w, batches*per))
+	require.NoError(t, w.Close(ctx))
+	for b := range acks {
+		require.EqualValues(t, 1, acks[b].Load(), "batch %d acknowledged once", b)
+	}
+	require.ErrorIs(t, w.PutBatchAck(docs[:1], func() { t.Error("done after ErrClosed") }), ErrClosed)
 }
