@@ -2,9 +2,11 @@ package ipfix
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -230,6 +232,37 @@ func (s *Session) Template(domain uint32, id uint16) (*Template, bool) {
 		return nil, false // not a use: the LRU order stays
 	}
 	return e.t, true
+}
+
+// DomainTemplate is a template and the observation domain it is scoped to.
+type DomainTemplate struct {
+	Domain   uint32
+	Template *Template
+}
+
+// Templates returns the session's live templates, by observation domain
+// and then id, so that a caller can write them out again (a journal that
+// must be readable without the messages that defined them). Asking does
+// not count as a use for the LRU order.
+func (s *Session) Templates() []DomainTemplate {
+	now := s.cfg.Now()
+	s.b.mu.Lock()
+	out := make([]DomainTemplate, 0, s.numTemplates)
+	for domain, sc := range s.scopes {
+		for _, e := range sc.templates {
+			if e.expires.IsZero() || now.Before(e.expires) {
+				out = append(out, DomainTemplate{domain, e.t})
+			}
+		}
+	}
+	s.b.mu.Unlock()
+	slices.SortFunc(out, func(a, b DomainTemplate) int {
+		if a.Domain != b.Domain {
+			return cmp.Compare(a.Domain, b.Domain)
+		}
+		return cmp.Compare(a.Template.ID, b.Template.ID)
+	})
+	return out
 }
 
 // Close releases the session's state to its budget. The session stays

@@ -1,6 +1,7 @@
 package ipfix
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"testing"
 	"time"
@@ -178,4 +179,35 @@ func TestDecoderSweep(t *testing.T) {
 	s, err := d.Session(tcp)
 	require.NoError(t, err)
 	require.Equal(t, 1, s.NumTemplates())
+}
+
+// TestSessionTemplates: Templates lists the live templates by domain and
+// id, and what it lists, written as template sets, defines them again.
+func TestSessionTemplates(t *testing.T) {
+	reg := NewRegistry(DefaultMQTTPEN)
+	t1, err := NewTemplate(reg, 300, FieldSpec{ID: 8, Length: 4}, FieldSpec{ID: 12, Length: 4})
+	require.NoError(t, err)
+	t2, err := NewTemplate(reg, 256, FieldSpec{ID: 7, Length: 2})
+	require.NoError(t, err)
+	msg := func(domain uint32, ts ...*Template) []byte {
+		b := MessageHeader{Version: Version, ObservationDomainID: domain}.Append(nil)
+		b = AppendTemplateSet(b, ts...)
+		binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+		return b
+	}
+	s := NewSession(Config{Registry: reg}, SessionKey{Transport: TCP})
+	require.NoError(t, s.Decode(msg(7, t1, t2), nil))
+	require.NoError(t, s.Decode(msg(3, t1), nil))
+	got := s.Templates()
+	require.Len(t, got, 3)
+	require.Equal(t, []uint32{3, 7, 7}, []uint32{got[0].Domain, got[1].Domain, got[2].Domain})
+	require.Equal(t, []uint16{300, 256, 300}, []uint16{got[0].Template.ID, got[1].Template.ID, got[2].Template.ID})
+
+	again := NewSession(Config{Registry: reg}, SessionKey{Transport: TCP})
+	for _, dt := range got {
+		require.NoError(t, again.Decode(msg(dt.Domain, dt.Template), nil))
+	}
+	tt, ok := again.Template(7, 300)
+	require.True(t, ok)
+	require.True(t, tt.Equal(t1))
 }
