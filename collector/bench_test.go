@@ -170,3 +170,64 @@ func BenchmarkCollectorUDP(b *testing.B) {
 		b.ReportMetric(100*float64(sent-min(sent, n))/float64(sent), "%lost")
 	})
 }
+
+// BenchmarkCollectorTCPJournal measures messages and records decoded and
+// queued per second from one TCP exporter (UDP-sized messages of MQTT flow
+// records, as fast as loopback takes them), without and with the journal
+// (group commit every 50 ms, the default). Each op is one second.
+func BenchmarkCollectorTCPJournal(b *testing.B) {
+	tmpl, data, perMsg := benchMessages(b, 12000)
+	for _, journal := range []bool{false, true} {
+		name := map[bool]string{false: "journal=off", true: "journal=on"}[journal]
+		b.Run(name, func(b *testing.B) {
+			sink := &bsonSink{}
+			cfg := Config{Host: "127.0.0.1", Listen: []string{"tcp"}, Logger: zerolog.Nop()}
+			if journal {
+				j, err := OpenJournal(JournalConfig{Dir: b.TempDir(), Logger: zerolog.Nop()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer j.Close()
+				cfg.Journal = j
+			}
+			c := New(cfg, sink)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- c.Run(ctx) }()
+			addrs, err := c.Addrs(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			conn, err := net.Dial("tcp", addrs[0].String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := conn.Write(tmpl); err != nil {
+				b.Fatal(err)
+			}
+			var sent uint64
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				end := time.Now().Add(time.Second)
+				for k := 0; time.Now().Before(end); k++ {
+					if _, err := conn.Write(data[k%len(data)]); err != nil {
+						b.Fatal(err)
+					}
+					sent++
+				}
+			}
+			for deadline := time.Now().Add(5 * time.Second); c.Stats().Messages < sent+1 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			el := time.Since(start)
+			b.StopTimer()
+			conn.Close()
+			cancel()
+			<-done
+			b.ReportMetric(float64(c.Stats().Messages)/el.Seconds(), "msgs/s")
+			b.ReportMetric(float64(sink.n.Load())/el.Seconds(), "records/s")
+			_ = perMsg
+		})
+	}
+}

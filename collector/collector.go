@@ -36,6 +36,17 @@ type Sink interface {
 	PutBatch(docs []flow.Document) error
 }
 
+// AckSink is a Sink that tells when documents are safe (*store.Writer:
+// inserted, spooled, rejected or dropped), so the journal keeps a message
+// until then. With a Sink that is not an AckSink, a message counts as
+// settled when PutBatch returns.
+type AckSink interface {
+	Sink
+	// PutBatchAck is PutBatch that calls done once none of the documents
+	// it took is only in memory; never when it returns store.ErrClosed.
+	PutBatchAck(docs []flow.Document, done func()) error
+}
+
 // Config configures a collector. Zero values take the defaults.
 type Config struct {
 	Host string // listen address; default all interfaces
@@ -77,6 +88,11 @@ type Config struct {
 	// bounds the table (default DefaultMaxIdentities).
 	Identities    IdentityStore
 	MaxIdentities int
+
+	// Journal, if set, keeps every received message on disk until the
+	// sink has taken its documents; Run first decodes what an earlier run
+	// left in it (see OpenJournal). The caller closes it after the sink.
+	Journal *Journal
 
 	// Flows, if set, sees every decoded flow before it is stored (detection).
 	Flows func(r *flow.Record)
@@ -145,6 +161,7 @@ type Collector struct {
 	invalid     []atomic.Uint64
 	invalidWarn zerolog.Logger // rate-limited, apart from warn so floods do not hide other warnings
 	evictions   evictionLog
+	connSeq     atomic.Uint64 // journal session numbers of TCP/TLS connections
 }
 
 // ExporterStats are the counters of one exporter (by address).
@@ -161,6 +178,7 @@ type ExporterStats struct {
 	TemplatesActive int
 	Denied          uint64 // messages or connections refused by the allow-list
 	InvalidRecords  uint64 // data records that are not valid flows, dropped
+	JournalFull     uint64 // UDP messages dropped because the journal was full
 }
 
 // maxExporters bounds the per-exporter table (a flood of spoofed UDP
@@ -269,6 +287,11 @@ func (c *Collector) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if c.cfg.Journal != nil {
+		if err := c.replayJournal(ctx); err != nil {
+			return err
+		}
+	}
 	host := c.cfg.Host
 	for _, t := range c.cfg.Listen {
 		switch t {
@@ -346,6 +369,12 @@ type handler struct {
 	// sysInit holds exporters' systemInitTimeMilliseconds by session and
 	// observation domain, for flows timed in system uptime.
 	sysInit map[initKey]time.Time
+	// The journal record of the message being decoded (nil: none), its
+	// receive time, and the index of the next data record in it.
+	jseg     *jseg
+	joff     int64
+	received time.Time
+	recIdx   uint32
 }
 
 type initKey struct {
@@ -361,6 +390,8 @@ func (c *Collector) newHandler() *handler {
 // record is the ipfix decode callback.
 func (h *handler) record(rec ipfix.Record) error {
 	key := initKey{h.from, rec.Header.ObservationDomainID}
+	idx := h.recIdx
+	h.recIdx++
 	if rec.Template.IsOptions() {
 		h.options++
 		if t, ok := flow.SystemInit(rec); ok {
@@ -404,6 +435,11 @@ func (h *handler) record(rec ipfix.Record) error {
 		return nil
 	}
 	d := r.ToDocument()
+	if d.FlowID == 0 && h.jseg != nil {
+		// No flow id: the store would draw a random _id; one derived from
+		// the journal record keeps a replay from storing a copy.
+		d.ID = journalDocID(h.jseg, h.joff, idx)
+	}
 	if !mqtt {
 		d.MQTTControlTypeName = ""
 		d.MQTTCorrelationSource = ""
@@ -417,6 +453,10 @@ func (h *handler) record(rec ipfix.Record) error {
 // its records.
 func (h *handler) message(sess *ipfix.Session, msg []byte) error {
 	h.now = time.Now()
+	if !h.received.IsZero() {
+		h.now, h.received = h.received, time.Time{}
+	}
+	h.recIdx = 0
 	before := sess.Counters()
 	err := sess.Decode(msg, h.record)
 	after := sess.Counters()
@@ -474,10 +514,24 @@ func (h *handler) message(sess *ipfix.Session, msg []byte) error {
 }
 
 func (h *handler) flush() {
+	seg := h.jseg
+	h.jseg = nil
 	if len(h.docs) == 0 {
+		if seg != nil {
+			seg.release()
+		}
 		return
 	}
-	if err := h.c.sink.PutBatch(h.docs); err != nil {
+	var err error
+	if as, ok := h.c.sink.(AckSink); ok && seg != nil {
+		err = as.PutBatchAck(h.docs, seg.release)
+	} else {
+		err = h.c.sink.PutBatch(h.docs)
+		if seg != nil {
+			seg.release()
+		}
+	}
+	if err != nil {
 		h.c.totals.storeErrors.Add(1)
 		h.c.warn.Error().Err(err).Int("documents", len(h.docs)).Msg("store refused documents")
 	}

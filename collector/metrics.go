@@ -38,6 +38,24 @@ func (c *Collector) Metrics(e metrics.Emitter) {
 		e.Counter("mission_collector_records_invalid_total", "Data records dropped as not valid flows, by reason.", float64(n), "reason", reason.String())
 	}
 	c.budgetMetrics(e)
+	if c.cfg.Journal != nil {
+		c.cfg.Journal.Metrics(e)
+	}
+}
+
+// Metrics emits the journal's counters (a metrics.Func).
+func (j *Journal) Metrics(e metrics.Emitter) {
+	s := j.Stats()
+	e.Gauge("mission_collector_journal_bytes", "Bytes of received messages journaled and not yet known stored.", float64(s.Bytes))
+	e.Gauge("mission_collector_journal_max_bytes", "Bound on the journal.", float64(s.MaxBytes))
+	e.Gauge("mission_collector_journal_segments", "Journal segment files.", float64(s.Segments))
+	e.Counter("mission_collector_journal_messages_total", "Received messages journaled.", float64(s.Messages))
+	e.Counter("mission_collector_journal_full_total", "Messages that met a full journal: UDP dropped, TCP held back.", float64(s.FullDropped), "transport", "udp")
+	e.Counter("mission_collector_journal_full_total", "Messages that met a full journal: UDP dropped, TCP held back.", float64(s.FullWaits), "transport", "tcp")
+	e.Counter("mission_collector_journal_unjournaled_total", "Messages decoded without a journal record (journal failed, or full at shutdown).", float64(s.Unjournaled))
+	e.Counter("mission_collector_journal_write_errors_total", "Journal writes, fsyncs or deletions that failed.", float64(s.WriteErrors))
+	e.Counter("mission_collector_journal_replayed_total", "Messages of an earlier run decoded again at start.", float64(s.Replayed))
+	e.Counter("mission_collector_journal_torn_total", "Unreadable journal records at replay (each ends its segment).", float64(s.Torn))
 }
 
 // maxExporterSeries bounds the per-exporter state series (a spoofed flood

@@ -269,6 +269,8 @@ func (c *Collector) serveConn(conn *tcpConn, from netip.AddrPort, transport stri
 	h.from = from
 	buf := make([]byte, 65536)
 	idle := c.cfg.TCPIdleTimeout
+	connID := c.connSeq.Add(1)
+	var lastSeg uint64
 	// deadline arms the read deadline for the next read: the idle timeout
 	// normally, the quiet period (bounded by the drain end) at shutdown.
 	deadline := func() {
@@ -328,6 +330,9 @@ func (c *Collector) serveConn(conn *tcpConn, from netip.AddrPort, transport stri
 			return
 		}
 		conn.lastActive.Store(time.Now().UnixNano())
+		if c.cfg.Journal != nil {
+			c.journal(h, ipfix.TCP, connID, sess, &lastSeg, buf[:length], &conn.draining)
+		}
 		_ = h.message(sess, buf[:length])
 	}
 }

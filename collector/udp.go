@@ -74,6 +74,9 @@ func (c *Collector) serveUDP(ctx context.Context, conn *net.UDPConn) error {
 	h := c.newHandler()
 	buf := make([]byte, 65536)
 	lastSweep := time.Now()
+	// The journal segment each session last wrote to (templates go first
+	// into a new one); bounded: forgetting only rewrites templates.
+	lastSeg := map[ipfix.SessionKey]uint64{}
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -101,6 +104,16 @@ func (c *Collector) serveUDP(ctx context.Context, conn *net.UDPConn) error {
 			continue
 		}
 		h.from = from
+		if j := c.cfg.Journal; j != nil {
+			if len(lastSeg) >= 2*maxExporters {
+				clear(lastSeg)
+			}
+			last := lastSeg[sess.Key()]
+			if !c.journal(h, ipfix.UDP, 0, sess, &last, buf[:n], nil) {
+				continue // journal full: dropped and counted
+			}
+			lastSeg[sess.Key()] = last
+		}
 		_ = h.message(sess, buf[:n])
 		if now := time.Now(); now.Sub(lastSweep) > 10*time.Second {
 			dec.Sweep()
