@@ -278,7 +278,9 @@ func cmpUint64(a, b uint64) int {
 	return 0
 }
 
-func journalName(seq uint64) string { return fmt.Sprintf("%s%020d%s", journalPrefix, seq, journalSuffix) }
+func journalName(seq uint64) string {
+	return fmt.Sprintf("%s%020d%s", journalPrefix, seq, journalSuffix)
+}
 
 func parseJournalName(name string) (uint64, bool) {
 	if !strings.HasPrefix(name, journalPrefix) || !strings.HasSuffix(name, journalSuffix) {

@@ -253,7 +253,7 @@ func TestJournalFull(t *testing.T) {
 			return
 		}
 		for i := 1000; i < 3000; i += 20 {
-			if err := exp.Export(in[i:i+20]); err != nil {
+			if err := exp.Export(in[i : i+20]); err != nil {
 				tcpDone <- err
 				return
 			}
