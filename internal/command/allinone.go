@@ -19,7 +19,7 @@ func allInOneCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "all-in-one",
 		Usage: "probe, collector and store in one process (flows still travel as IPFIX)",
-		Flags: flags(logFlags(), captureFlags(), storeFlags(), storeWriteFlags(), enterpriseFlag(), metricsFlag(), modelFlag(), eveFlag()),
+		Flags: flags(logFlags(), captureFlags(), storeFlags(), storeWriteFlags(), journalFlags(), enterpriseFlag(), metricsFlag(), modelFlag(), eveFlag()),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
@@ -33,7 +33,7 @@ func allInOneCommand() *cli.Command {
 				pcfg.StateFile = filepath.Join(c.String(flagDataDir), "probe-state")
 			}
 			if c.Bool(flagPrintConfig) {
-				return printConfig(c, map[string]any{"role": "all-in-one", "capture": captureView(pcfg), "store": storeView(c)})
+				return printConfig(c, map[string]any{"role": "all-in-one", "capture": captureView(pcfg), "store": storeView(c), "journal": journalView(c)})
 			}
 			w, err := openStore(c, log)
 			if err != nil {
@@ -52,17 +52,21 @@ func allInOneCommand() *cli.Command {
 			if det != nil {
 				hook = func(r *flow.Record) { sum.add(r); det.Observe(r) }
 			}
+			journal, err := openJournal(c, log)
+			if err != nil {
+				return errors.Join(err, closeDetection(det), closeStore(w, log))
+			}
 			pen := uint32(c.Uint(flagEnterpriseNumber))
 			// The collector listens on a private loopback port; the probe
 			// exports to it over TCP, the same IPFIX path as between hosts.
 			col := collector.New(collector.Config{Host: "127.0.0.1", Port: 0, Listen: []string{"tcp"},
-				EnterpriseNumber: pen, Flows: hook, Identities: sessions, Logger: log}, w)
+				EnterpriseNumber: pen, Flows: hook, Identities: sessions, Journal: journal, Logger: log}, w)
 			colCtx, stopCol := context.WithCancel(context.Background())
 			colDone := make(chan error, 1)
 			go func() { colDone <- col.Run(colCtx) }()
 			fail := func(err error) error {
 				stopCol()
-				return errors.Join(err, <-colDone, closeDetection(det), closeSessions(sessions), closeStore(w, log))
+				return errors.Join(err, <-colDone, closeDetection(det), closeSessions(sessions), closeStore(w, log), closeJournal(journal))
 			}
 			addrs, err := col.Addrs(c.Context)
 			if err != nil {
@@ -96,6 +100,7 @@ func allInOneCommand() *cli.Command {
 			detErr := closeDetection(det)
 			sessErr := closeSessions(sessions)
 			storeErr := closeStore(w, log)
+			journalErr := closeJournal(journal)
 			if pcfg.ReadFile != "" {
 				sum.print(c.App.Writer, summaryInfo{
 					file: pcfg.ReadFile, elapsed: time.Since(start), probe: p.Stats(), collector: col.Stats(), store: w.Stats(),
@@ -103,7 +108,7 @@ func allInOneCommand() *cli.Command {
 					dataDir: c.String(flagDataDir),
 				})
 			}
-			return errors.Join(runErr, colErr, detErr, sessErr, storeErr)
+			return errors.Join(runErr, colErr, detErr, sessErr, storeErr, journalErr)
 		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,7 +23,7 @@ func collectCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "collect",
 		Usage: "receive IPFIX flows (UDP, TCP, TLS or a file) and store them in MongoDB",
-		Flags: flags(logFlags(), storeFlags(), storeWriteFlags(), listenFlags(), enterpriseFlag(), metricsFlag(), modelFlag(), eveFlag()),
+		Flags: flags(logFlags(), storeFlags(), storeWriteFlags(), listenFlags(), journalFlags(), enterpriseFlag(), metricsFlag(), modelFlag(), eveFlag()),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
@@ -33,7 +34,7 @@ func collectCommand() *cli.Command {
 				return err
 			}
 			if c.Bool(flagPrintConfig) {
-				return printConfig(c, map[string]any{"role": "collect", "listen": listenView(c, ccfg), "store": storeView(c)})
+				return printConfig(c, map[string]any{"role": "collect", "listen": listenView(c, ccfg), "store": storeView(c), "journal": journalView(c)})
 			}
 			w, err := openStore(c, log)
 			if err != nil {
@@ -53,16 +54,23 @@ func collectCommand() *cli.Command {
 				ccfg.Flows = det.Observe
 				fns = append(fns, det.Metrics)
 			}
+			// An IPFIX file needs no journal: it is still there after a crash.
+			if c.String(flagRead) == "" {
+				if ccfg.Journal, err = openJournal(c, log); err != nil {
+					return errors.Join(err, closeDetection(det), closeStore(w, log))
+				}
+			}
 			col := collector.New(ccfg, w)
 			if err := serveMetrics(c, log, append(fns, col.Metrics)...); err != nil {
-				return errors.Join(err, closeDetection(det), closeSessions(sessions), closeStore(w, log))
+				return errors.Join(err, closeDetection(det), closeSessions(sessions), closeStore(w, log), closeJournal(ccfg.Journal))
 			}
 			if f := c.String(flagRead); f != "" {
 				err = col.ReadFile(c.Context, f)
 			} else {
 				err = col.Run(c.Context)
 			}
-			return errors.Join(err, closeDetection(det), closeSessions(sessions), closeStore(w, log))
+			// The journal closes after the store, which settles what it took.
+			return errors.Join(err, closeDetection(det), closeSessions(sessions), closeStore(w, log), closeJournal(ccfg.Journal))
 		},
 	}
 }
@@ -157,6 +165,31 @@ func storeError(err error) error {
 		return fmt.Errorf("%w; check --%s", err, flagMongoURL)
 	}
 	return err
+}
+
+// openJournal opens the collector's journal in --data-dir/journal, or
+// returns nil with --journal=false.
+func openJournal(c *cli.Context, log zerolog.Logger) (*collector.Journal, error) {
+	if !c.Bool(flagJournal) {
+		return nil, nil
+	}
+	j, err := collector.OpenJournal(collector.JournalConfig{Dir: filepath.Join(c.String(flagDataDir), "journal"),
+		MaxBytes: c.Int64(flagJournalMaxBytes), Logger: log})
+	if errors.Is(err, collector.ErrJournalInUse) {
+		return nil, fmt.Errorf("%w; stop the other process or give this one another --%s", err, flagDataDir)
+	}
+	return j, err
+}
+
+func journalView(c *cli.Context) map[string]any {
+	return map[string]any{"enabled": c.Bool(flagJournal), "dir": filepath.Join(c.String(flagDataDir), "journal"), "maxBytes": c.Int64(flagJournalMaxBytes)}
+}
+
+func closeJournal(j *collector.Journal) error {
+	if j == nil {
+		return nil
+	}
+	return j.Close()
 }
 
 func closeStore(w *store.Writer, log zerolog.Logger) error {

@@ -85,6 +85,10 @@ const (
 	flagMaxTemplateFields = "max-template-fields"
 	flagMaxPending        = "max-pending-bytes"
 
+	// journal and quarantine (collect, all-in-one)
+	flagJournal         = "journal"
+	flagJournalMaxBytes = "journal-max-bytes"
+
 	// flow sources and time range (query, mine, detect)
 	flagJSONL = "jsonl"
 	flagIPFIX = "ipfix"
@@ -226,6 +230,15 @@ func storeWriteFlags() []cli.Flag {
 		&cli.IntFlag{Name: flagStoreQueue, Value: 200_000, EnvVars: []string{"STORE_QUEUE"}, Usage: "documents queued in memory before the spool takes over"},
 		&cli.Int64Flag{Name: flagSpoolMaxBytes, Value: 1 << 30, EnvVars: []string{"SPOOL_MAX_BYTES"}, Usage: "on-disk spool bound while the database is unreachable"},
 		&cli.IntFlag{Name: flagStoreWorkers, Value: store.DefaultInsertWorkers, EnvVars: []string{"STORE_WORKERS"}, Usage: "insert commands in flight at once (1 to 64)"},
+	}
+}
+
+// journalFlags protect received flows against a crash of the collector
+// (collect, all-in-one).
+func journalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: flagJournal, Value: true, EnvVars: []string{"JOURNAL"}, Usage: "journal received IPFIX messages in --data-dir/journal until stored, and decode what a crash left there at start (--journal=false: off)"},
+		&cli.Int64Flag{Name: flagJournalMaxBytes, Value: collector.DefaultJournalMaxBytes, EnvVars: []string{"JOURNAL_MAX_BYTES"}, Usage: "journal bound; when full, TCP exporters are held back and UDP messages dropped (counted)"},
 	}
 }
 
