@@ -2,14 +2,20 @@ package e2e
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -239,3 +245,252 @@ func TestCollectorSIGKILLMidStream(t *testing.T) {
 }
 
 
+
+// vmRSS reads a process's resident set size from /proc.
+func vmRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// peakRSS samples a process's RSS every second until ctx ends.
+func peakRSS(ctx context.Context, pid int) <-chan int64 {
+	out := make(chan int64, 1)
+	go func() {
+		var peak int64
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			if rss, err := vmRSS(pid); err == nil {
+				peak = max(peak, rss)
+			}
+			select {
+			case <-ctx.Done():
+				out <- peak
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return out
+}
+
+// floodMessage is a hostile IPFIX message: a random template of 50–600
+// fields (id 256–65535), sometimes with data for it, or data for a
+// template never sent.
+func floodMessage(rng *rand.Rand, domain uint32) []byte {
+	id := uint16(256 + rng.IntN(65536-256))
+	b := binary.BigEndian.AppendUint16(nil, 10)
+	b = binary.BigEndian.AppendUint16(b, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(time.Now().Unix()))
+	b = binary.BigEndian.AppendUint32(b, 0)
+	b = binary.BigEndian.AppendUint32(b, domain)
+	if rng.IntN(10) < 6 {
+		n := 50 + rng.IntN(551)
+		rec := binary.BigEndian.AppendUint16(nil, id)
+		rec = binary.BigEndian.AppendUint16(rec, uint16(n))
+		for range n {
+			rec = binary.BigEndian.AppendUint16(rec, uint16(1+rng.IntN(400)))
+			rec = binary.BigEndian.AppendUint16(rec, 4)
+		}
+		b = binary.BigEndian.AppendUint16(b, 2)
+		b = binary.BigEndian.AppendUint16(b, uint16(4+len(rec)))
+		b = append(b, rec...)
+		if rng.IntN(2) == 0 {
+			b = binary.BigEndian.AppendUint16(b, id)
+			b = binary.BigEndian.AppendUint16(b, uint16(4+4*n))
+			b = append(b, make([]byte, 4*n)...)
+		}
+	} else {
+		size := 512 + rng.IntN(4096)
+		b = binary.BigEndian.AppendUint16(b, id)
+		b = binary.BigEndian.AppendUint16(b, uint16(4+size))
+		b = append(b, make([]byte, size)...)
+	}
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	return b
+}
+
+// TestTemplateFloodKeepsCollectorBounded floods mission collect over UDP
+// for 60 s with random templates from 256 source ports and 64 observation
+// domains each, while the probe's exporter sends valid flows: the
+// collector's RSS stays under the documented ~256 MiB and the valid flows
+// are stored.
+func TestTemplateFloodKeepsCollectorBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("60 s flood")
+	}
+	const bound = 256 << 20
+	dataDir := t.TempDir()
+	port := freePort(t)
+	c := startCollect(t, dataDir, port, "--listen", "udp")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	peak := peakRSS(ctx, c.cmd.Process.Pid)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+	var wg sync.WaitGroup
+	var flooded atomic.Uint64
+	floodCtx, stopFlood := context.WithTimeout(ctx, 60*time.Second)
+	defer stopFlood()
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			var conns []net.Conn
+			for range 64 {
+				conn, err := net.Dial("udp", addr)
+				if err != nil {
+					t.Errorf("flood socket: %v", err)
+					return
+				}
+				defer conn.Close()
+				conns = append(conns, conn)
+			}
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			for floodCtx.Err() == nil {
+				<-tick.C
+				for range 2 { // ~8,000 messages/s over all workers
+					conn := conns[rng.IntN(len(conns))]
+					if _, err := conn.Write(floodMessage(rng, uint32(rng.IntN(64)))); err == nil {
+						flooded.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	s := &streamer{exported: map[uint64]time.Time{}}
+	exp, err := probe.NewIPFIXExporter(probe.IPFIXConfig{Transport: "udp", Address: addr, ObservationDomainID: 9, TemplateRefresh: time.Second, Logger: zerolog.Nop()})
+	require.NoError(t, err)
+	for floodCtx.Err() == nil {
+		batch := make([]flow.Record, 10)
+		for i := range batch {
+			s.next++
+			batch[i] = fakeFlow(s.next)
+		}
+		if exp.Export(batch) == nil && exp.Flush() == nil {
+			for _, r := range batch {
+				s.exported[r.FlowID] = time.Now()
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wg.Wait()
+	require.NoError(t, exp.Close())
+	time.Sleep(2 * time.Second)
+	cancel()
+	rssDuringFlood := <-peak
+	c.stop(t, syscall.SIGTERM)
+	r := compareStored(t, s, storedFlows(t, dataDir))
+	t.Logf("flood: %d hostile messages in 60 s; peak RSS %.1f MiB; valid flows exported %d, stored %d, lost %d",
+		flooded.Load(), float64(rssDuringFlood)/(1<<20), r.exported, r.stored, r.lost)
+	require.Less(t, rssDuringFlood, int64(bound), "RSS under the documented bound")
+	require.LessOrEqual(t, r.lost*100, r.exported, "at least 99 % of the valid flows stored")
+	require.Zero(t, r.duplicates)
+}
+
+// TestIdleTCPConnectionFlood opens 20,000 idle TCP connections to mission
+// collect from 400 loopback addresses while a real exporter sends flows
+// from 127.0.0.1: the collector stays up, keeps to its connection bounds,
+// answers /metrics, and stores the exporter's flows.
+func TestIdleTCPConnectionFlood(t *testing.T) {
+	// The soft limit up to the hard one (beyond it when root may raise it);
+	// the collector inherits it.
+	var lim syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim))
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: 65536, Max: max(lim.Max, 65536)}) != nil {
+		lim.Cur = lim.Max
+		require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim))
+	}
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim))
+	conns := min(20000, int(lim.Cur)-500)
+	if conns < 5000 {
+		t.Skipf("RLIMIT_NOFILE %d is too low for this test", lim.Cur)
+	}
+	dataDir := t.TempDir()
+	port := freePort(t)
+	mport := freePort(t)
+	c := startCollect(t, dataDir, port, "--listen", "tcp", "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", mport))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+	var mu sync.Mutex
+	var idle []net.Conn
+	defer func() {
+		for _, conn := range idle {
+			conn.Close()
+		}
+	}()
+	var wg sync.WaitGroup
+	var dialErrs atomic.Int64
+	sem := make(chan struct{}, 64)
+	for i := range conns {
+		src := net.IPv4(127, 1, byte(i/50/250), byte(1+i/50%250))
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 5 * time.Second}
+			conn, err := d.Dial("tcp", addr)
+			if err != nil {
+				dialErrs.Add(1)
+				return
+			}
+			mu.Lock()
+			idle = append(idle, conn)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d idle connections opened (%d dials failed)", len(idle), dialErrs.Load())
+
+	s := &streamer{exported: map[uint64]time.Time{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.run(ctx, t, addr, 10)
+	metrics, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", mport))
+	require.NoError(t, err, "/metrics answers")
+	require.Contains(t, metrics, "mission_collector_tcp_connections ")
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "mission_collector_tcp_") {
+			t.Log(line)
+		}
+	}
+	select {
+	case err := <-c.exited:
+		t.Fatalf("the collector exited under the connection flood: %v\n%s", err, c.logs.String())
+	default:
+	}
+	time.Sleep(time.Second)
+	c.stop(t, syscall.SIGTERM)
+	r := compareStored(t, s, storedFlows(t, dataDir))
+	t.Logf("exporter amid %d idle connections: exported %d, stored %d, lost %d", len(idle), r.exported, r.stored, r.lost)
+	require.Positive(t, r.exported)
+	require.Zero(t, r.lost)
+}
+
+func httpGet(url string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
