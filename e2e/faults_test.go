@@ -240,8 +240,6 @@ func TestCollectorSIGKILLMidStream(t *testing.T) {
 	require.LessOrEqual(t, r.lost, rate/5, "at most 200 ms of flows lost")
 }
 
-
-
 // vmRSS reads a process's resident set size from /proc.
 func vmRSS(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
