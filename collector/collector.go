@@ -94,6 +94,10 @@ type Config struct {
 	// left in it (see OpenJournal). The caller closes it after the sink.
 	Journal *Journal
 
+	// Quarantine, if set, receives the data records rejected as not valid
+	// flows (still counted by reason), instead of only counting them.
+	Quarantine Quarantine
+
 	// Flows, if set, sees every decoded flow before it is stored (detection).
 	Flows func(r *flow.Record)
 
@@ -413,6 +417,14 @@ func (h *handler) record(rec ipfix.Record) error {
 		}
 		h.invalid++
 		h.invalidTemplate = rec.Template.ID
+		if q := h.c.cfg.Quarantine; q != nil && h.emit == nil {
+			reason := "invalid"
+			if ie != nil {
+				reason = ie.Reason.String()
+			}
+			q.PutInvalid(map[string]any{"exporterAddress": h.from.String(), "observationDomainId": rec.Header.ObservationDomainID,
+				"templateId": rec.Template.ID, "reason": reason, "fields": rec.Map(), "collectorReceiveTime": h.now})
+		}
 		return nil
 	}
 	r.Exporter = h.from
@@ -608,4 +620,12 @@ func (c *Collector) loadIdentities(ctx context.Context) {
 	if err := c.ids.load(ctx); err != nil {
 		c.log.Warn().Err(err).Msg("identity table not loaded from the store; flows of connections opened before this run may lack client ids")
 	}
+}
+
+// Quarantine receives data records that are not valid flows, as
+// documents: exporterAddress, observationDomainId, templateId, reason,
+// fields (every field by element name) and collectorReceiveTime. It must
+// not block. The store's quarantine collection implements it.
+type Quarantine interface {
+	PutInvalid(doc map[string]any)
 }

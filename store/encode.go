@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"reflect"
 	"sort"
 	"time"
@@ -99,7 +101,7 @@ func AppendBSON(dst []byte, d *flow.Document) ([]byte, error) {
 		for i, k := range keys {
 			fields[i] = bson.E{Key: k, Value: d.IPFIXFields[k]}
 		}
-		raw, err := bson.MarshalWithRegistry(uint64AsInt64, fields)
+		raw, err := marshalFields(fields)
 		if err != nil {
 			return nil, fmt.Errorf("ipfixFields: %w", err)
 		}
@@ -133,13 +135,26 @@ var smallKeys = func() [64]string {
 	return k
 }()
 
-// uint64AsInt64 is a BSON registry that writes uint64 values as int64 with
-// the same bits (used for the free-form ipfixFields).
-var uint64AsInt64 = func() *bsoncodec.Registry {
+// fieldRegistry is the BSON registry of the free-form documents (a
+// third-party flow's ipfixFields, quarantined records): uint64 values are
+// written as int64 with the same bits, IP addresses and MAC addresses as
+// their text (the driver would write a netip.Addr as an empty document).
+var fieldRegistry = func() *bsoncodec.Registry {
 	reg := bson.NewRegistry()
 	reg.RegisterKindEncoder(reflect.Uint64, bsoncodec.ValueEncoderFunc(
 		func(_ bsoncodec.EncodeContext, vw bsonrw.ValueWriter, v reflect.Value) error {
 			return vw.WriteInt64(int64(v.Uint()))
 		}))
+	reg.RegisterTypeEncoder(reflect.TypeOf(netip.Addr{}), bsoncodec.ValueEncoderFunc(
+		func(_ bsoncodec.EncodeContext, vw bsonrw.ValueWriter, v reflect.Value) error {
+			return vw.WriteString(v.Interface().(netip.Addr).String())
+		}))
+	reg.RegisterTypeEncoder(reflect.TypeOf(net.HardwareAddr{}), bsoncodec.ValueEncoderFunc(
+		func(_ bsoncodec.EncodeContext, vw bsonrw.ValueWriter, v reflect.Value) error {
+			return vw.WriteString(v.Interface().(net.HardwareAddr).String())
+		}))
 	return reg
 }()
+
+// marshalFields encodes a free-form document with fieldRegistry.
+func marshalFields(v any) (bson.Raw, error) { return bson.MarshalWithRegistry(fieldRegistry, v) }

@@ -45,9 +45,22 @@ func collectCommand() *cli.Command {
 				return errors.Join(err, closeStore(w, log))
 			}
 			ccfg.Identities = sessions
+			closeQuarantine := func() error { return nil }
+			if c.Bool(flagKeepInvalid) {
+				q, err := store.OpenQuarantine(c.Context, w.URL(), c.String(flagMongoCollection), log)
+				if err != nil {
+					return errors.Join(err, closeSessions(sessions), closeStore(w, log))
+				}
+				ccfg.Quarantine = q
+				closeQuarantine = func() error {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					return q.Close(ctx)
+				}
+			}
 			det, err := startDetection(c, w, log)
 			if err != nil {
-				return errors.Join(err, closeSessions(sessions), closeStore(w, log))
+				return errors.Join(err, closeQuarantine(), closeSessions(sessions), closeStore(w, log))
 			}
 			fns := []metrics.Func{w.Metrics}
 			if det != nil {
@@ -57,12 +70,12 @@ func collectCommand() *cli.Command {
 			// An IPFIX file needs no journal: it is still there after a crash.
 			if c.String(flagRead) == "" {
 				if ccfg.Journal, err = openJournal(c, log); err != nil {
-					return errors.Join(err, closeDetection(det), closeStore(w, log))
+					return errors.Join(err, closeDetection(det), closeQuarantine(), closeSessions(sessions), closeStore(w, log))
 				}
 			}
 			col := collector.New(ccfg, w)
 			if err := serveMetrics(c, log, append(fns, col.Metrics)...); err != nil {
-				return errors.Join(err, closeDetection(det), closeSessions(sessions), closeStore(w, log), closeJournal(ccfg.Journal))
+				return errors.Join(err, closeDetection(det), closeQuarantine(), closeSessions(sessions), closeStore(w, log), closeJournal(ccfg.Journal))
 			}
 			if f := c.String(flagRead); f != "" {
 				err = col.ReadFile(c.Context, f)
@@ -70,7 +83,7 @@ func collectCommand() *cli.Command {
 				err = col.Run(c.Context)
 			}
 			// The journal closes after the store, which settles what it took.
-			return errors.Join(err, closeDetection(det), closeSessions(sessions), closeStore(w, log), closeJournal(ccfg.Journal))
+			return errors.Join(err, closeDetection(det), closeQuarantine(), closeSessions(sessions), closeStore(w, log), closeJournal(ccfg.Journal))
 		},
 	}
 }

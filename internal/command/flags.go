@@ -80,6 +80,7 @@ const (
 	flagTCPIdle           = "tcp-idle-timeout"
 	flagDrain             = "drain-timeout"
 	flagMaxIdentities     = "max-identities"
+	flagKeepInvalid       = "keep-invalid"
 	flagMaxSessions       = "max-sessions"
 	flagMaxTemplates      = "max-templates"
 	flagMaxTemplateFields = "max-template-fields"
@@ -183,6 +184,7 @@ func listenFlags() []cli.Flag {
 		&cli.IntFlag{Name: flagMaxTCPConns, Value: collector.DefaultMaxTCPConns, EnvVars: []string{"MAX_TCP_CONNECTIONS"}, Usage: "exporter TCP/TLS connections open at once; when full, a source with fewer connections takes the idlest one of the busiest source"},
 		&cli.IntFlag{Name: flagMaxTCPPerSrc, Value: collector.DefaultMaxTCPConnsPerSource, EnvVars: []string{"MAX_TCP_CONNECTIONS_PER_SOURCE"}, Usage: "exporter TCP/TLS connections open at once from one address"},
 		&cli.DurationFlag{Name: flagTCPIdle, Value: collector.DefaultTCPIdleTimeout, EnvVars: []string{"TCP_IDLE_TIMEOUT"}, Usage: "close an exporter connection without a complete message for this long (probes send a keep-alive every 30 s)"},
+		&cli.BoolFlag{Name: flagKeepInvalid, EnvVars: []string{"KEEP_INVALID"}, Usage: "store data records that are not valid flows in the quarantine collection (they are always counted by reason)"},
 		&cli.IntFlag{Name: flagMaxIdentities, Value: collector.DefaultMaxIdentities, EnvVars: []string{"MAX_IDENTITIES"}, Usage: "MQTT connections whose CONNECT identity is kept (sessions collection) to name their later flows; least recently used evicted"},
 		&cli.IntFlag{Name: flagMaxSessions, Value: ipfix.DefaultMaxSessions, EnvVars: []string{"MAX_SESSIONS"}, Usage: "IPFIX template scopes held (exporter × observation domain × transport), all exporters together"},
 		&cli.IntFlag{Name: flagMaxTemplates, Value: ipfix.DefaultMaxTemplates, EnvVars: []string{"MAX_TEMPLATES"}, Usage: "IPFIX templates held, all exporters together"},
