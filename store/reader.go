@@ -69,10 +69,10 @@ func OpenReader(ctx context.Context, cfg ReaderConfig, logger zerolog.Logger) (_
 		SetServerSelectionTimeout(5 * time.Second).
 		ApplyURI(r.url) // settings in the URL win over the default above
 	if r.client, err = mongo.Connect(ctx, opts); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidURL, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidURL, redactError(err, r.url))
 	}
 	if err := r.client.Ping(ctx, nil); err != nil {
-		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, RedactURL(r.url), err)
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, RedactURL(r.url), redactError(err, r.url))
 	}
 	r.coll = r.client.Database(c.Database).Collection(c.Collection)
 	return r, nil

@@ -82,7 +82,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -296,16 +295,16 @@ func Open(ctx context.Context, cfg Config, logger zerolog.Logger) (_ *Writer, er
 		ApplyURI(w.url) // settings in the URL win over the defaults above
 	w.client, err = mongo.Connect(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidURL, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidURL, redactError(err, w.url))
 	}
 	w.coll = w.client.Database(cfg.Database).Collection(cfg.Collection)
 	pctx, cancel := context.WithTimeout(ctx, cfg.WriteTimeout)
 	defer cancel()
 	if err := w.client.Ping(pctx, nil); err != nil {
-		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, RedactURL(w.url), err)
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, RedactURL(w.url), redactError(err, w.url))
 	}
 	if err := ensureIndexes(pctx, w.coll, cfg.Retention, w.embedded != nil, w.log); err != nil {
-		return nil, err
+		return nil, redactError(err, w.url)
 	}
 	w.c.healthy.Store(true)
 	go w.run()
@@ -384,21 +383,4 @@ func (w *Writer) release(ctx context.Context) error {
 		errs = append(errs, w.embedded.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// RedactURL hides the password of a MongoDB URL for messages: the password
-// becomes "xxxxx"; a URL that does not parse becomes "(unparsable URL)", as
-// it might hold a password the parser could not find.
-func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		if err != nil {
-			return "(unparsable URL)"
-		}
-		return s
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
 }

@@ -102,9 +102,10 @@ func allInOneCommand() *cli.Command {
 			storeErr := closeStore(w, log)
 			journalErr := closeJournal(journal)
 			if pcfg.ReadFile != "" {
+				storeURL, _ := mongoURL(c) // read once already by openStore
 				sum.print(c.App.Writer, summaryInfo{
 					file: pcfg.ReadFile, elapsed: time.Since(start), probe: p.Stats(), collector: col.Stats(), store: w.Stats(),
-					url: c.String(flagMongoURL), database: c.String(flagMongoCollection), collection: c.String(flagCollection),
+					url: storeURL, database: c.String(flagMongoCollection), collection: c.String(flagCollection),
 					dataDir: c.String(flagDataDir),
 				})
 			}

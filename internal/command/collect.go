@@ -143,8 +143,12 @@ func collectorConfig(c *cli.Context, log zerolog.Logger) (collector.Config, erro
 
 // openStore opens the store the flags name for writing.
 func openStore(c *cli.Context, log zerolog.Logger) (*store.Writer, error) {
+	url, err := mongoURL(c)
+	if err != nil {
+		return nil, err
+	}
 	w, err := store.Open(c.Context, store.Config{
-		URL:            c.String(flagMongoURL),
+		URL:            url,
 		Database:       c.String(flagMongoCollection),
 		Collection:     c.String(flagCollection),
 		DataDir:        c.String(flagDataDir),

@@ -59,6 +59,7 @@ const (
 
 	// store (collect, all-in-one, query, mine, detect)
 	flagMongoURL        = "mongo-url"
+	flagMongoURLFile    = "mongo-url-file"
 	flagMongoCollection = "mongo-collection"
 	flagCollection      = "collection"
 	flagDataDir         = "data-dir"
@@ -218,6 +219,7 @@ func modelFlag() []cli.Flag {
 func storeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: flagMongoURL, EnvVars: []string{"MONGO_URL"}, Usage: "MongoDB URL (mongodb://…); empty uses the embedded store in --data-dir"},
+		&cli.StringFlag{Name: flagMongoURLFile, EnvVars: []string{"MONGO_URL_FILE"}, Usage: "read the MongoDB URL from this file (a container secret); wins over --mongo-url"},
 		&cli.StringFlag{Name: flagMongoCollection, Value: store.DefaultDatabase, EnvVars: []string{"MONGO_COLLECTION"}, Usage: "database name (the original's MONGO_COLLECTION named the database)"},
 		&cli.StringFlag{Name: flagCollection, Value: store.DefaultCollection, EnvVars: []string{"MONGO_COLLECTION_NAME"}, Usage: "collection of the flow documents (the original's: mqtt)"},
 		&cli.StringFlag{Name: flagDataDir, Value: store.DefaultDataDir, EnvVars: []string{"DATA_DIR"}, Usage: "spool and embedded database directory"},

@@ -81,7 +81,11 @@ func loadFlows(c *cli.Context, log zerolog.Logger) ([]flow.Record, error) {
 
 // openReader opens the store the flags name for reading.
 func openReader(c *cli.Context, log zerolog.Logger) (*store.Reader, error) {
-	rd, err := store.OpenReader(c.Context, store.ReaderConfig{URL: c.String(flagMongoURL), Database: c.String(flagMongoCollection),
+	url, err := mongoURL(c)
+	if err != nil {
+		return nil, err
+	}
+	rd, err := store.OpenReader(c.Context, store.ReaderConfig{URL: url, Database: c.String(flagMongoCollection),
 		Collection: c.String(flagCollection), DataDir: c.String(flagDataDir)}, log)
 	if errors.Is(err, store.ErrNoDatabase) {
 		return nil, fmt.Errorf("%w; run mission collect or all-in-one first, or give --%s (mine and detect also read --%s or --%s)",

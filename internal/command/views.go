@@ -57,10 +57,19 @@ func listenView(c *cli.Context, cfg collector.Config) map[string]any {
 }
 
 func storeView(c *cli.Context) map[string]any {
-	u := store.RedactURL(c.String(flagMongoURL))
+	raw, err := mongoURL(c)
+	u := store.RedactURL(raw)
 	if u == "" {
 		u = "embedded (" + filepath.Join(c.String(flagDataDir), "db") + ")"
 	}
-	return map[string]any{"mongoURL": u, "database": c.String(flagMongoCollection), "collection": c.String(flagCollection),
+	v := map[string]any{"mongoURL": u, "database": c.String(flagMongoCollection), "collection": c.String(flagCollection),
 		"dataDir": c.String(flagDataDir), "retention": c.Duration(flagRetention).String(), "workers": c.Int(flagStoreWorkers)}
+	if f := c.String(flagMongoURLFile); f != "" {
+		v["mongoURLFile"] = f
+	}
+	if err != nil {
+		v["mongoURL"] = "(unreadable)"
+		v["mongoURLError"] = err.Error()
+	}
+	return v
 }
