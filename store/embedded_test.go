@@ -18,7 +18,7 @@ func TestEmbeddedStoresDocuments(t *testing.T) {
 	w, err := Open(ctx, Config{DataDir: dataDir}, testLogger(t))
 	require.NoError(t, err)
 	require.True(t, w.Embedded())
-	require.Regexp(t, `^mongodb://127\.0\.0\.1:\d+/$`, w.URL())
+	require.Regexp(t, `^mongodb://%2F.*%2Fmongodb\.sock/$`, w.URL())
 
 	// A second writer over the same data directory fails clearly.
 	_, err = Open(ctx, Config{DataDir: dataDir}, testLogger(t))

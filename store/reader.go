@@ -41,9 +41,11 @@ type Reader struct {
 
 // OpenReader connects to cfg.URL, or starts the embedded server over
 // cfg.DataDir/db when cfg.URL is empty, and checks that the server answers
-// within ctx. With an empty URL it fails with an error wrapping
-// ErrNoDatabase when the data directory has no embedded database, and
-// ErrDirInUse when a running Writer (a collector) holds the directory. A
+// within ctx. When a running Writer (a collector) serves the directory, it
+// reads through that server's Unix socket instead. With an empty URL it
+// fails with an error wrapping ErrNoDatabase when the data directory has no
+// embedded database, and ErrDirInUse when a running Writer holds the
+// directory with its server on TCP (Config.EmbeddedListen). A
 // server that does not answer is an error wrapping ErrUnreachable; a URL
 // that does not parse, one wrapping ErrInvalidURL.
 func OpenReader(ctx context.Context, cfg ReaderConfig, logger zerolog.Logger) (_ *Reader, err error) {
@@ -60,10 +62,24 @@ func OpenReader(ctx context.Context, cfg ReaderConfig, logger zerolog.Logger) (_
 			return nil, fmt.Errorf("%w: no embedded database in %s: %w", ErrNoDatabase, c.DataDir, err)
 		}
 		log := logger.With().Str("component", "store").Logger()
-		if r.embedded, err = StartEmbedded(dir, DefaultEmbeddedListen, log); err != nil {
+		sock, err := EmbeddedSocket(c.DataDir)
+		if err != nil {
 			return nil, err
 		}
-		r.url = r.embedded.URL()
+		listen := sock
+		if listen == "" { // no Unix sockets here
+			listen = "127.0.0.1:0"
+		}
+		r.embedded, err = StartEmbedded(dir, listen, log)
+		switch {
+		case errors.Is(err, ErrDirInUse) && isSocket(sock):
+			// A collector serves the directory: read through its server.
+			r.url = SocketURL(sock)
+		case err != nil:
+			return nil, err
+		default:
+			r.url = r.embedded.URL()
+		}
 	}
 	opts := options.Client().
 		SetServerSelectionTimeout(5 * time.Second).
@@ -260,4 +276,10 @@ func (r *Reader) CountBy(ctx context.Context, q Query, field string) ([]FieldCou
 		out[i] = FieldCount(row)
 	}
 	return out, nil
+}
+
+// isSocket reports whether path is a Unix socket.
+func isSocket(path string) bool {
+	fi, err := os.Stat(path)
+	return path != "" && err == nil && fi.Mode()&os.ModeSocket != 0
 }

@@ -84,8 +84,14 @@ func TestReader(t *testing.T) {
 	// The directory is locked while the Reader serves it.
 	_, err = Open(ctx, Config{DataDir: dataDir}, testLogger(t))
 	require.ErrorIs(t, err, ErrDirInUse)
-	_, err = OpenReader(ctx, ReaderConfig{DataDir: dataDir}, testLogger(t))
-	require.ErrorIs(t, err, ErrDirInUse)
+	// A second Reader reads through the first one's socket.
+	r2, err := OpenReader(ctx, ReaderConfig{DataDir: dataDir}, testLogger(t))
+	require.NoError(t, err)
+	require.False(t, r2.Embedded())
+	n, err := r2.Count(ctx, Query{})
+	require.NoError(t, err)
+	require.EqualValues(t, len(docs), n)
+	require.NoError(t, r2.Close())
 
 	t.Run("Find", func(t *testing.T) {
 		for _, tc := range []struct {
@@ -209,7 +215,7 @@ func TestReader(t *testing.T) {
 	r, err = OpenReader(ctx, ReaderConfig{URL: w.URL(), DataDir: filepath.Join(t.TempDir(), "unused")}, testLogger(t))
 	require.NoError(t, err)
 	require.False(t, r.Embedded())
-	n, err := r.Count(ctx, Query{})
+	n, err = r.Count(ctx, Query{})
 	require.NoError(t, err)
 	require.EqualValues(t, len(docs), n)
 	require.NoError(t, r.Close())

@@ -51,9 +51,12 @@
 //
 // With Config.URL empty, Open starts an embedded MongoDB-compatible server
 // (FerretDB v1 with its SQLite backend, in this process) over
-// Config.DataDir/db, listening on Config.EmbeddedListen (default a free
-// loopback port). Writer.URL returns its mongodb:// URL, which any MongoDB
-// client can use while the process runs. The data directory is locked: a
+// Config.DataDir/db, listening on a Unix socket only its user can connect
+// to (Config.DataDir/mongodb.sock, see EmbeddedSocket), or on TCP at
+// Config.EmbeddedListen when that is set. Writer.URL returns its
+// mongodb:// URL (mongodb://%2Fpath%2Fto%2Fmongodb.sock/), which any MongoDB
+// client running as the same user can use while the process runs; a Reader
+// over the same DataDir reads through it. The data directory is locked: a
 // second process over the same DataDir fails to open with ErrDirInUse (the
 // spool directory is locked the same way, embedded server or not). The
 // embedded server stores about 5,000 flow documents per second on two
@@ -97,7 +100,7 @@ const (
 	DefaultDatabase       = "mission"
 	DefaultCollection     = "mqtt"
 	DefaultDataDir        = "./mission-data"
-	DefaultEmbeddedListen = "127.0.0.1:0"
+	DefaultEmbeddedListen = "" // the private Unix socket, see EmbeddedSocket
 	DefaultBatchSize      = 1000
 	DefaultFlushInterval  = 200 * time.Millisecond
 	DefaultQueueSize      = 100_000
@@ -118,7 +121,10 @@ type Config struct {
 	// DataDir holds the spool (DataDir/spool) and the embedded server's
 	// files (DataDir/db).
 	DataDir string
-	// EmbeddedListen is the embedded server's TCP address.
+	// EmbeddedListen, if set, is a TCP address for the embedded server
+	// instead of its Unix socket (EmbeddedSocket(DataDir)), which only the
+	// user mission runs as can connect to. FerretDB has no
+	// authentication: on TCP every local user can reach the database.
 	EmbeddedListen string
 	// Retention > 0 makes the database delete documents that long after
 	// collectorReceiveTime (TTL index; MongoDB only).
@@ -150,9 +156,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
-	}
-	if c.EmbeddedListen == "" {
-		c.EmbeddedListen = DefaultEmbeddedListen
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
@@ -279,7 +282,16 @@ func Open(ctx context.Context, cfg Config, logger zerolog.Logger) (_ *Writer, er
 		}
 	}()
 	if w.url == "" {
-		w.embedded, err = StartEmbedded(filepath.Join(cfg.DataDir, "db"), cfg.EmbeddedListen, w.log)
+		listen := cfg.EmbeddedListen
+		if listen == "" {
+			if listen, err = EmbeddedSocket(cfg.DataDir); err != nil {
+				return nil, err
+			}
+			if listen == "" { // no Unix sockets here
+				listen = "127.0.0.1:0"
+			}
+		}
+		w.embedded, err = StartEmbedded(filepath.Join(cfg.DataDir, "db"), listen, w.log)
 		if err != nil {
 			return nil, err
 		}

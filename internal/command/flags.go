@@ -229,7 +229,7 @@ func storeFlags() []cli.Flag {
 // storeWriteFlags tune how flows are written (collect, all-in-one).
 func storeWriteFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: flagEmbeddedListen, Value: store.DefaultEmbeddedListen, EnvVars: []string{"EMBEDDED_LISTEN"}, Usage: "address of the embedded MongoDB-compatible server"},
+		&cli.StringFlag{Name: flagEmbeddedListen, EnvVars: []string{"EMBEDDED_LISTEN"}, Usage: "serve the embedded database on this TCP address (no authentication: any local user can reach it) instead of its private Unix socket <data-dir>/mongodb.sock"},
 		&cli.DurationFlag{Name: flagRetention, EnvVars: []string{"RETENTION"}, Usage: "delete flows this long after they were received (TTL index; MongoDB only)"},
 		&cli.IntFlag{Name: flagStoreQueue, Value: 200_000, EnvVars: []string{"STORE_QUEUE"}, Usage: "documents queued in memory before the spool takes over"},
 		&cli.Int64Flag{Name: flagSpoolMaxBytes, Value: 1 << 30, EnvVars: []string{"SPOOL_MAX_BYTES"}, Usage: "on-disk spool bound while the database is unreachable"},
