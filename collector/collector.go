@@ -52,10 +52,18 @@ type Config struct {
 	Host string // listen address; default all interfaces
 	Port int    // UDP and TCP port; default 2055 (the original's); 0 picks a free port
 	// Listen says which transports to serve on Port: any of "udp", "tcp";
-	// default both. TLS is served on TLSPort when TLS is set.
+	// default both. TLS is served on TLSPort when TLS is set. "unix" serves
+	// IPFIX over a stream (framed as over TCP) on the Unix socket
+	// UnixSocket instead of a port.
 	Listen  []string
 	TLSPort int
 	TLS     *tls.Config // server certificate; ClientAuth for mutual TLS
+	// UnixSocket is the socket path of the "unix" transport. It is created
+	// with mode 0600 (only this user can connect; put it in a private
+	// directory so it is never reachable before that), a stale socket at the
+	// path is replaced, and Allow does not apply to it; its exporters are
+	// recorded as 127.0.0.1 port 0.
+	UnixSocket string
 
 	UDPReaders    int // sockets sharing the UDP port (SO_REUSEPORT); default 2
 	UDPReadBuffer int // socket receive buffer; default 16 MiB
@@ -320,6 +328,13 @@ func (c *Collector) Run(ctx context.Context) error {
 			}
 			c.addAddr(ln.Addr())
 			start(func() error { return c.serveTCP(ctx, ln, "tcp") })
+		case "unix":
+			ln, err := listenUnix(c.cfg.UnixSocket)
+			if err != nil {
+				return err
+			}
+			c.addAddr(ln.Addr())
+			start(func() error { return c.serveTCP(ctx, ln, "unix") })
 		default:
 			return fmt.Errorf("unknown transport %q (use udp, tcp; TLS has its own port)", t)
 		}

@@ -121,7 +121,7 @@ func (c *Collector) serveTCP(ctx context.Context, ln net.Listener, transport str
 		}
 		backoff = 0
 		from := addrPortOf(conn.RemoteAddr())
-		if !c.allowed(from.Addr()) {
+		if transport != "unix" && !c.allowed(from.Addr()) {
 			c.deny(from, transport+" connection")
 			conn.Close()
 			continue
@@ -365,6 +365,8 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 		ap = v.AddrPort()
 	case *net.UDPAddr:
 		ap = v.AddrPort()
+	case *net.UnixAddr:
+		return unixExporter
 	default:
 		ap, _ = netip.ParseAddrPort(a.String())
 	}
@@ -374,4 +376,33 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 // unmap turns ::ffff:a.b.c.d (dual-stack sockets) into a.b.c.d.
 func unmap(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// unixExporter is the address recorded for exporters on the Unix socket:
+// they are on this host.
+var unixExporter = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0)
+
+// listenUnix listens on a Unix socket only this user can connect to,
+// replacing a stale socket (not any other file) at path.
+func listenUnix(path string) (net.Listener, error) {
+	if path == "" {
+		return nil, errors.New("listen unix: no socket path (Config.UnixSocket)")
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("listen unix: %s exists and is not a socket: remove it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("listen unix: remove stale socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen unix: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen unix: restrict %s to its owner: %w", path, err)
+	}
+	return ln, nil
 }

@@ -97,8 +97,8 @@ type ExportStatser interface {
 
 // IPFIXConfig configures IPFIX export.
 type IPFIXConfig struct {
-	Transport           string // "udp" (default), "tcp", "tls" or "file"
-	Address             string // host:port of the collector, or the file path
+	Transport           string // "udp" (default), "tcp", "tls", "unix" (a stream, as TCP) or "file"
+	Address             string // host:port of the collector, or the socket or file path
 	ObservationDomainID uint32
 	EnterpriseNumber    uint32 // PEN of the MQTT elements; default ipfix.DefaultMQTTPEN
 	MTU                 int    // UDP path MTU; default 1500
@@ -137,7 +137,9 @@ const DefaultResendWindow = 12 << 20
 const maxBackoff = 5 * time.Second
 
 // IPFIXExporter encodes flows as IPFIX (RFC 7011) and sends them over UDP,
-// TCP or TLS, or writes an IPFIX file (RFC 5655).
+// TCP or TLS, or writes an IPFIX file (RFC 5655). The "unix" transport is
+// TCP's stream over a Unix socket (all-in-one's private hop from its probe
+// to its collector) and behaves as TCP below.
 //
 // Over TCP/TLS it checks the connection before every batch (a non-blocking
 // peek: a FIN, RST or TLS alert from the collector means it is gone), keeps
@@ -164,7 +166,7 @@ type IPFIXExporter struct {
 	sock    syscall.Conn  // the TCP socket under conn
 	tlsConn *tls.Conn     // conn, over TLS
 	win     *resendWindow // TCP/TLS
-	stream  bool          // TCP or TLS
+	stream  bool          // TCP, TLS or Unix socket
 	file    *os.File
 	bw      *bufio.Writer
 	backoff time.Duration
@@ -230,7 +232,7 @@ func NewIPFIXExporter(cfg IPFIXConfig) (*IPFIXExporter, error) {
 			v6 = ua.IP.To4() == nil
 		}
 		bc.MaxMessageSize = ipfix.UDPMessageSize(cfg.MTU, v6)
-	case "tcp", "tls":
+	case "tcp", "tls", "unix":
 		bc.Transport = ipfix.TCP
 		e.stream = true
 		e.win = newResendWindow(cfg.ResendWindow)
@@ -243,7 +245,7 @@ func NewIPFIXExporter(cfg IPFIXConfig) (*IPFIXExporter, error) {
 		e.file = f
 		e.bw = bufio.NewWriterSize(f, 1<<20)
 	default:
-		return nil, fmt.Errorf("unknown IPFIX transport %q (use udp, tcp, tls or file)", cfg.Transport)
+		return nil, fmt.Errorf("unknown IPFIX transport %q (use udp, tcp, tls, unix or file)", cfg.Transport)
 	}
 	e.builder = ipfix.NewBuilder(bc, e.write)
 	for _, t := range enc.Templates() {
@@ -299,7 +301,11 @@ func (e *IPFIXExporter) dial() error {
 
 func (e *IPFIXExporter) connect() (net.Conn, syscall.Conn, *tls.Conn, error) {
 	d := net.Dialer{Timeout: e.cfg.DialTimeout, KeepAlive: 30 * time.Second}
-	raw, err := d.Dial("tcp", e.cfg.Address)
+	network := "tcp"
+	if e.cfg.Transport == "unix" {
+		network = "unix" // same IPFIX stream framing as TCP
+	}
+	raw, err := d.Dial(network, e.cfg.Address)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -3,9 +3,11 @@ package command
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/mission-ids/mission/collector"
@@ -57,9 +59,15 @@ func allInOneCommand() *cli.Command {
 				return errors.Join(err, closeDetection(det), closeStore(w, log))
 			}
 			pen := uint32(c.Uint(flagEnterpriseNumber))
-			// The collector listens on a private loopback port; the probe
-			// exports to it over TCP, the same IPFIX path as between hosts.
-			col := collector.New(collector.Config{Host: "127.0.0.1", Port: 0, Listen: []string{"tcp"},
+			// The collector listens on a Unix socket in the private data
+			// directory (mode 0600: no other user or process can inject
+			// flows); the probe exports to it as over TCP, the same IPFIX
+			// encoding, framing and decoding as between hosts.
+			hop, err := internalHop(c, log)
+			if err != nil {
+				return errors.Join(err, closeDetection(det), closeSessions(sessions), closeStore(w, log), closeJournal(journal))
+			}
+			col := collector.New(collector.Config{Listen: []string{hop.Network()}, UnixSocket: hop.String(), Host: "127.0.0.1",
 				EnterpriseNumber: pen, Flows: hook, Identities: sessions, Journal: journal, Logger: log}, w)
 			colCtx, stopCol := context.WithCancel(context.Background())
 			colDone := make(chan error, 1)
@@ -72,7 +80,7 @@ func allInOneCommand() *cli.Command {
 			if err != nil {
 				return fail(err)
 			}
-			exp, err := probe.NewIPFIXExporter(probe.IPFIXConfig{Transport: "tcp", Address: addrs[0].String(), ObservationDomainID: 1,
+			exp, err := probe.NewIPFIXExporter(probe.IPFIXConfig{Transport: addrs[0].Network(), Address: addrs[0].String(), ObservationDomainID: 1,
 				EnterpriseNumber: pen, Logger: log})
 			if err != nil {
 				return fail(err)
@@ -112,4 +120,23 @@ func allInOneCommand() *cli.Command {
 			return errors.Join(runErr, colErr, detErr, sessErr, storeErr, journalErr)
 		},
 	}
+}
+
+// internalHop is where all-in-one's collector listens for its probe: the
+// Unix socket ipfix.sock beside the embedded database's (in the data
+// directory, see store.SocketPath), or, where there are no Unix sockets, a
+// free loopback TCP port.
+func internalHop(c *cli.Context, log zerolog.Logger) (net.Addr, error) {
+	dataDir := c.String(flagDataDir)
+	sock, err := store.SocketPath(dataDir, "ipfix.sock")
+	if err != nil {
+		return nil, err
+	}
+	if sock == "" {
+		return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, nil
+	}
+	if err := store.PrivateSocketDir(dataDir, sock, log); err != nil {
+		return nil, err
+	}
+	return &net.UnixAddr{Name: sock, Net: "unix"}, nil
 }
