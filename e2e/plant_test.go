@@ -41,6 +41,8 @@ func TestMain(m *testing.M) {
 	missionBin = filepath.Join(dir, "mission")
 	build := exec.Command("go", "build", "-o", missionBin, ".")
 	build.Dir = ".." // the module root: this package is e2e/
+	// Static, as released: --user changes every thread, which cgo prevents.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build mission: %v\n%s", err, out)
 		os.RemoveAll(dir)

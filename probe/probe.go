@@ -154,6 +154,7 @@ type Probe struct {
 	tr       *tracker.Tracker
 	filters  map[capture.LinkType]*bpf.Program
 	live     *capture.Live
+	src      capture.Source // opened by Open, or by Run
 	mu       sync.Mutex
 	snapshot Stats
 	cap      Stats // owned by the capture goroutine
@@ -364,13 +365,28 @@ func (p *Probe) publish() {
 	p.mu.Unlock()
 }
 
-// Run captures until the file ends or ctx is cancelled, then ends every
-// open transaction, drains the export queue and flushes the exporter.
-func (p *Probe) Run(ctx context.Context) error {
+// Open opens the packet source (the capture socket, which needs
+// CAP_NET_RAW, or the file) without capturing yet, so that the caller can
+// drop its privileges before Run. Run opens it when Open was not called.
+func (p *Probe) Open() error {
+	if p.src != nil {
+		return nil
+	}
 	src, err := p.open()
 	if err != nil {
 		return err
 	}
+	p.src = src
+	return nil
+}
+
+// Run captures until the file ends or ctx is cancelled, then ends every
+// open transaction, drains the export queue and flushes the exporter.
+func (p *Probe) Run(ctx context.Context) error {
+	if err := p.Open(); err != nil {
+		return err
+	}
+	src := p.src
 	p.done = ctx.Done()
 	exportDone := make(chan error, 1)
 	go func() { exportDone <- p.exportLoop() }()

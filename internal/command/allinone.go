@@ -21,7 +21,7 @@ func allInOneCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "all-in-one",
 		Usage: "probe, collector and store in one process (flows still travel as IPFIX)",
-		Flags: flags(logFlags(), captureFlags(), storeFlags(), storeWriteFlags(), journalFlags(), enterpriseFlag(), metricsFlag(), modelFlag(), eveFlag()),
+		Flags: flags(logFlags(), captureFlags(), storeFlags(), storeWriteFlags(), journalFlags(), enterpriseFlag(), metricsFlag(), modelFlag(), eveFlag(), privilegeFlags()),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
@@ -35,11 +35,37 @@ func allInOneCommand() *cli.Command {
 				pcfg.StateFile = filepath.Join(c.String(flagDataDir), "probe-state")
 			}
 			if c.Bool(flagPrintConfig) {
-				return printConfig(c, map[string]any{"role": "all-in-one", "capture": captureView(pcfg), "store": storeView(c), "journal": journalView(c)})
+				return printConfig(c, map[string]any{"role": "all-in-one", "capture": captureView(pcfg), "store": storeView(c), "journal": journalView(c),
+					"privileges": privilegeView(c)})
+			}
+			// First what needs privileges: the capture socket and the
+			// metrics port. Then, with --user, everything else (the store,
+			// its sockets and files) is made by the unprivileged user.
+			target, err := dropTarget(c)
+			if err != nil {
+				return err
+			}
+			if err := prepareDataDir(c.String(flagDataDir), target); err != nil {
+				return err
+			}
+			metricsLn, err := listenMetrics(c)
+			if err != nil {
+				return err
+			}
+			exp := &laterExporter{} // the collector it exports to comes after the drop
+			p, err := probe.New(pcfg, exp)
+			if err != nil {
+				return probeError(err)
+			}
+			if err := p.Open(); err != nil {
+				return probeError(err)
+			}
+			if err := dropPrivileges(target, log); err != nil {
+				return err
 			}
 			w, err := openStore(c, log)
 			if err != nil {
-				return err
+				return dataDirHint(err, target)
 			}
 			sum := newSummary()
 			sessions, err := store.OpenSessions(c.Context, w.URL(), c.String(flagMongoCollection), log)
@@ -80,21 +106,18 @@ func allInOneCommand() *cli.Command {
 			if err != nil {
 				return fail(err)
 			}
-			exp, err := probe.NewIPFIXExporter(probe.IPFIXConfig{Transport: addrs[0].Network(), Address: addrs[0].String(), ObservationDomainID: 1,
+			ipfixExp, err := probe.NewIPFIXExporter(probe.IPFIXConfig{Transport: addrs[0].Network(), Address: addrs[0].String(), ObservationDomainID: 1,
 				EnterpriseNumber: pen, Logger: log})
 			if err != nil {
 				return fail(err)
 			}
-			p, err := probe.New(pcfg, exp)
-			if err != nil {
-				return fail(probeError(err))
-			}
+			exp.Exporter = ipfixExp
 			fns := []metrics.Func{p.Metrics, col.Metrics, w.Metrics}
 			if det != nil {
 				fns = append(fns, det.Metrics)
 			}
-			if err := serveMetrics(c, log, fns...); err != nil {
-				log.Error().Err(err).Msg("cannot serve metrics")
+			if metricsLn != nil {
+				metrics.ServeListener(c.Context, metricsLn, log, fns...)
 			}
 			start := time.Now()
 			runErr := p.Run(c.Context)
@@ -139,4 +162,17 @@ func internalHop(c *cli.Context, log zerolog.Logger) (net.Addr, error) {
 		return nil, err
 	}
 	return &net.UnixAddr{Name: sock, Net: "unix"}, nil
+}
+
+// laterExporter lets all-in-one open its probe's capture (and drop
+// privileges) before the collector the probe exports to exists: Exporter
+// is set before the probe runs.
+type laterExporter struct{ probe.Exporter }
+
+// ExportStats forwards the exporter's counters.
+func (e *laterExporter) ExportStats() probe.ExportStats {
+	if s, ok := e.Exporter.(probe.ExportStatser); ok {
+		return s.ExportStats()
+	}
+	return probe.ExportStats{}
 }

@@ -52,6 +52,10 @@ const (
 	flagBenchmark         = "benchmark"
 	flagFileName          = "file-name"
 
+	// privileges (probe, all-in-one)
+	flagUser  = "user"
+	flagGroup = "group"
+
 	// shared by several roles
 	flagEnterpriseNumber = "enterprise-number"
 	flagMetricsListen    = "metrics-listen"
@@ -192,6 +196,15 @@ func listenFlags() []cli.Flag {
 		&cli.IntFlag{Name: flagMaxTemplateFields, Value: ipfix.DefaultMaxTemplateFields, EnvVars: []string{"MAX_TEMPLATE_FIELDS"}, Usage: "fields of all IPFIX templates held"},
 		&cli.IntFlag{Name: flagMaxPending, Value: ipfix.DefaultMaxPendingBytes, EnvVars: []string{"MAX_PENDING_BYTES"}, Usage: "bytes of data sets held waiting for their template, all exporters together"},
 		&cli.DurationFlag{Name: flagDrain, Value: collector.DefaultDrainTimeout, EnvVars: []string{"DRAIN_TIMEOUT"}, Usage: "at shutdown, read open exporter connections until quiet, at most this long"},
+	}
+}
+
+// privilegeFlags name the user a capturing process becomes once its
+// capture is open (probe, all-in-one).
+func privilegeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagUser, EnvVars: []string{"RUN_USER"}, Usage: "after opening the capture (and the metrics port), switch to this user (name or uid) and drop every capability"},
+		&cli.StringFlag{Name: flagGroup, EnvVars: []string{"RUN_GROUP"}, Usage: "group for --user (name or gid; default the user's primary group); the only group kept"},
 	}
 }
 

@@ -24,7 +24,7 @@ func probeCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "probe",
 		Usage: "capture MQTT traffic and export one flow per MQTT transaction as IPFIX",
-		Flags: flags(logFlags(), captureFlags(), exportFlags(), enterpriseFlag(), metricsFlag()),
+		Flags: flags(logFlags(), captureFlags(), exportFlags(), enterpriseFlag(), metricsFlag(), privilegeFlags()),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
@@ -35,7 +35,8 @@ func probeCommand() *cli.Command {
 				return err
 			}
 			if c.Bool(flagPrintConfig) {
-				return printConfig(c, map[string]any{"role": "probe", "capture": captureView(cfg), "export": exportView(c)})
+				return printConfig(c, map[string]any{"role": "probe", "capture": captureView(cfg), "export": exportView(c),
+					"privileges": privilegeView(c)})
 			}
 			exp, err := probeExporter(c, log)
 			if err != nil {
@@ -177,9 +178,19 @@ func readCertPool(path string) (*x509.CertPool, error) {
 }
 
 // runProbe runs a probe until its file ends or a signal arrives.
+// With --user it opens the capture and the metrics port first, gives the
+// files it made (IPFIX file, benchmark CSV) to that user, and drops its
+// privileges before the first packet.
 func runProbe(c *cli.Context, cfg probe.Config, exp probe.Exporter, log zerolog.Logger) error {
+	target, err := dropTarget(c)
+	if err != nil {
+		exp.Close()
+		return err
+	}
+	var benchmark string
 	if c.Bool(flagBenchmark) {
-		f, err := os.Create(c.String(flagFileName))
+		benchmark = c.String(flagFileName)
+		f, err := os.Create(benchmark)
 		if err != nil {
 			exp.Close()
 			return fmt.Errorf("--%s: %w", flagFileName, err)
@@ -195,7 +206,29 @@ func runProbe(c *cli.Context, cfg probe.Config, exp probe.Exporter, log zerolog.
 	if err := serveMetrics(c, log, p.Metrics); err != nil {
 		return err
 	}
+	if err := p.Open(); err != nil {
+		exp.Close()
+		return probeError(err)
+	}
+	if err := dropPrivileges(target, log, c.String(flagIPFIXFile), benchmark); err != nil {
+		exp.Close()
+		return err
+	}
 	return p.Run(c.Context)
+}
+
+// listenMetrics binds --metrics-listen now (before a privilege drop);
+// nil when not given.
+func listenMetrics(c *cli.Context) (net.Listener, error) {
+	addr := c.String(flagMetricsListen)
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flagMetricsListen, err)
+	}
+	return ln, nil
 }
 
 // serveMetrics serves Prometheus metrics when --metrics-listen is given.

@@ -72,6 +72,12 @@ func Serve(ctx context.Context, addr string, log zerolog.Logger, fns ...Func) (n
 	if err != nil {
 		return nil, err
 	}
+	return ServeListener(ctx, ln, log, fns...), nil
+}
+
+// ServeListener exposes /metrics on a listener bound earlier (before a
+// privilege drop, for a port below 1024) until ctx ends.
+func ServeListener(ctx context.Context, ln net.Listener, log zerolog.Logger, fns ...Func) net.Addr {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(Registry(fns...), promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -87,5 +93,5 @@ func Serve(ctx context.Context, addr string, log zerolog.Logger, fns ...Func) (n
 		}
 	}()
 	log.Info().Str("address", ln.Addr().String()).Msg("serving Prometheus metrics on /metrics")
-	return ln.Addr(), nil
+	return ln.Addr()
 }
