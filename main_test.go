@@ -90,6 +90,7 @@ type composeFile struct {
 	Services map[string]struct {
 		Environment map[string]string `yaml:"environment"`
 		CapAdd      []string          `yaml:"cap_add"`
+		User        string            `yaml:"user"`
 		Privileged  bool              `yaml:"privileged"`
 		NetworkMode string            `yaml:"network_mode"`
 	} `yaml:"services"`
@@ -139,9 +140,12 @@ func TestContainerEnvironment(t *testing.T) {
 	}
 
 	// The image alone: all-in-one storing into the embedded database in /data.
-	cfg := runConfig(t, bin, map[string]string{"ROLE": image["ROLE"], "DATA_DIR": image["DATA_DIR"], "INTERFACE": "eth0"})
+	cfg := runConfig(t, bin, map[string]string{"ROLE": image["ROLE"], "DATA_DIR": image["DATA_DIR"], "RUN_USER": image["RUN_USER"], "INTERFACE": "eth0"})
 	require.Equal(t, "all-in-one", cfg["role"])
 	require.Equal(t, "embedded (/data/db)", cfg["store"].(map[string]any)["mongoURL"])
+	// It drops to the image's unprivileged user once the capture is open.
+	require.Equal(t, "mission", image["RUN_USER"])
+	require.Equal(t, "mission", cfg["privileges"].(map[string]any)["user"])
 
 	cfg = runConfig(t, bin, merged("probe"))
 	require.Equal(t, "probe", cfg["role"])
@@ -153,8 +157,15 @@ func TestContainerEnvironment(t *testing.T) {
 	require.Equal(t, "udp", export["transport"])
 	require.Nil(t, export["benchmarkFile"], "BENCHMARK=false")
 	require.Equal(t, "host", compose.Services["probe"].NetworkMode)
-	require.Contains(t, compose.Services["probe"].CapAdd, "NET_RAW")
-	require.False(t, compose.Services["probe"].Privileged)
+	require.Equal(t, "mission", cfg["privileges"].(map[string]any)["user"])
+	for _, s := range []string{"probe", "all-in-one"} {
+		// Only what capture needs (NET_ADMIN only for --promiscuous).
+		require.Equal(t, []string{"NET_RAW"}, compose.Services[s].CapAdd, s)
+		require.False(t, compose.Services[s].Privileged, s)
+	}
+	// The collector needs no privilege at all.
+	require.Equal(t, "10001:10001", compose.Services["collector"].User)
+	require.Empty(t, compose.Services["collector"].CapAdd)
 
 	// The original's BENCHMARK/FILE_NAME turn on the latency CSV.
 	env := merged("probe")
@@ -177,6 +188,7 @@ func TestContainerEnvironment(t *testing.T) {
 	cfg = runConfig(t, bin, merged("all-in-one"))
 	require.Equal(t, "all-in-one", cfg["role"])
 	require.Equal(t, "eth0", cfg["capture"].(map[string]any)["interface"])
+	require.Equal(t, "mission", cfg["privileges"].(map[string]any)["user"])
 
 	// ROLE=collector is accepted as an alias, and flags after it still work.
 	cfg = runConfig(t, bin, map[string]string{"ROLE": "collector", "COLLECTOR_PORT": "4739"})

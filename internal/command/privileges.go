@@ -34,10 +34,10 @@ func dropTarget(c *cli.Context) (*privdrop.Target, error) {
 // and the metrics port are open. Files made before (paths) are given to t
 // first so it can go on writing them. Any failure is fatal: the caller
 // must not capture with its privileges when the user asked to drop them.
-// Without t, it only warns when running as root.
-func dropPrivileges(t *privdrop.Target, log zerolog.Logger, paths ...string) error {
+// Without t, it only warns when capturing live as root.
+func dropPrivileges(t *privdrop.Target, live bool, log zerolog.Logger, paths ...string) error {
 	if t == nil {
-		if os.Geteuid() == 0 {
+		if live && os.Geteuid() == 0 {
 			log.Warn().Msg("running as root while parsing captured traffic: give --user (env RUN_USER) to switch to an unprivileged user once the capture is open")
 		}
 		return nil
@@ -62,10 +62,16 @@ func dropPrivileges(t *privdrop.Target, log zerolog.Logger, paths ...string) err
 	return nil
 }
 
-// chownTo gives a file or directory to t when this process may (root).
+// chownTo gives a file or directory to t when this process may (root)
+// and it is not t's already.
 func chownTo(path string, t *privdrop.Target) error {
 	if os.Geteuid() != 0 {
 		return nil
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == t.UID && int(st.Gid) == t.GID {
+			return nil
+		}
 	}
 	if err := os.Lchown(path, t.UID, t.GID); err != nil {
 		return fmt.Errorf("--%s %s: give %s to uid %d: %w", flagUser, t.User, path, t.UID, err)
@@ -107,7 +113,9 @@ func prepareDataDir(dir string, t *privdrop.Target) error {
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, fs.SkipAll) {
+	if err != nil && !errors.Is(err, fs.SkipAll) && !errors.Is(err, fs.ErrPermission) {
+		// Unreadable here (root without CAP_DAC_OVERRIDE): the store
+		// reports what it cannot use after the drop.
 		return fmt.Errorf("--%s: %w", flagDataDir, err)
 	}
 	if foreign != "" {
