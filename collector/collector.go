@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/internal/tlsconf"
 	"github.com/mission-ids/mission/ipfix"
 )
 
@@ -54,7 +55,7 @@ type Config struct {
 	// Listen says which transports to serve on Port: any of "udp", "tcp";
 	// default both. TLS is served on TLSPort when TLS is set. "unix" serves
 	// IPFIX over a stream (framed as over TCP) on the Unix socket
-	// UnixSocket instead of a port.
+	// UnixSocket instead of a port; "none" alone serves only TLS.
 	Listen  []string
 	TLSPort int
 	TLS     *tls.Config // server certificate; ClientAuth for mutual TLS
@@ -328,6 +329,7 @@ func (c *Collector) Run(ctx context.Context) error {
 			}
 			c.addAddr(ln.Addr())
 			start(func() error { return c.serveTCP(ctx, ln, "tcp") })
+		case "none": // only TLS (or a Unix socket) is served
 		case "unix":
 			ln, err := listenUnix(c.cfg.UnixSocket)
 			if err != nil {
@@ -336,11 +338,11 @@ func (c *Collector) Run(ctx context.Context) error {
 			c.addAddr(ln.Addr())
 			start(func() error { return c.serveTCP(ctx, ln, "unix") })
 		default:
-			return fmt.Errorf("unknown transport %q (use udp, tcp; TLS has its own port)", t)
+			return fmt.Errorf("unknown transport %q (use udp, tcp, or none for TLS only; TLS has its own port)", t)
 		}
 	}
 	if c.cfg.TLS != nil {
-		ln, err := tls.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(c.cfg.TLSPort)), c.cfg.TLS)
+		ln, err := tls.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(c.cfg.TLSPort)), tlsconf.Harden(c.cfg.TLS))
 		if err != nil {
 			return fmt.Errorf("listen TLS: %w", err)
 		}
@@ -351,6 +353,10 @@ func (c *Collector) Run(ctx context.Context) error {
 	for _, a := range c.addrs {
 		c.log.Info().Str("address", a.String()).Str("transport", a.Network()).Msg("collector listening")
 	}
+	if plain := exposedPlain(host, c.cfg.Listen, c.cfg.Allow); len(plain) > 0 {
+		c.log.Warn().Str("host", host).Strs("transports", plain).
+			Msg("collector reachable beyond this host over plain IPFIX without an allow-list: anyone who reaches it can inject or forge flows; use IPFIX over TLS with client certificates (--tls-cert, --tls-key, --tls-client-ca), restrict exporters with --allow, or listen on 127.0.0.1")
+	}
 	<-ctx.Done()
 	wg.Wait()
 	select {
@@ -359,6 +365,24 @@ func (c *Collector) Run(ctx context.Context) error {
 	default:
 		return nil
 	}
+}
+
+// exposedPlain returns the plain (unauthenticated) transports of listen
+// that a non-loopback host serves to everyone (no allow-list).
+func exposedPlain(host string, listen []string, allow []netip.Prefix) []string {
+	if len(allow) > 0 || host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+		return nil
+	}
+	var out []string
+	for _, t := range listen {
+		if t == "udp" || t == "tcp" {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func (c *Collector) addAddr(a net.Addr) {

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/internal/tlsconf"
 	"github.com/mission-ids/mission/ipfix"
 )
 
@@ -313,10 +314,7 @@ func (e *IPFIXExporter) connect() (net.Conn, syscall.Conn, *tls.Conn, error) {
 	if e.cfg.Transport != "tls" {
 		return raw, sock, nil, nil
 	}
-	cfg := &tls.Config{}
-	if e.cfg.TLS != nil {
-		cfg = e.cfg.TLS.Clone()
-	}
+	cfg := tlsconf.Harden(e.cfg.TLS) // TLS 1.2+, AEAD suites with forward secrecy
 	if cfg.ServerName == "" {
 		if host, _, err := net.SplitHostPort(e.cfg.Address); err == nil {
 			cfg.ServerName = host

@@ -60,7 +60,7 @@ func allInOneCommand() *cli.Command {
 			if err := p.Open(); err != nil {
 				return probeError(err)
 			}
-			if err := dropPrivileges(target, log); err != nil {
+			if err := dropPrivileges(target, pcfg.Interface != "", log); err != nil {
 				return err
 			}
 			w, err := openStore(c, log)

@@ -210,7 +210,7 @@ func runProbe(c *cli.Context, cfg probe.Config, exp probe.Exporter, log zerolog.
 		exp.Close()
 		return probeError(err)
 	}
-	if err := dropPrivileges(target, log, c.String(flagIPFIXFile), benchmark); err != nil {
+	if err := dropPrivileges(target, cfg.Interface != "", log, c.String(flagIPFIXFile), benchmark); err != nil {
 		exp.Close()
 		return err
 	}
