@@ -56,6 +56,8 @@ type Document struct {
 	MQTTResponseTopic      string   `bson:"mqttResponseTopic,omitempty" json:"mqttResponseTopic,omitempty"`
 	MQTTUsername           string   `bson:"mqttUsername,omitempty" json:"mqttUsername,omitempty"`
 	MQTTIdentitySource     string   `bson:"mqttIdentitySource,omitempty" json:"mqttIdentitySource,omitempty"`
+	// MQTTAnomalies names the flow's protocol anomalies (docs/anomalies.md).
+	MQTTAnomalies []string `bson:"mqttAnomalies,omitempty" json:"mqttAnomalies,omitempty"`
 
 	// IPFIXFields holds every field of a record that is not an MQTT flow
 	// (a third-party exporter's standard flow), by element name.
@@ -147,6 +149,7 @@ func (r *Record) ToDocument() Document {
 		MQTTResponseTopic:        r.ResponseTopic,
 		MQTTUsername:             r.Username,
 		MQTTIdentitySource:       r.IdentitySource.String(),
+		MQTTAnomalies:            r.Anomalies.Names(),
 		ObservationDomainID:      r.ObservationDomain,
 	}
 	if len(r.CorrelationData) > 0 {
@@ -204,6 +207,7 @@ func (d *Document) Record() (Record, error) {
 		DstClientID:       d.MQTTDstClientID,
 		Username:          d.MQTTUsername,
 		IdentitySource:    ParseIdentitySource(d.MQTTIdentitySource),
+		Anomalies:         ParseAnomalies(d.MQTTAnomalies),
 		CorrelationSource: parseCorrelationSource(d.MQTTCorrelationSource),
 		ObservationDomain: d.ObservationDomainID,
 	}

@@ -145,7 +145,7 @@ func TestDocumentRecordRoundTrip(t *testing.T) {
 			require.Equal(t, tc.rec, got)
 		})
 	}
-	for r := range EndLackOfResources + 1 {
+	for r := range EndAnomaly + 1 {
 		rec := with(func(x *Record) { x.EndReason = r })
 		d := rec.ToDocument()
 		got, err := d.Record()

@@ -82,6 +82,7 @@ func templateSpecs(pen uint32, v6 bool) []ipfix.FieldSpec {
 		{PEN: pen, ID: ipfix.MQTTResponseTopic, Length: v},
 		{PEN: pen, ID: ipfix.MQTTTopicFilters, Length: v},
 		{PEN: pen, ID: ipfix.MQTTIdentitySource, Length: 1},
+		{PEN: pen, ID: ipfix.MQTTAnomalies, Length: 8},
 	}
 }
 
@@ -164,6 +165,7 @@ func (e *Encoder) Encode(r *Record) (*ipfix.Template, []byte, error) {
 	enc.PutString(r.ResponseTopic)
 	enc.PutStringList(ipfix.SemanticOrdered, e.pen, ipfix.MQTTTopicFilter, r.TopicFilters)
 	enc.PutUint(uint64(r.IdentitySource.Wire()))
+	enc.PutUint(uint64(r.Anomalies))
 	b, err := enc.Bytes()
 	return t, b, err
 }

@@ -73,6 +73,7 @@ const (
 	useEndUptime
 	useSystemInit
 	useIdentitySource
+	useAnomalies
 )
 
 type plan struct {
@@ -101,6 +102,7 @@ var mqttUse = map[uint16]fieldUse{
 	ipfix.MQTTTopicFilters: useFilters, ipfix.MQTTCorrelationDataRaw: useCorrRaw,
 	ipfix.MQTTCorrelationSource: useCorrSource, ipfix.MQTTUsername: useUsername, ipfix.MQTTResponseTopic: useResponseTopic,
 	ipfix.MQTTIdentitySource: useIdentitySource,
+	ipfix.MQTTAnomalies:      useAnomalies,
 }
 
 func (d *Decoder) planFor(t *ipfix.Template) *plan {
@@ -165,7 +167,8 @@ type InvalidReason uint8
 // Reasons a record is rejected. Every flow needs a start time in a
 // plausible range, an end not before it, and source and destination
 // addresses; an MQTT flow (a template with MQTT elements) also needs a
-// control packet type in 1–15.
+// control packet type in 1–15, or 0 in an anomaly flow of a packet of the
+// reserved type 0 (mqttAnomalies unassigned_msg_type).
 const (
 	ValidRecord          InvalidReason = iota
 	InvalidNoStart                     // no flowStart* element (nor uptime with a known system init time)
@@ -231,7 +234,8 @@ func Validate(r *Record, mqtt bool) InvalidReason {
 		return InvalidNoSource
 	case !r.DstAddr.IsValid():
 		return InvalidNoDestination
-	case mqtt && (r.ControlType < Connect || r.ControlType > Auth):
+	case mqtt && r.ControlType > Auth,
+		mqtt && r.ControlType < Connect && !r.Anomalies.Has(AnomalyUnassignedMsgType):
 		return InvalidControlType
 	}
 	return ValidRecord
@@ -337,6 +341,8 @@ func (d *Decoder) decode(rec ipfix.Record, r *Record, sysInit time.Time) bool {
 			upEnd = int64(v.Uint())
 		case useIdentitySource:
 			r.IdentitySource = IdentityFromWire(v.Uint())
+		case useAnomalies:
+			r.Anomalies = Anomaly(v.Uint())
 		case useSystemInit:
 			sysInit = time.UnixMilli(int64(v.Uint())).UTC()
 		}

@@ -30,6 +30,14 @@ func sampleRecords() []Record {
 		{FlowID: 3, SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"), Protocol: 6,
 			Start: start, End: start, Packets: 1, Octets: 2, EndReason: EndOfFlow, ControlType: PingReq,
 			CorrelationData: []byte("00f067aa0ba902b7"), CorrelationSource: CorrelationTraceparent, IdentitySource: IdentityNone},
+		// A flow whose packets broke MUSTs, and an anomaly flow of the
+		// reserved packet type 0 with a bit a newer probe may send.
+		{FlowID: 4, SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"), Protocol: 6,
+			Start: start, End: start, Packets: 1, Octets: 9, EndReason: EndOfFlow, ControlType: Publish, QoS: 1, Topic: "a/#",
+			SrcClientID: "s", IdentitySource: IdentityConnect, Anomalies: AnomalyMissingMsgID | AnomalyInvalidTopic | AnomalyUnintroducedMessage},
+		{FlowID: 5, SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"), Protocol: 6,
+			Start: start, End: start, Packets: 1, Octets: 2, EndReason: EndAnomaly, ControlType: 0,
+			SrcClientID: "s", IdentitySource: IdentityConnect, Anomalies: AnomalyUnassignedMsgType | 1<<63},
 	}
 }
 

@@ -59,9 +59,15 @@ const (
 	EndOfFlow          EndReason = 3 // the transaction completed (all its packets seen)
 	EndForced          EndReason = 4 // shutdown of the probe, or the TCP connection closed
 	EndLackOfResources EndReason = 5 // evicted because a table bound was hit
+	// EndAnomaly: a one-packet flow made of a packet that starts no
+	// transaction and belongs to none (a response without request, a
+	// second CONNECT, a reserved type, a packet that does not decode):
+	// its Anomalies say why (docs/anomalies.md). 6 is not assigned by
+	// IANA; collectors that only know 1–5 see an unknown reason.
+	EndAnomaly EndReason = 6
 )
 
-var endReasonNames = [6]string{"", "idle timeout", "active timeout", "end of flow", "forced end", "lack of resources"}
+var endReasonNames = [7]string{"", "idle timeout", "active timeout", "end of flow", "forced end", "lack of resources", "anomaly"}
 
 // String returns the IANA description of the end reason.
 func (r EndReason) String() string {
@@ -190,6 +196,10 @@ type Record struct {
 
 	CorrelationData   []byte // exact bytes
 	CorrelationSource CorrelationSource
+
+	// Anomalies are the protocol anomalies of the flow's packets
+	// (docs/anomalies.md); zero for a clean flow.
+	Anomalies Anomaly
 
 	// Set by the collector, not exported by the probe.
 	Exporter          netip.AddrPort

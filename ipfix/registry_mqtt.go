@@ -40,6 +40,9 @@ const (
 	// MQTTIdentitySource says where the flow's client id came from: 0 none,
 	// 1 connect, 2 restored, 3 collector, 4 inferred.
 	MQTTIdentitySource uint16 = 19
+	// MQTTAnomalies is the bitmask of the flow's protocol anomalies
+	// (docs/anomalies.md: bit i is the i-th name of the table).
+	MQTTAnomalies uint16 = 20
 )
 
 // OriginalStringLength is the fixed length the original prototype used for
@@ -68,6 +71,7 @@ var mqttElements = [...]InfoElement{
 	MQTTResponseTopic:      {Name: "mqttResponseTopic", ID: MQTTResponseTopic, Type: TypeString},
 	MQTTTopicFilter:        {Name: "mqttTopicFilter", ID: MQTTTopicFilter, Type: TypeString},
 	MQTTIdentitySource:     {Name: "mqttIdentitySource", ID: MQTTIdentitySource, Type: TypeUnsigned8},
+	MQTTAnomalies:          {Name: "mqttAnomalies", ID: MQTTAnomalies, Type: TypeUnsigned64},
 }
 
 // Values of mqttCorrelationSource.

@@ -90,6 +90,17 @@ func AppendBSON(dst []byte, d *flow.Document) ([]byte, error) {
 	str("mqttResponseTopic", d.MQTTResponseTopic, true)
 	str("mqttUsername", d.MQTTUsername, true)
 	str("mqttIdentitySource", d.MQTTIdentitySource, true)
+	if len(d.MQTTAnomalies) > 0 {
+		var aidx int32
+		aidx, dst = bsoncore.AppendArrayElementStart(dst, "mqttAnomalies")
+		for i, n := range d.MQTTAnomalies {
+			dst = bsoncore.AppendStringElement(dst, arrayKey(i), n)
+		}
+		var err error
+		if dst, err = bsoncore.AppendArrayEnd(dst, aidx); err != nil {
+			return nil, fmt.Errorf("mqttAnomalies: %w", err)
+		}
+	}
 	if len(d.IPFIXFields) > 0 {
 		// Sorted by name: the same record always gives the same bytes.
 		keys := make([]string, 0, len(d.IPFIXFields))

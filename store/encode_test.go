@@ -143,3 +143,27 @@ func TestStoredDocumentKeepsOriginalNamesAndPrecision(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, r, got)
 }
+
+// TestAppendBSONAnomalies: mqttAnomalies, an array of names, encodes as
+// the driver's reflection does, and is absent from a clean flow.
+func TestAppendBSONAnomalies(t *testing.T) {
+	reg := reflectRegistry()
+	for _, a := range []flow.Anomaly{0, flow.AnomalyMissingPublish, flow.AnomalyDoubleConnect | flow.AnomalyInvalidUTF8 | 1<<63} {
+		r := encodeSamples()[0]
+		r.Anomalies = a
+		d := r.ToDocument()
+		want, err := bson.MarshalWithRegistry(reg, &d)
+		require.NoError(t, err)
+		got, err := AppendBSON(nil, &d)
+		require.NoError(t, err)
+		require.Equal(t, bson.Raw(want).String(), bson.Raw(got).String())
+		require.Equal(t, want, got)
+		_, err = bson.Raw(got).LookupErr("mqttAnomalies")
+		require.Equal(t, a == 0, err != nil, "present iff anomalies")
+		var back flow.Document
+		require.NoError(t, bson.Unmarshal(got, &back))
+		rec, err := back.Record()
+		require.NoError(t, err)
+		require.Equal(t, a, rec.Anomalies)
+	}
+}
