@@ -112,6 +112,7 @@ func cmp64(a, b int64) int {
 // now on.
 func (t *Tracker) startSync(s *session, dir reassembly.Direction) {
 	d := &s.dirs[dir]
+	t.unseen(s, t.lastTs)
 	if d.framer.Buffered() > 0 {
 		t.stats.ResyncDropped += uint64(d.framer.Buffered())
 	}

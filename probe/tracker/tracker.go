@@ -13,6 +13,13 @@
 // resynchronisation buffers. Every packet that does not become part of a
 // flow is counted in Stats.
 //
+// Protocol anomalies (docs/anomalies.md) are flow.Anomaly bits on the flow
+// of the packet that shows them; a packet that belongs to no transaction
+// and starts none (a response without request, a second CONNECT, a
+// reserved type, a body that does not decode, an oversized packet) is a
+// one-packet flow of its own, emitted at once, with flowEndReason
+// "anomaly".
+//
 // A Tracker is not safe for concurrent use.
 package tracker
 
@@ -99,7 +106,14 @@ type Stats struct {
 	GapEnded        uint64     // open transactions ended early because their connection lost bytes
 	GapSkips        uint64     // gaps inside a packet of known length: skipped to the next packet exactly
 	Flows           [16]uint64 // flows emitted, by initiating type
-	FlowsByEnd      [6]uint64  // flows emitted, by flowEndReason
+	FlowsByEnd      [7]uint64  // flows emitted, by flowEndReason
+	// Anomalies counts packets by flow.Anomaly bit (a packet with two
+	// anomalies counts under both).
+	Anomalies [64]uint64
+	// Excused counts responses without request (also in Unmatched) not
+	// taken as anomalies: their request may have passed before a midstream
+	// pickup, a gap or an early end of its transaction (docs/anomalies.md).
+	Excused uint64
 	Restored        uint64     // connections picked up midstream whose session came from a state file
 	RestoreStale    uint64     // restored sessions not used: older than the connection timeout
 	Sessions        int        // connections tracked now
@@ -128,6 +142,7 @@ type Tracker struct {
 	restoreAge int64  // Unix ns
 	lastTs     int64  // latest capture time seen
 	nserial    uint64 // serial number of the last session opened
+	an         flow.Anomaly // anomalies of the packet being handled
 }
 
 // New returns a tracker that hands finished flows to out.
@@ -176,6 +191,15 @@ type session struct {
 	last      int64 // capture time of the last data, Unix ns
 	dirs      [2]dirState
 	txs       lru.List[tx] // this session's open transactions, newest first
+	// connected: a CONNECT was decoded (another is double_connect);
+	// introduced: one was sent, decodable or not; fromStart: the
+	// connection's start was seen and nothing was lost before its CONNECT,
+	// so a packet before any CONNECT is provably unintroduced.
+	connected, introduced, fromStart bool
+	// excuse: a response without request up to this capture time is not
+	// an anomaly (its request may have passed unseen: midstream pickup,
+	// gap, resynchronisation, or a transaction ended early).
+	excuse int64
 	// resuming is set while packets held back by a resynchronisation are
 	// decoded after the other direction's later packets were (the hold
 	// overflowed): answers to them may have been taken as unmatched.
@@ -199,7 +223,7 @@ type dirState struct {
 func (t *Tracker) Open(c *reassembly.Conn) {
 	t.sess++
 	t.nserial = (t.nserial + 1) & (1<<serialBits - 1)
-	s := &session{conn: c, serial: t.nserial, identity: flow.IdentityNone}
+	s := &session{conn: c, serial: t.nserial, identity: flow.IdentityNone, fromStart: true}
 	c.State = s
 	t.live[s] = struct{}{}
 }
@@ -243,6 +267,9 @@ func (t *Tracker) Data(c *reassembly.Conn, dir reassembly.Direction, ch reassemb
 	s.last = ch.Time
 	if ch.Time > t.lastTs {
 		t.lastTs = ch.Time
+	}
+	if ch.Midstream || ch.Lost > 0 {
+		t.unseen(s, ch.Time)
 	}
 	if ch.Midstream {
 		t.restoreSession(s, ch.Time)
@@ -354,6 +381,7 @@ func (t *Tracker) drainFramer(s *session, dir reassembly.Direction, ts int64) {
 		if err != nil {
 			if isTooLarge(err) {
 				t.stats.TooLarge++
+				t.tooLarge(s, dir, err, ts)
 				continue
 			}
 			// Broken framing: look for a boundary in what comes next.

@@ -280,10 +280,14 @@ func TestTransactionsV311AndDup(t *testing.T) {
 	// Packet id reuse after completion is a new transaction.
 	h.send(c2s, publish(4, 1, false, false, 7, "a/b", "z"))
 	h.send(s2c, ack(0x40, 7, 4, 0))
-	// A response without request is counted, not a flow.
+	// A response without request is an anomaly flow.
 	h.send(s2c, ack(0x40, 99, 4, 0))
 
-	require.Len(t, h.flows, 4)
+	require.Len(t, h.flows, 5)
+	require.Equal(t, flow.EndAnomaly, h.flows[4].EndReason)
+	require.Equal(t, flow.AnomalyMissingPublish, h.flows[4].Anomalies)
+	require.Equal(t, uint16(99), h.flows[4].PacketID)
+	require.Equal(t, "sensor-1", h.flows[4].DstClientID)
 	require.Equal(t, "sensor-1", h.flows[0].SrcClientID)
 	require.Equal(t, uint8(4), h.flows[1].ProtocolVersion)
 	require.Equal(t, "sensor-1", h.flows[1].SrcClientID)
@@ -293,6 +297,7 @@ func TestTransactionsV311AndDup(t *testing.T) {
 	st := h.tr.Stats()
 	require.Equal(t, uint64(1), st.Unmatched[4])
 	require.Equal(t, uint64(4), st.FlowsByEnd[flow.EndOfFlow])
+	require.Equal(t, uint64(1), st.FlowsByEnd[flow.EndAnomaly])
 }
 
 func TestUnfinishedTransactionsEnd(t *testing.T) {

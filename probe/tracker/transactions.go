@@ -57,15 +57,18 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 	p := &t.pkt
 	v := s.version
 	_, err := mqttparse.Decode(raw, v, p)
+	t.an = 0
 	if err != nil {
 		if !errors.Is(err, mqttparse.ErrViolation) {
 			t.stats.Malformed++
+			t.malformed(s, dir, ts, uint64(len(raw)))
 			return
 		}
 		t.stats.Violations++
 		for w := uint32(p.Violations); w != 0; w &= w - 1 {
 			t.stats.ViolationsByBit[bits.TrailingZeros32(w)]++
 		}
+		t.flag(ViolationAnomalies(p.Violations, p.Header.Type))
 	}
 	if p.VersionGuessed {
 		t.stats.VersionGuessed++
@@ -79,9 +82,20 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 	t.stats.Packets[typ&15]++
 	t.stats.Bytes += uint64(len(raw))
 	n := uint64(len(raw))
+	if !s.introduced {
+		t.introduce(s, typ)
+	}
 
 	switch typ {
 	case mqttparse.Connect:
+		if s.connected {
+			// [MQTT-3.1.0-2]: the broker must close the connection; the
+			// session keeps the first CONNECT's identity.
+			t.flag(flow.AnomalyDoubleConnect)
+			t.anomalyFlow(s, dir, ts, n, nil)
+			return
+		}
+		s.connected = true
 		if lvl := mqttparse.Version(p.Connect.ProtocolLevel); lvl >= mqttparse.Version31 && lvl <= mqttparse.Version5 {
 			s.version, s.known = lvl, true
 		}
@@ -93,7 +107,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 	case mqttparse.Connack:
 		tx := t.txs[makeTxKey(s, dir.Reverse(), kindConnect, 0)]
 		if tx == nil {
-			t.stats.Unmatched[typ]++
+			t.orphan(s, dir, typ, flow.AnomalyMissingConnect, ts, n)
 			return
 		}
 		if s.clientID == "" && len(p.Properties.AssignedClientIdentifier) > 0 {
@@ -109,7 +123,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 	case mqttparse.Puback, mqttparse.Pubrec, mqttparse.Pubcomp:
 		tx := t.txs[makeTxKey(s, dir.Reverse(), kindPublish, p.PacketID)]
 		if tx == nil || (typ == mqttparse.Puback) != (tx.rec.QoS == 1) {
-			t.stats.Unmatched[typ]++
+			t.orphan(s, dir, typ, flow.AnomalyMissingPublish, ts, n)
 			return
 		}
 		t.attach(tx, ts, n)
@@ -123,7 +137,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 	case mqttparse.Pubrel:
 		tx := t.txs[makeTxKey(s, dir, kindPublish, p.PacketID)]
 		if tx == nil || tx.rec.QoS != 2 {
-			t.stats.Unmatched[typ]++
+			t.orphan(s, dir, typ, flow.AnomalyMissingPublish, ts, n)
 			return
 		}
 		t.attach(tx, ts, n)
@@ -152,7 +166,11 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 		}
 		tx := t.txs[makeTxKey(s, dir.Reverse(), kind, p.PacketID)]
 		if tx == nil {
-			t.stats.Unmatched[typ]++
+			a := flow.AnomalyMissingSubscribe
+			if typ == mqttparse.Unsuback {
+				a = flow.AnomalyMissingUnsubscribe
+			}
+			t.orphan(s, dir, typ, a, ts, n)
 			return
 		}
 		t.attach(tx, ts, n)
@@ -173,12 +191,18 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 	case mqttparse.Pingresp:
 		tx := t.txs[makeTxKey(s, dir.Reverse(), kindPing, 0)]
 		if tx == nil {
-			t.stats.Unmatched[typ]++
+			t.orphan(s, dir, typ, flow.AnomalyMissingPingreq, ts, n)
 			return
 		}
 		t.attach(tx, ts, n)
 		t.end(tx, flow.EndOfFlow)
+	case mqttparse.Reserved:
+		t.anomalyFlow(s, dir, ts, n, nil)
 	case mqttparse.Disconnect, mqttparse.Auth:
+		if p.Violations.Has(mqttparse.ViolationReservedType) {
+			t.anomalyFlow(s, dir, ts, n, nil) // AUTH before 5.0
+			return
+		}
 		t.single(s, dir, ts, n, func(r *flow.Record) {
 			// A DISCONNECT with a body is 5.0 even when no CONNECT told.
 			if s.version == mqttparse.Version5 || typ == mqttparse.Auth || n > 2 {
@@ -205,7 +229,11 @@ func (t *Tracker) publish(s *session, dir reassembly.Direction, ts int64, n uint
 		}
 		setCorrelation(r, &p.Properties)
 	}
-	if p.Header.QoS == 0 || p.Header.QoS > 2 {
+	if p.Header.QoS > 2 {
+		t.anomalyFlow(s, dir, ts, n, fill)
+		return
+	}
+	if p.Header.QoS == 0 {
 		t.single(s, dir, ts, n, fill)
 		return
 	}
@@ -313,6 +341,7 @@ func (t *Tracker) single(s *session, dir reassembly.Direction, ts int64, n uint6
 	if fill != nil {
 		fill(r)
 	}
+	r.Anomalies = t.an
 	r.EndReason = flow.EndOfFlow
 	t.emit(r)
 }
@@ -326,6 +355,7 @@ func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid ui
 	}
 	if len(t.txs) >= t.cfg.MaxTransactions {
 		if oldest := t.lru.Front(); oldest != nil {
+			t.flag(flow.AnomalyTooManyTransactions)
 			t.end(oldest, flow.EndLackOfResources)
 		}
 	}
@@ -343,6 +373,7 @@ func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid ui
 	t.base(&x.rec, s, dir) // x is zero: new, or cleared by end
 	x.rec.Packets, x.rec.Octets = 1, n
 	x.rec.PacketID = pid
+	x.rec.Anomalies = t.an
 	t.txs[key] = x
 	t.lru.PushBack(&x.lru, x)
 	s.txs.PushFront(&x.inSession, x)
@@ -352,6 +383,7 @@ func (t *Tracker) begin(s *session, dir reassembly.Direction, kind uint8, pid ui
 func (t *Tracker) attach(x *tx, ts int64, n uint64) {
 	x.rec.Packets++
 	x.rec.Octets += n
+	x.rec.Anomalies |= t.an
 	if ts > x.end {
 		x.end = ts
 	}
@@ -367,6 +399,10 @@ func (t *Tracker) end(x *tx, reason flow.EndReason) {
 	if x.suspect && reason == flow.EndOfFlow {
 		// Its answers may have passed while its request was held back.
 		reason = flow.EndForced
+	}
+	if reason != flow.EndOfFlow {
+		// Its answers may still come: they are not anomalies.
+		t.unseen(x.s, t.lastTs)
 	}
 	x.rec.EndReason = reason
 	x.rec.Start, x.rec.End = captureTime(x.start), captureTime(x.end)
