@@ -401,8 +401,9 @@ func (t *Tracker) end(x *tx, reason flow.EndReason) {
 		reason = flow.EndForced
 	}
 	if reason != flow.EndOfFlow {
-		// Its answers may still come: they are not anomalies.
-		t.unseen(x.s, t.lastTs)
+		// Its answers may still come: they are not anomalies. An idle
+		// timeout ends it at least IdleTimeout after its last packet.
+		t.unseen(x.s, max(t.lastTs, x.last+int64(t.cfg.IdleTimeout)))
 	}
 	x.rec.EndReason = reason
 	x.rec.Start, x.rec.End = captureTime(x.start), captureTime(x.end)
