@@ -113,11 +113,11 @@ type Stats struct {
 	// Excused counts responses without request (also in Unmatched) not
 	// taken as anomalies: their request may have passed before a midstream
 	// pickup, a gap or an early end of its transaction (docs/anomalies.md).
-	Excused uint64
-	Restored        uint64     // connections picked up midstream whose session came from a state file
-	RestoreStale    uint64     // restored sessions not used: older than the connection timeout
-	Sessions        int        // connections tracked now
-	Open            int        // open transactions now
+	Excused      uint64
+	Restored     uint64 // connections picked up midstream whose session came from a state file
+	RestoreStale uint64 // restored sessions not used: older than the connection timeout
+	Sessions     int    // connections tracked now
+	Open         int    // open transactions now
 }
 
 // Tracker implements reassembly.Handler.
@@ -139,9 +139,9 @@ type Tracker struct {
 	sess       int
 	live       map[*session]struct{} // every open session (Snapshot)
 	restore    map[endpoints]ConnState
-	restoreAge int64  // Unix ns
-	lastTs     int64  // latest capture time seen
-	nserial    uint64 // serial number of the last session opened
+	restoreAge int64        // Unix ns
+	lastTs     int64        // latest capture time seen
+	nserial    uint64       // serial number of the last session opened
 	an         flow.Anomaly // anomalies of the packet being handled
 }
 
