@@ -61,6 +61,10 @@ func (p *Probe) Metrics(e metrics.Emitter) {
 			c("mqtt_violations_total", "Specification MUSTs broken, by violation.", v, "violation", mqttparse.Violations(1<<bit).String())
 		}
 	}
+	for i, a := range flow.AllAnomalies() {
+		c("anomalies_total", "MQTT packets with a protocol anomaly, by anomaly (docs/anomalies.md).", t.Anomalies[i], "name", a.String())
+	}
+	c("mqtt_unmatched_excused_total", "Responses without request not taken as anomalies: their request may have passed unseen (midstream pickup, gap, early end).", t.Excused)
 	c("mqtt_resyncs_total", "Times a stream found an MQTT packet boundary again.", t.Resyncs)
 	c("mqtt_resync_dropped_bytes_total", "Bytes discarded while looking for a packet boundary.", t.ResyncDropped)
 	c("mqtt_version_guessed_total", "Packets decoded without a known protocol level.", t.VersionGuessed)
