@@ -115,6 +115,9 @@ func FuzzMidstream(f *testing.F) {
 			return
 		}
 		whole := runCut(t, dirs, pkts, 0, nil, 0)
+		for i := range whole {
+			require.Zero(t, whole[i].Anomalies, "a valid conversation has no anomaly: %+v", whole[i])
+		}
 		s := int(start) % len(pkts)
 		if s == 0 {
 			return // not a midstream pickup
