@@ -11,7 +11,7 @@ import (
 
 // Anomalies (docs/anomalies.md). Clean traffic pays for them with one
 // store per packet (t.an = 0), one OR per flow update and one test of
-// session.introduced; everything else runs only when a packet is
+// session.provable; everything else runs only when a packet is
 // anomalous. Anomaly flows are emitted at once: a flood of anomalous
 // packets costs one flow per packet and no state.
 
@@ -75,9 +75,7 @@ func (t *Tracker) unseen(s *session, ts int64) {
 	if e := ts + int64(t.cfg.IdleTimeout); e > s.excuse {
 		s.excuse = e
 	}
-	if !s.introduced {
-		s.fromStart = false
-	}
+	s.provable = false
 }
 
 // orphan handles a response of type typ without its request: an anomaly
@@ -171,15 +169,14 @@ func (t *Tracker) tooLarge(s *session, dir reassembly.Direction, err error, ts i
 }
 
 // introduce applies the unintroduced_message rule to a packet of type typ
-// that is not decoded as a CONNECT: a CONNECT attempt introduces the
-// connection; any other packet before one, on a connection whose start
-// was seen, is unintroduced.
+// (decoded or not): a CONNECT attempt introduces the connection; any
+// other packet before one, while that is provable, is unintroduced.
 func (t *Tracker) introduce(s *session, typ mqttparse.Type) {
 	switch {
-	case s.introduced:
+	case !s.provable:
 	case typ == mqttparse.Connect:
-		s.introduced = true
-	case s.fromStart:
+		s.provable = false
+	default:
 		t.flag(flow.AnomalyUnintroducedMessage)
 	}
 }

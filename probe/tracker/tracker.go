@@ -191,11 +191,11 @@ type session struct {
 	last      int64 // capture time of the last data, Unix ns
 	dirs      [2]dirState
 	txs       lru.List[tx] // this session's open transactions, newest first
-	// connected: a CONNECT was decoded (another is double_connect);
-	// introduced: one was sent, decodable or not; fromStart: the
-	// connection's start was seen and nothing was lost before its CONNECT,
-	// so a packet before any CONNECT is provably unintroduced.
-	connected, introduced, fromStart bool
+	// connected: a CONNECT was decoded (another is double_connect).
+	// provable: the connection's start was seen, nothing was lost since
+	// and no CONNECT was sent yet (decodable or not), so a packet now is
+	// provably unintroduced.
+	connected, provable bool
 	// excuse: a response without request up to this capture time is not
 	// an anomaly (its request may have passed unseen: midstream pickup,
 	// gap, resynchronisation, or a transaction ended early).
@@ -223,7 +223,7 @@ type dirState struct {
 func (t *Tracker) Open(c *reassembly.Conn) {
 	t.sess++
 	t.nserial = (t.nserial + 1) & (1<<serialBits - 1)
-	s := &session{conn: c, serial: t.nserial, identity: flow.IdentityNone, fromStart: true}
+	s := &session{conn: c, serial: t.nserial, identity: flow.IdentityNone, provable: true}
 	c.State = s
 	t.live[s] = struct{}{}
 }

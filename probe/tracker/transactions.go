@@ -82,7 +82,7 @@ func (t *Tracker) packet(s *session, dir reassembly.Direction, raw []byte, ts in
 	t.stats.Packets[typ&15]++
 	t.stats.Bytes += uint64(len(raw))
 	n := uint64(len(raw))
-	if !s.introduced {
+	if s.provable {
 		t.introduce(s, typ)
 	}
 
