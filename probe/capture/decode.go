@@ -14,6 +14,7 @@ var (
 	ErrMalformed   = errors.New("capture: malformed header")
 	ErrNotIP       = errors.New("capture: not IPv4/IPv6")
 	ErrNotTCP      = errors.New("capture: not TCP")
+	ErrNotUDP      = errors.New("capture: not TCP nor UDP")
 	ErrFragment    = errors.New("capture: IP fragment")
 	ErrUnsupported = errors.New("capture: unsupported link type")
 )
@@ -33,9 +34,17 @@ const maxVLANTags = 8
 // maxIPv6ExtHeaders bounds the IPv6 extension header chain.
 const maxIPv6ExtHeaders = 16
 
-// Segment is the decoded view of one TCP packet. Payload points into the
-// packet data and is valid as long as the packet is.
+// IP protocol numbers of Segment.Proto.
+const (
+	ProtoTCP = 6
+	ProtoUDP = 17
+)
+
+// Segment is the decoded view of one TCP packet (or, from DecodeL4, one
+// UDP datagram: Proto 17, no Seq, Ack, Flags or Window). Payload points
+// into the packet data and is valid as long as the packet is.
 type Segment struct {
+	Proto            uint8 // ProtoTCP or ProtoUDP
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16
 	Seq, Ack         uint32
@@ -50,8 +59,20 @@ type Segment struct {
 }
 
 // DecodeTCP decodes the link, network and transport headers of data and
-// fills seg. It allocates nothing.
+// fills seg. It allocates nothing. Anything but TCP is ErrNotTCP (a UDP
+// fragment too).
 func DecodeTCP(lt LinkType, data []byte, seg *Segment) error {
+	return decode(lt, data, seg, false)
+}
+
+// DecodeL4 is DecodeTCP for TCP and UDP: seg.Proto says which. Any other
+// transport is ErrNotUDP (which wraps nothing: count it like ErrNotTCP);
+// a fragment of a TCP or UDP packet is ErrFragment.
+func DecodeL4(lt LinkType, data []byte, seg *Segment) error {
+	return decode(lt, data, seg, true)
+}
+
+func decode(lt LinkType, data []byte, seg *Segment, udp bool) error {
 	var ethType uint16
 	var l3 []byte
 	switch lt {
@@ -120,14 +141,14 @@ func DecodeTCP(lt LinkType, data []byte, seg *Segment) error {
 	}
 	switch ethType {
 	case 0x0800:
-		return decodeIPv4(l3, seg)
+		return decodeIPv4(l3, seg, udp)
 	case 0x86dd:
-		return decodeIPv6(l3, seg)
+		return decodeIPv6(l3, seg, udp)
 	}
 	return ErrNotIP
 }
 
-func decodeIPv4(b []byte, seg *Segment) error {
+func decodeIPv4(b []byte, seg *Segment, udp bool) error {
 	if len(b) < 20 {
 		return fmt.Errorf("%w: IPv4 header", ErrTruncated)
 	}
@@ -145,7 +166,13 @@ func decodeIPv4(b []byte, seg *Segment) error {
 	seg.IPVersion = 4
 	seg.Src = netip.AddrFrom4([4]byte(b[12:16]))
 	seg.Dst = netip.AddrFrom4([4]byte(b[16:20]))
-	if b[9] != 6 {
+	proto := b[9]
+	switch {
+	case proto == ProtoTCP:
+	case udp && proto == ProtoUDP:
+	case udp:
+		return ErrNotUDP
+	default:
 		return ErrNotTCP
 	}
 	if frag := binary.BigEndian.Uint16(b[6:8]); frag&0x3fff != 0 { // MF or offset
@@ -158,10 +185,13 @@ func decodeIPv4(b []byte, seg *Segment) error {
 	} else {
 		truncated = true
 	}
+	if proto == ProtoUDP {
+		return decodeUDP(b[ihl:], seg, truncated)
+	}
 	return decodeTCP(b[ihl:], seg, truncated)
 }
 
-func decodeIPv6(b []byte, seg *Segment) error {
+func decodeIPv6(b []byte, seg *Segment, udp bool) error {
 	if len(b) < 40 {
 		return fmt.Errorf("%w: IPv6 header", ErrTruncated)
 	}
@@ -189,6 +219,11 @@ func decodeIPv6(b []byte, seg *Segment) error {
 		switch next {
 		case 6:
 			return decodeTCP(b, seg, truncated)
+		case ProtoUDP:
+			if !udp {
+				return ErrNotTCP
+			}
+			return decodeUDP(b, seg, truncated)
 		case 0, 43, 60, 135, 139, 140: // hop-by-hop, routing, destination, mobility, HIP, shim6
 			if len(b) < 8 {
 				return fmt.Errorf("%w: IPv6 extension header", ErrTruncated)
@@ -220,6 +255,9 @@ func decodeIPv6(b []byte, seg *Segment) error {
 			next = b[0]
 			b = b[8:]
 		default:
+			if udp {
+				return ErrNotUDP
+			}
 			return ErrNotTCP
 		}
 	}
@@ -242,7 +280,34 @@ func decodeTCP(b []byte, seg *Segment, truncated bool) error {
 	seg.Ack = binary.BigEndian.Uint32(b[8:12])
 	seg.Flags = b[13]
 	seg.Window = binary.BigEndian.Uint16(b[14:16])
+	seg.Proto = ProtoTCP
 	seg.Payload = b[off:]
+	seg.Truncated = truncated
+	return nil
+}
+
+// decodeUDP decodes the UDP header; the payload is what the UDP length
+// declares (or what was captured of it).
+func decodeUDP(b []byte, seg *Segment, truncated bool) error {
+	if len(b) < 8 {
+		return fmt.Errorf("%w: UDP header", ErrTruncated)
+	}
+	ulen := int(binary.BigEndian.Uint16(b[4:6]))
+	switch {
+	case ulen == 0 && seg.IPVersion == 6:
+		// Jumbogram: the IP layer bounds the datagram.
+	case ulen < 8:
+		return fmt.Errorf("%w: UDP length %d", ErrMalformed, ulen)
+	case ulen <= len(b):
+		b = b[:ulen]
+	default:
+		truncated = true
+	}
+	seg.Proto = ProtoUDP
+	seg.SrcPort = binary.BigEndian.Uint16(b[0:2])
+	seg.DstPort = binary.BigEndian.Uint16(b[2:4])
+	seg.Seq, seg.Ack, seg.Flags, seg.Window = 0, 0, 0, 0
+	seg.Payload = b[8:]
 	seg.Truncated = truncated
 	return nil
 }
