@@ -34,6 +34,9 @@ type Document struct {
 	OctetDeltaCount          uint64    `bson:"octetDeltaCount" json:"octetDeltaCount"`
 	FlowEndReason            string    `bson:"flowEndReason" json:"flowEndReason"`
 	FlowID                   uint64    `bson:"flowId,omitempty" json:"flowId,omitempty"`
+	// ApplicationProtocol is "mqtt" or "coap" ("" for a third-party
+	// exporter's flow and documents written before the field existed).
+	ApplicationProtocol string `bson:"applicationProtocol,omitempty" json:"applicationProtocol,omitempty"`
 
 	MQTTTopic           string `bson:"mqttTopic" json:"mqttTopic"`
 	MQTTPacketID        uint16 `bson:"mqttPacketId" json:"mqttPacketId"`
@@ -58,6 +61,10 @@ type Document struct {
 	MQTTIdentitySource     string   `bson:"mqttIdentitySource,omitempty" json:"mqttIdentitySource,omitempty"`
 	// MQTTAnomalies names the flow's protocol anomalies (docs/anomalies.md).
 	MQTTAnomalies []string `bson:"mqttAnomalies,omitempty" json:"mqttAnomalies,omitempty"`
+
+	// CoAPFields are set in CoAP documents only; a CoAP document has no
+	// mqtt* field.
+	CoAPFields `bson:",inline"`
 
 	// IPFIXFields holds every field of a record that is not an MQTT flow
 	// (a third-party exporter's standard flow), by element name.
@@ -119,6 +126,9 @@ func printableUTF8(b []byte) bool {
 // ToDocument converts a Record to its stored form. The document's _id is
 // left empty; the store sets it.
 func (r *Record) ToDocument() Document {
+	if r.ApplicationProtocol == AppCoAP {
+		return r.coapDocument()
+	}
 	d := Document{
 		SourceTransportPort:      r.SrcPort,
 		DestinationTransportPort: r.DstPort,
@@ -151,6 +161,7 @@ func (r *Record) ToDocument() Document {
 		MQTTIdentitySource:       r.IdentitySource.String(),
 		MQTTAnomalies:            r.Anomalies.Names(),
 		ObservationDomainID:      r.ObservationDomain,
+		ApplicationProtocol:      r.ApplicationProtocol.String(),
 	}
 	if len(r.CorrelationData) > 0 {
 		d.MQTTCorrelationDataRaw = r.CorrelationData
@@ -211,6 +222,14 @@ func (d *Document) Record() (Record, error) {
 		CorrelationSource: parseCorrelationSource(d.MQTTCorrelationSource),
 		ObservationDomain: d.ObservationDomainID,
 	}
+	r.ApplicationProtocol = ParseAppProtocol(d.ApplicationProtocol)
+	if r.ApplicationProtocol == AppCoAP {
+		r.ControlType, r.CorrelationSource, r.IdentitySource = 0, CorrelationNone, IdentityUnknown
+		r.CoAP = d.CoAPFields.coap()
+		if r.CoAP == nil {
+			r.CoAP = &CoAP{}
+		}
+	}
 	if d.MQTTReasonCode != nil {
 		r.ReasonCode, r.HasReasonCode = *d.MQTTReasonCode, true
 	}
@@ -239,6 +258,46 @@ func (d *Document) Record() (Record, error) {
 	}
 	return r, nil
 }
+
+// coapDocument is ToDocument of a CoAP flow: the common fields and the
+// CoAP fields, no mqtt* field (the encoders omit them, see IsCoAP).
+func (r *Record) coapDocument() Document {
+	d := Document{
+		SourceTransportPort:      r.SrcPort,
+		DestinationTransportPort: r.DstPort,
+		Protocol:                 r.Protocol,
+		FlowStart:                r.Start.UTC(),
+		FlowEnd:                  r.End.UTC(),
+		FlowStartNs:              unixNano(r.Start),
+		FlowEndNs:                unixNano(r.End),
+		FlowDurationMicroseconds: r.Duration().Microseconds(),
+		PacketDeltaCount:         r.Packets,
+		OctetDeltaCount:          r.Octets,
+		FlowEndReason:            r.EndReason.String(),
+		FlowID:                   r.FlowID,
+		ApplicationProtocol:      AppCoAP.String(),
+		ObservationDomainID:      r.ObservationDomain,
+	}
+	c := r.CoAP
+	if c == nil {
+		c = &CoAP{}
+	}
+	d.CoAPFields = c.fields()
+	setAddr(r.SrcAddr, &d.SourceIPv4Address, &d.SourceIPv6Address)
+	setAddr(r.DstAddr, &d.DestinationIPv4Address, &d.DestinationIPv6Address)
+	if r.Exporter.IsValid() {
+		d.ExporterAddress = r.Exporter.String()
+	}
+	if !r.Received.IsZero() {
+		t := r.Received.UTC()
+		d.CollectorReceiveTime = &t
+	}
+	return d
+}
+
+// IsCoAP reports a CoAP document: its stored forms (BSON, JSON lines)
+// leave out the mqtt* fields.
+func (d *Document) IsCoAP() bool { return d.ApplicationProtocol == "coap" }
 
 // docTime is the nanosecond twin when set, else the date.
 func docTime(ns int64, date time.Time) time.Time {

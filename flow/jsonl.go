@@ -44,7 +44,12 @@ func NewJSONLinesWriter(w io.Writer) *JSONLinesWriter {
 
 // Write writes r's Document as one line.
 func (w *JSONLinesWriter) Write(r *Record) error {
-	if err := w.enc.Encode(r.ToDocument()); err != nil {
+	d := r.ToDocument()
+	var v any = d
+	if d.IsCoAP() {
+		v = d.CoAPView()
+	}
+	if err := w.enc.Encode(v); err != nil {
 		return fmt.Errorf("flow: write JSON line: %w", err)
 	}
 	return nil

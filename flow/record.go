@@ -1,5 +1,5 @@
-// Package flow defines the MQTT flow record: one MQTT transaction on one TCP
-// connection, as the probe builds it, the collector decodes it and the store
+// Package flow defines the flow record: one application transaction (an
+// MQTT transaction on one TCP connection, a CoAP exchange), as the probe builds it, the collector decodes it and the store
 // keeps it. It is the shared boundary between probe, collector and store,
 // and owns both directions of its stored form: Record ↔ Document, and
 // Document JSON lines (JSONLinesWriter, ReadJSONLines). It opens nothing
@@ -200,6 +200,13 @@ type Record struct {
 	// Anomalies are the protocol anomalies of the flow's packets
 	// (docs/anomalies.md); zero for a clean flow.
 	Anomalies Anomaly
+	// ApplicationProtocol says which protocol part the flow has: the MQTT
+	// fields above (AppMQTT) or CoAP (AppCoAP). The common part (FlowID
+	// through EndReason) is every protocol's.
+	ApplicationProtocol AppProtocol
+	// CoAP is the CoAP part of a CoAP flow, owned by the Record; nil for
+	// every other flow.
+	CoAP *CoAP
 
 	// Set by the collector, not exported by the probe.
 	Exporter          netip.AddrPort

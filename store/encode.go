@@ -55,50 +55,15 @@ func AppendBSON(dst []byte, d *flow.Document) ([]byte, error) {
 	if d.FlowID != 0 {
 		i64("flowId", int64(d.FlowID))
 	}
-	str("mqttTopic", d.MQTTTopic, false)
-	i32("mqttPacketId", int32(d.MQTTPacketID))
-	i32("mqttQoS", int32(d.MQTTQoS))
-	i32("mqttControlType", int32(d.MQTTControlType))
-	str("mqttControlTypeName", d.MQTTControlTypeName, false)
-	str("mqttSrcClientId", d.MQTTSrcClientID, false)
-	str("mqttDstClientId", d.MQTTDstClientID, false)
-	str("mqttCorrelationData", d.MQTTCorrelationData, false)
-	if len(d.MQTTCorrelationDataRaw) > 0 {
-		dst = bsoncore.AppendBinaryElement(dst, "mqttCorrelationDataRaw", 0, d.MQTTCorrelationDataRaw)
-	}
-	str("mqttCorrelationSource", d.MQTTCorrelationSource, false)
-	if d.MQTTProtocolVersion != 0 {
-		i32("mqttProtocolVersion", int32(d.MQTTProtocolVersion))
-	}
-	if d.MQTTReasonCode != nil {
-		i32("mqttReasonCode", int32(*d.MQTTReasonCode))
-	}
-	dst = bsoncore.AppendBooleanElement(dst, "mqttRetain", d.MQTTRetain)
-	dst = bsoncore.AppendBooleanElement(dst, "mqttDup", d.MQTTDup)
-	i64("mqttPayloadLength", int64(d.MQTTPayloadLength))
-	if len(d.MQTTTopicFilters) > 0 {
-		var aidx int32
-		aidx, dst = bsoncore.AppendArrayElementStart(dst, "mqttTopicFilters")
-		for i, f := range d.MQTTTopicFilters {
-			dst = bsoncore.AppendStringElement(dst, arrayKey(i), f)
-		}
+	str("applicationProtocol", d.ApplicationProtocol, true)
+	if d.IsCoAP() {
+		// A CoAP document: its fields instead of the MQTT ones, in the
+		// order of flow.CoAPDocument.
+		dst = appendCoAP(dst, &d.CoAPFields)
+	} else {
 		var err error
-		if dst, err = bsoncore.AppendArrayEnd(dst, aidx); err != nil {
+		if dst, err = appendMQTT(dst, d); err != nil {
 			return nil, err
-		}
-	}
-	str("mqttResponseTopic", d.MQTTResponseTopic, true)
-	str("mqttUsername", d.MQTTUsername, true)
-	str("mqttIdentitySource", d.MQTTIdentitySource, true)
-	if len(d.MQTTAnomalies) > 0 {
-		var aidx int32
-		aidx, dst = bsoncore.AppendArrayElementStart(dst, "mqttAnomalies")
-		for i, n := range d.MQTTAnomalies {
-			dst = bsoncore.AppendStringElement(dst, arrayKey(i), n)
-		}
-		var err error
-		if dst, err = bsoncore.AppendArrayEnd(dst, aidx); err != nil {
-			return nil, fmt.Errorf("mqttAnomalies: %w", err)
 		}
 	}
 	if len(d.IPFIXFields) > 0 {
@@ -169,3 +134,100 @@ var fieldRegistry = func() *bsoncodec.Registry {
 
 // marshalFields encodes a free-form document with fieldRegistry.
 func marshalFields(v any) (bson.Raw, error) { return bson.MarshalWithRegistry(fieldRegistry, v) }
+
+// appendCoAP appends the CoAP fields that are set (they are all omitted
+// when empty).
+func appendCoAP(dst []byte, c *flow.CoAPFields) []byte {
+	str := func(k, v string) {
+		if v != "" {
+			dst = bsoncore.AppendStringElement(dst, k, v)
+		}
+	}
+	u16 := func(k string, v *uint16) {
+		if v != nil {
+			dst = bsoncore.AppendInt32Element(dst, k, int32(*v))
+		}
+	}
+	u32 := func(k string, v *uint32) {
+		if v != nil {
+			dst = bsoncore.AppendInt64Element(dst, k, int64(*v))
+		}
+	}
+	str("coapType", c.CoAPType)
+	str("coapCode", c.CoAPCode)
+	str("coapMethod", c.CoAPMethod)
+	u16("coapMessageId", c.CoAPMessageID)
+	str("coapToken", c.CoAPToken)
+	str("coapUriHost", c.CoAPURIHost)
+	str("coapUriPath", c.CoAPURIPath)
+	str("coapUriQuery", c.CoAPURIQuery)
+	u16("coapContentFormat", c.CoAPContentFormat)
+	str("coapResponseCode", c.CoAPResponseCode)
+	u32("coapObserve", c.CoAPObserve)
+	str("coapBlock", c.CoAPBlock)
+	str("coapBlockOption", c.CoAPBlockOption)
+	u32("coapRetransmissions", c.CoAPRetransmissions)
+	u32("coapPayloadLength", c.CoAPPayloadLength)
+	return dst
+}
+
+// appendMQTT appends the fields of an MQTT (or third-party) document,
+// then its CoAP fields if any are set.
+func appendMQTT(dst []byte, d *flow.Document) ([]byte, error) {
+	str := func(k, v string, omitEmpty bool) {
+		if v != "" || !omitEmpty {
+			dst = bsoncore.AppendStringElement(dst, k, v)
+		}
+	}
+	i32 := func(k string, v int32) { dst = bsoncore.AppendInt32Element(dst, k, v) }
+	i64 := func(k string, v int64) { dst = bsoncore.AppendInt64Element(dst, k, v) }
+	str("mqttTopic", d.MQTTTopic, false)
+	i32("mqttPacketId", int32(d.MQTTPacketID))
+	i32("mqttQoS", int32(d.MQTTQoS))
+	i32("mqttControlType", int32(d.MQTTControlType))
+	str("mqttControlTypeName", d.MQTTControlTypeName, false)
+	str("mqttSrcClientId", d.MQTTSrcClientID, false)
+	str("mqttDstClientId", d.MQTTDstClientID, false)
+	str("mqttCorrelationData", d.MQTTCorrelationData, false)
+	if len(d.MQTTCorrelationDataRaw) > 0 {
+		dst = bsoncore.AppendBinaryElement(dst, "mqttCorrelationDataRaw", 0, d.MQTTCorrelationDataRaw)
+	}
+	str("mqttCorrelationSource", d.MQTTCorrelationSource, false)
+	if d.MQTTProtocolVersion != 0 {
+		i32("mqttProtocolVersion", int32(d.MQTTProtocolVersion))
+	}
+	if d.MQTTReasonCode != nil {
+		i32("mqttReasonCode", int32(*d.MQTTReasonCode))
+	}
+	dst = bsoncore.AppendBooleanElement(dst, "mqttRetain", d.MQTTRetain)
+	dst = bsoncore.AppendBooleanElement(dst, "mqttDup", d.MQTTDup)
+	i64("mqttPayloadLength", int64(d.MQTTPayloadLength))
+	if len(d.MQTTTopicFilters) > 0 {
+		var aidx int32
+		aidx, dst = bsoncore.AppendArrayElementStart(dst, "mqttTopicFilters")
+		for i, f := range d.MQTTTopicFilters {
+			dst = bsoncore.AppendStringElement(dst, arrayKey(i), f)
+		}
+		var err error
+		if dst, err = bsoncore.AppendArrayEnd(dst, aidx); err != nil {
+			return nil, err
+		}
+	}
+	str("mqttResponseTopic", d.MQTTResponseTopic, true)
+	str("mqttUsername", d.MQTTUsername, true)
+	str("mqttIdentitySource", d.MQTTIdentitySource, true)
+	if len(d.MQTTAnomalies) > 0 {
+		var aidx int32
+		aidx, dst = bsoncore.AppendArrayElementStart(dst, "mqttAnomalies")
+		for i, n := range d.MQTTAnomalies {
+			dst = bsoncore.AppendStringElement(dst, arrayKey(i), n)
+		}
+		var err error
+		if dst, err = bsoncore.AppendArrayEnd(dst, aidx); err != nil {
+			return nil, fmt.Errorf("mqttAnomalies: %w", err)
+		}
+	}
+	// An MQTT document's CoAP fields are empty (all omitted) unless a
+	// caller set them: write what is there, as bson.Marshal would.
+	return appendCoAP(dst, &d.CoAPFields), nil
+}
