@@ -1,6 +1,7 @@
-// Package probe runs `mission probe`: it captures MQTT traffic live
-// (AF_PACKET, no cgo) or from pcap/pcapng files, reassembles TCP, follows
-// MQTT sessions and transactions, and exports one flow record per
+// Package probe runs `mission probe`: it captures traffic live (AF_PACKET,
+// no cgo) or from pcap/pcapng files, dispatches it by transport and port to
+// the trackers of the application protocols configured (protocols.go: MQTT
+// over reassembled TCP, CoAP over UDP), and exports one flow record per
 // transaction through an Exporter (IPFIX over UDP/TCP/TLS, IPFIX file,
 // JSON lines).
 //
@@ -35,8 +36,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/probe/app"
 	"github.com/mission-ids/mission/probe/bpf"
 	"github.com/mission-ids/mission/probe/capture"
+	"github.com/mission-ids/mission/probe/coaptrack"
 	"github.com/mission-ids/mission/probe/reassembly"
 	"github.com/mission-ids/mission/probe/tracker"
 )
@@ -46,8 +49,13 @@ type Config struct {
 	Interface   string // live capture on this interface
 	ReadFile    string // or read this pcap/pcapng file
 	Filter      string // tcpdump-syntax filter, ANDed with nothing: the user's expression
+	// Protocols are the application protocols dissected (protocols.go):
+	// "mqtt", "coap"; default both.
+	Protocols   []string
 	MQTTPorts   []uint16
 	TLSPorts    []uint16 // MQTT over TLS: counted, not decoded
+	CoAPPorts   []uint16 // UDP; default 5683
+	CoAPSPorts  []uint16 // CoAP over DTLS: counted, not decoded; default 5684
 	SnapLen     int
 	Promiscuous bool
 
@@ -59,7 +67,8 @@ type Config struct {
 	ConnectTimeout time.Duration
 
 	Reassembly reassembly.Config
-	Tracker    tracker.Config
+	Tracker    tracker.Config // MQTT
+	CoAP       coaptrack.Config
 
 	// StateFile, if set, keeps the MQTT sessions of live connections
 	// across runs (state.go): read at start, so connections picked up
@@ -83,6 +92,15 @@ func (c *Config) defaults() {
 	}
 	if c.TLSPorts == nil {
 		c.TLSPorts = []uint16{8883}
+	}
+	if len(c.Protocols) == 0 {
+		c.Protocols = DefaultProtocols()
+	}
+	if len(c.CoAPPorts) == 0 {
+		c.CoAPPorts = []uint16{5683}
+	}
+	if c.CoAPSPorts == nil {
+		c.CoAPSPorts = []uint16{5684}
 	}
 	if c.QueueSize <= 0 {
 		c.QueueSize = 65536
@@ -109,13 +127,16 @@ type Stats struct {
 	Packets        uint64 // frames read from the source
 	Bytes          uint64
 	Filtered       uint64 // frames the user-space filter rejected (files)
-	NotTCP         uint64 // not IPv4/IPv6 TCP
+	NotTCP         uint64 // not IPv4/IPv6 TCP (nor UDP when a UDP protocol is on)
 	Fragments      uint64 // IP fragments (not reassembled)
 	DecodeErrors   uint64 // truncated or malformed L2–L4 headers
 	Unsupported    uint64 // unsupported link type
 	TLSPackets     uint64 // TCP segments on the MQTT-over-TLS ports
 	OtherTCP       uint64 // TCP segments on other ports
 	MQTTSegments   uint64 // TCP segments on the MQTT ports
+	CoAPDatagrams  uint64 // UDP datagrams on the CoAP ports
+	DTLSPackets    uint64 // UDP datagrams on the CoAP-over-DTLS ports
+	OtherUDP       uint64 // UDP datagrams on other ports (a UDP protocol is on)
 	KernelReceived uint64
 	KernelDropped  uint64
 
@@ -134,7 +155,8 @@ type Stats struct {
 	Export        ExportStats // the exporter's own counters (resent, refused datagrams, reconnects)
 
 	Reassembly reassembly.Stats
-	Tracker    tracker.Stats
+	Tracker    tracker.Stats // MQTT
+	CoAP       coaptrack.Stats
 }
 
 // Probe is one capture pipeline.
@@ -142,16 +164,20 @@ type Probe struct {
 	cfg      Config
 	exp      Exporter
 	log      zerolog.Logger
-	mqtt     [65536 / 64]uint64 // port bitmaps
-	tls      [65536 / 64]uint64
+	ports    portTables // transport and port → protocol (protocols.go)
+	protos   []*protocol
+	trackers []app.Tracker // every protocol's, AdvanceAt and FlushAll in this order
+	udpOn    bool          // a UDP protocol is on: decode UDP too
+	dgram    app.Datagram
 	queue    chan []flow.Record // batches of flows
 	free     chan []flow.Record // emptied batches, back to the capture
 	pending  []flow.Record      // the batch being filled by the capture
 	due      int64              // capture time (Unix ns) by which pending is handed over
 	now      int64              // capture time (Unix ns) of the current packet
 	depth    atomic.Int64       // flows in the queue
-	asm      *reassembly.Assembler
-	tr       *tracker.Tracker
+	asm      *reassembly.Assembler // nil without a TCP protocol
+	tr       *tracker.Tracker      // MQTT; nil when off
+	coap     *coaptrack.Tracker    // nil when off
 	filters  map[capture.LinkType]*bpf.Program
 	live     *capture.Live
 	src      capture.Source // opened by Open, or by Run
@@ -199,17 +225,11 @@ func New(cfg Config, exp Exporter) (*Probe, error) {
 		free:    make(chan []flow.Record, nbatch+2),
 		filters: make(map[capture.LinkType]*bpf.Program), wait: cfg.ReadFile != "", stopping: make(chan struct{})}
 	p.dropLog = p.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second})
-	for _, port := range cfg.MQTTPorts {
-		p.mqtt[port/64] |= 1 << (port % 64)
+	if err := p.setupProtocols(); err != nil {
+		return nil, err
 	}
-	for _, port := range cfg.TLSPorts {
-		p.tls[port/64] |= 1 << (port % 64)
-	}
-	rcfg := cfg.Reassembly
-	rcfg.ServerPort = func(port uint16) bool { return p.isMQTT(port) }
-	p.tr = tracker.New(cfg.Tracker, tracker.FlowFunc(p.enqueue))
-	p.asm = reassembly.New(rcfg, p.tr)
-	if cfg.StateFile != "" {
+	rcfg := p.reassemblyConfig()
+	if cfg.StateFile != "" && p.tr != nil {
 		maxConns := rcfg.MaxConnections
 		if maxConns <= 0 {
 			maxConns = 200_000
@@ -236,8 +256,6 @@ func New(cfg Config, exp Exporter) (*Probe, error) {
 	return p, nil
 }
 
-func (p *Probe) isMQTT(port uint16) bool { return p.mqtt[port/64]&(1<<(port%64)) != 0 }
-func (p *Probe) isTLS(port uint16) bool  { return p.tls[port/64]&(1<<(port%64)) != 0 }
 
 func (p *Probe) filterFor(lt capture.LinkType) (*bpf.Program, error) {
 	if f, ok := p.filters[lt]; ok {
@@ -353,8 +371,7 @@ func (p *Probe) Stats() Stats {
 
 func (p *Probe) publish() {
 	s := p.cap
-	s.Reassembly = p.asm.Stats()
-	s.Tracker = p.tr.Stats()
+	p.protocolStats(&s)
 	if p.live != nil {
 		if ks, err := p.live.Stats(); err == nil {
 			s.KernelReceived, s.KernelDropped = ks.Received, ks.Dropped
@@ -397,13 +414,17 @@ func (p *Probe) Run(ctx context.Context) error {
 
 	// Shutdown: keep the live sessions for the next run, then end every
 	// connection and transaction, flush the export.
-	if p.state != nil {
+	if p.state != nil && p.tr != nil {
 		if err := p.state.final(p.tr); err != nil {
 			p.log.Warn().Err(err).Msg("state file not written")
 		}
 	}
-	p.asm.FlushAllAt(last)
-	p.tr.FlushAll()
+	if p.asm != nil {
+		p.asm.FlushAllAt(last)
+	}
+	for _, t := range p.trackers {
+		t.FlushAll()
+	}
 	p.handOver()
 	p.publish()
 	close(p.queue)
@@ -465,8 +486,7 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (int64, error) 
 			case errors.Is(err, capture.ErrTimeout):
 				// No traffic: let idle timers run on the wall clock.
 				p.now = time.Now().UnixNano()
-				p.asm.AdvanceAt(p.now)
-				p.tr.AdvanceAt(p.now)
+				p.advance()
 				p.handOver()
 				p.publish()
 				advanced = p.now
@@ -497,9 +517,14 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (int64, error) 
 				continue
 			}
 		}
-		if err := capture.DecodeTCP(pkt.LinkType, pkt.Data, &seg); err != nil {
+		if p.udpOn {
+			err = capture.DecodeL4(pkt.LinkType, pkt.Data, &seg)
+		} else {
+			err = capture.DecodeTCP(pkt.LinkType, pkt.Data, &seg)
+		}
+		if err != nil {
 			switch {
-			case errors.Is(err, capture.ErrNotTCP), errors.Is(err, capture.ErrNotIP):
+			case errors.Is(err, capture.ErrNotTCP), errors.Is(err, capture.ErrNotIP), errors.Is(err, capture.ErrNotUDP):
 				p.cap.NotTCP++
 			case errors.Is(err, capture.ErrFragment):
 				p.cap.Fragments++
@@ -510,16 +535,36 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (int64, error) 
 			}
 			continue
 		}
-		switch {
-		case p.isMQTT(seg.SrcPort) || p.isMQTT(seg.DstPort):
-			p.cap.MQTTSegments++
-		case p.isTLS(seg.SrcPort) || p.isTLS(seg.DstPort):
-			p.cap.TLSPackets++
-			continue
-		default:
-			p.cap.OtherTCP++
-			continue
+		if seg.Proto == capture.ProtoUDP {
+			p.now = ts
+			p.datagram(&seg, ts)
+		} else {
+			switch v := max(p.ports.tcp[seg.SrcPort], p.ports.tcp[seg.DstPort]); v {
+			case portNone:
+				p.cap.OtherTCP++
+				continue
+			case portCounted:
+				p.cap.TLSPackets++
+				continue
+			default:
+				p.protos[v-portFirst].packets++
+			}
+			p.segment(&seg, &rseg, ts)
 		}
+		if len(p.pending) > 0 && p.now >= p.due {
+			p.handOver()
+		}
+		if p.now-advanced >= int64(time.Second) || p.now < advanced {
+			p.advance()
+			p.publish()
+			advanced = p.now
+		}
+	}
+}
+
+// segment hands a TCP segment of a stream protocol to the assembler.
+func (p *Probe) segment(seg *capture.Segment, rseg *reassembly.Segment, ts int64) {
+	{
 		// Field by field: every field is set, and a composite literal
 		// would be built in a temporary and copied.
 		rseg.Src, rseg.Dst = netip.AddrPortFrom(seg.Src, seg.SrcPort), netip.AddrPortFrom(seg.Dst, seg.DstPort)
@@ -528,16 +573,7 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (int64, error) 
 		rseg.FIN, rseg.RST = seg.Flags&capture.TCPFin != 0, seg.Flags&capture.TCPRst != 0
 		rseg.Payload = seg.Payload
 		p.now = ts
-		p.asm.AssembleAt(&rseg, ts)
-		if len(p.pending) > 0 && p.now >= p.due {
-			p.handOver()
-		}
-		if p.now-advanced >= int64(time.Second) || p.now < advanced {
-			p.asm.AdvanceAt(ts)
-			p.tr.AdvanceAt(ts)
-			p.publish()
-			advanced = p.now
-		}
+		p.asm.AssembleAt(rseg, ts)
 	}
 }
 
@@ -711,7 +747,7 @@ func unixNanos(t time.Time) int64 {
 
 // keepState writes the state file when it is due.
 func (p *Probe) keepState() {
-	if p.state != nil {
+	if p.state != nil && p.tr != nil {
 		p.state.maybeWrite(p.tr, time.Now(), func(err error) {
 			p.log.Warn().Err(err).Msg("state file not written")
 		})

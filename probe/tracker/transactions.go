@@ -425,6 +425,7 @@ func captureTime(ns int64) time.Time {
 }
 
 func (t *Tracker) emit(r *flow.Record) {
+	r.ApplicationProtocol = flow.AppMQTT
 	if len(r.CorrelationData) > 0 {
 		r.CorrelationData = t.bytes.copy(r.CorrelationData)
 	}

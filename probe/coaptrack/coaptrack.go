@@ -1,0 +1,634 @@
+// Package coaptrack turns CoAP datagrams (RFC 7252 over UDP) into flow
+// records: one flow per exchange (docs/coap.md, "Flows").
+//
+//   - A request (CON or NON, any method) with its response, matched by
+//     endpoint pair and token: piggybacked in the ACK, or separate (the
+//     empty ACK, then the response, then the client's ACK when the
+//     response is CON). A repeated CON or NON (same sender, receiver and
+//     message id) joins its flow and is counted (Retransmissions); a RST
+//     ends the flow.
+//   - A ping: an empty CON, ended by its RST (or ACK).
+//   - An Observe notification (RFC 7641): a response on the token of a
+//     registration whose exchange has ended; a flow of its own with the
+//     registration's token, method and URI and its Observe sequence,
+//     ended by the client's ACK or RST (a NON notification at once).
+//   - A Block exchange (RFC 7959) is a request with its response, so
+//     every block is a flow carrying its block number.
+//
+// A flow ends with flowEndReason "end of flow" when its exchange is
+// complete, "idle timeout" after IdleTimeout of capture time without a
+// message, "forced end" at FlushAll (shutdown) or when a new request
+// reuses the token of an open one, and "lack of resources" when the
+// MaxExchanges bound evicts it. An ended exchange is kept for Linger so
+// that late copies of its messages (a retransmission crossing the ACK)
+// are recognised and counted as duplicates instead of opening flows.
+//
+// The tracker implements app.DatagramTracker. Time is always capture
+// time. Memory is bounded: exchanges (open and lingering, MaxExchanges,
+// least recently active evicted first, lingering ones before open ones)
+// and observations (MaxObservations). Every datagram that does not join
+// a flow is counted in Stats. Not safe for concurrent use.
+package coaptrack
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/mission-ids/mission/coapparse"
+	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/internal/lru"
+	"github.com/mission-ids/mission/probe/app"
+)
+
+// Config bounds the tracker. Zero values take the defaults.
+type Config struct {
+	IdleTimeout     time.Duration // end an exchange without messages for this long; default 30 s
+	Linger          time.Duration // keep an ended exchange to absorb late copies; default 45 s (MAX_TRANSMIT_SPAN)
+	ObserveTimeout  time.Duration // forget an observation without notifications for this long; default 10 min
+	MaxExchanges    int           // open and lingering at once; default 1,000,000
+	MaxObservations int           // default 100,000
+	// FlowIDs generates flow ids; default: a random 23-bit prefix and a
+	// 40-bit counter.
+	FlowIDs func() uint64
+}
+
+func (c *Config) defaults() {
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 30 * time.Second
+	}
+	if c.Linger <= 0 {
+		c.Linger = 45 * time.Second
+	}
+	if c.ObserveTimeout <= 0 {
+		c.ObserveTimeout = 10 * time.Minute
+	}
+	if c.MaxExchanges <= 0 {
+		c.MaxExchanges = 1_000_000
+	}
+	if c.MaxObservations <= 0 {
+		c.MaxObservations = 100_000
+	}
+	if c.FlowIDs == nil {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		prefix := binary.BigEndian.Uint64(b[:]) & 0x7fffff << 40 // below 2^63: BSON has no uint64
+		var n uint64
+		c.FlowIDs = func() uint64 { n++; return prefix | n&(1<<40-1) }
+	}
+}
+
+// Flow kinds (Stats.Flows index).
+const (
+	KindRequest      = 0
+	KindPing         = 1
+	KindNotification = 2
+	numKinds         = 3
+)
+
+// KindName names a flow kind as metrics label it.
+func KindName(k int) string {
+	switch k {
+	case KindRequest:
+		return "request"
+	case KindPing:
+		return "ping"
+	case KindNotification:
+		return "notification"
+	}
+	return "unknown"
+}
+
+// Stats are cumulative counters, plus current table sizes.
+type Stats struct {
+	Datagrams           uint64    // datagrams given
+	Bytes               uint64    // their payload bytes
+	Malformed           uint64    // not CoAP messages (coapparse.ErrMalformed): skipped
+	Violations          uint64    // messages that broke a rule (still used)
+	Messages            [4]uint64 // decoded, by type (CON, NON, ACK, RST)
+	Retransmissions     uint64    // repeated CON/NON messages that joined their flow
+	Duplicates          uint64    // copies of messages of an exchange that had ended (lingering)
+	Unmatched           uint64    // ACK, RST or response with no exchange or observation to join
+	Ignored             uint64    // messages that start nothing: NON Empty, reserved code classes
+	Superseded          uint64    // open exchanges ended by a new request with their token
+	Evicted             uint64    // open exchanges ended by the MaxExchanges bound
+	LingerEvicted       uint64    // ended exchanges forgotten early by the MaxExchanges bound
+	ObservationsEvicted uint64    // observations forgotten by the MaxObservations bound
+	Flows               [numKinds]uint64
+	FlowsByEnd          [6]uint64 // by flowEndReason
+	Open                int       // open exchanges now
+	Lingering           int       // ended exchanges kept now
+	Observations        int       // observations known now
+}
+
+type pair struct{ client, server netip.AddrPort }
+
+type tokKey struct {
+	pair
+	tok [8]byte
+	n   uint8
+}
+
+// midKey names a CON or NON message: sender, receiver, message id.
+type midKey struct {
+	from, to netip.AddrPort
+	mid      uint16
+}
+
+type state uint8
+
+const (
+	stOpen    state = iota // waiting for a response or an ACK
+	stWaitAck              // separate CON response seen, waiting for the client's ACK
+	stDone                 // ended and emitted: lingering
+)
+
+// exch is one exchange.
+type exch struct {
+	node    lru.Node[exch]
+	kind    uint8
+	st      state
+	key     tokKey // pair and token (the client is the request's sender)
+	hasTok  bool   // in Tracker.tok
+	mids    [2]midKey
+	nmids   uint8 // entries of mids in Tracker.mid
+	hasResp bool
+	observe bool // the request registers an observation (Observe 0)
+	first   int64
+	last    int64
+	packets uint64
+	octets  uint64
+	c       flow.CoAP
+}
+
+// observation is an Observe registration that got a success response.
+type observation struct {
+	node              lru.Node[observation]
+	key               tokKey
+	last              int64
+	method            uint8
+	host, path, query string
+}
+
+// Tracker implements app.DatagramTracker.
+type Tracker struct {
+	cfg     Config
+	out     app.FlowHandler
+	msg     coapparse.Message
+	rec     flow.Record
+	tok     map[tokKey]*exch
+	mid     map[midKey]*exch
+	obs     map[tokKey]*observation
+	open    lru.List[exch] // least recently active first
+	done    lru.List[exch] // lingering, oldest first
+	obsLRU  lru.List[observation]
+	free    []*exch
+	names   interner
+	slab    []flow.CoAP // emitted flows' CoAP parts, cut from shared chunks
+	tokens  []byte      // emitted flows' tokens, cut from shared chunks
+	scratch []byte
+	stats   Stats
+}
+
+// New returns a tracker that hands finished flows to out.
+func New(cfg Config, out app.FlowHandler) *Tracker {
+	cfg.defaults()
+	return &Tracker{cfg: cfg, out: out, tok: make(map[tokKey]*exch), mid: make(map[midKey]*exch),
+		obs: make(map[tokKey]*observation), names: interner{m: make(map[string]string)}}
+}
+
+// Stats returns the counters.
+func (t *Tracker) Stats() Stats {
+	s := t.stats
+	s.Open, s.Lingering, s.Observations = t.open.Len(), t.done.Len(), len(t.obs)
+	return s
+}
+
+// AdvanceAt ends exchanges idle since before now − IdleTimeout and
+// forgets ended ones older than Linger and observations older than
+// ObserveTimeout.
+func (t *Tracker) AdvanceAt(now int64) {
+	limit := now - int64(t.cfg.IdleTimeout)
+	for x := t.open.Front(); x != nil && x.last < limit; x = t.open.Front() {
+		t.end(x, flow.EndIdleTimeout)
+	}
+	limit = now - int64(t.cfg.Linger)
+	for x := t.done.Front(); x != nil && x.last < limit; x = t.done.Front() {
+		t.release(x)
+	}
+	limit = now - int64(t.cfg.ObserveTimeout)
+	for o := t.obsLRU.Front(); o != nil && o.last < limit; o = t.obsLRU.Front() {
+		t.forget(o)
+	}
+}
+
+// FlushAll ends every open exchange (shutdown) and forgets the rest.
+func (t *Tracker) FlushAll() {
+	for x := t.open.Front(); x != nil; x = t.open.Front() {
+		t.end(x, flow.EndForced)
+	}
+	for x := t.done.Front(); x != nil; x = t.done.Front() {
+		t.release(x)
+	}
+	for o := t.obsLRU.Front(); o != nil; o = t.obsLRU.Front() {
+		t.forget(o)
+	}
+}
+
+// Datagram takes one UDP datagram on a CoAP port.
+func (t *Tracker) Datagram(d *app.Datagram) {
+	t.stats.Datagrams++
+	t.stats.Bytes += uint64(len(d.Payload))
+	m := &t.msg
+	if err := coapparse.Decode(d.Payload, m); err != nil {
+		if !errors.Is(err, coapparse.ErrViolation) {
+			t.stats.Malformed++
+			return
+		}
+		t.stats.Violations++
+	}
+	t.stats.Messages[m.Type&3]++
+	n := uint64(len(d.Payload))
+	switch m.Type {
+	case coapparse.Confirmable, coapparse.NonConfirmable:
+		t.message(d, m, n)
+	default:
+		t.reply(d, m, n)
+	}
+}
+
+// message handles a CON or NON: a request, a ping, a separate response
+// or a notification, or a copy of one already seen.
+func (t *Tracker) message(d *app.Datagram, m *coapparse.Message, n uint64) {
+	mk := midKey{d.Src, d.Dst, m.MessageID}
+	if x := t.mid[mk]; x != nil {
+		if x.st != stDone {
+			x.c.Retransmissions++
+			t.stats.Retransmissions++
+			t.touch(x, d.Time, n)
+			return
+		}
+		if sameToken(&x.key, m.Token) || x.kind == KindPing && m.Code.IsEmpty() {
+			t.stats.Duplicates++
+			return
+		}
+		// A new message reusing the id: the old exchange is over.
+		t.release(x)
+	}
+	switch {
+	case m.Code.IsEmpty():
+		if m.Type != coapparse.Confirmable {
+			t.stats.Ignored++
+			return
+		}
+		x := t.begin(KindPing, pair{d.Src, d.Dst}, m, d.Time, n)
+		t.addMID(x, mk)
+	case m.Code.IsRequest():
+		t.request(d, m, mk, n)
+	case m.Code.IsResponse():
+		t.response(d, m, mk, n)
+	default:
+		t.stats.Ignored++
+	}
+}
+
+func (t *Tracker) request(d *app.Datagram, m *coapparse.Message, mk midKey, n uint64) {
+	key := newTokKey(pair{d.Src, d.Dst}, m.Token)
+	if old := t.tok[key]; old != nil {
+		t.stats.Superseded++
+		t.end(old, flow.EndForced)
+	}
+	obs, hasObs := m.Observe()
+	if hasObs && obs == 1 {
+		if o := t.obs[key]; o != nil {
+			t.forget(o) // deregistration
+		}
+	}
+	x := t.begin(KindRequest, key.pair, m, d.Time, n)
+	x.key = key
+	x.hasTok = true
+	t.tok[key] = x
+	t.addMID(x, mk)
+	c := &x.c
+	c.Method = uint8(m.Code)
+	c.URIHost = t.names.get(m.Get(coapparse.URIHost))
+	t.scratch = m.AppendURIPath(t.scratch[:0])
+	c.URIPath = t.names.of(t.scratch)
+	t.scratch = m.AppendURIQuery(t.scratch[:0])
+	c.URIQuery = t.names.of(t.scratch)
+	if hasObs {
+		c.Observe, c.HasObserve = obs, true
+		x.observe = obs == 0
+	}
+	if b, ok := m.Block1(); ok {
+		c.Block, c.BlockOption = b.Uint(), flow.Block1
+	} else if b, ok := m.Block2(); ok {
+		c.Block, c.BlockOption = b.Uint(), flow.Block2 // the response's, if any, replaces it
+	}
+}
+
+func (t *Tracker) response(d *app.Datagram, m *coapparse.Message, mk midKey, n uint64) {
+	key := newTokKey(pair{d.Dst, d.Src}, m.Token)
+	if x := t.tok[key]; x != nil && !x.hasResp {
+		// A separate response.
+		t.touch(x, d.Time, n)
+		t.answer(x, m)
+		if m.Type == coapparse.Confirmable {
+			x.st = stWaitAck
+			t.addMID(x, mk)
+			return
+		}
+		t.addMID(x, mk) // a repeated NON response is a duplicate
+		t.end(x, flow.EndOfFlow)
+		return
+	}
+	o := t.obs[key]
+	if o == nil {
+		t.stats.Unmatched++
+		return
+	}
+	// A notification: the server initiates it.
+	o.last = d.Time
+	t.obsLRU.MoveToBack(&o.node)
+	x := t.begin(KindNotification, pair{d.Src, d.Dst}, m, d.Time, n)
+	x.key = key
+	c := &x.c
+	c.Method, c.URIHost, c.URIPath, c.URIQuery = o.method, o.host, o.path, o.query
+	c.PayloadLength, c.HasContentFormat, c.ContentFormat = 0, false, 0 // answer sets them
+	t.answer(x, m)
+	t.addMID(x, mk)
+	if m.Type == coapparse.NonConfirmable {
+		t.end(x, flow.EndOfFlow)
+	}
+}
+
+// answer fills the response part of x from m.
+func (t *Tracker) answer(x *exch, m *coapparse.Message) {
+	x.hasResp = true
+	c := &x.c
+	c.ResponseCode = uint8(m.Code)
+	c.PayloadLength += uint32(len(m.Payload))
+	if !c.HasContentFormat {
+		if v, ok := m.Uint(coapparse.ContentFormat); ok {
+			c.ContentFormat, c.HasContentFormat = uint16(v), true
+		}
+	}
+	if c.BlockOption != flow.Block1 {
+		if b, ok := m.Block2(); ok {
+			c.Block, c.BlockOption = b.Uint(), flow.Block2
+		} else if c.BlockOption == flow.BlockNone {
+			if b, ok := m.Block1(); ok {
+				c.Block, c.BlockOption = b.Uint(), flow.Block1
+			}
+		}
+	}
+	obs, hasObs := m.Observe()
+	if x.kind == KindNotification {
+		c.Observe, c.HasObserve = obs, hasObs
+		return
+	}
+	if x.observe && hasObs && m.Code.Class() == 2 {
+		t.register(x)
+	}
+}
+
+// register keeps the observation x's response started.
+func (t *Tracker) register(x *exch) {
+	o := t.obs[x.key]
+	if o == nil {
+		if len(t.obs) >= t.cfg.MaxObservations {
+			t.stats.ObservationsEvicted++
+			t.forget(t.obsLRU.Front())
+		}
+		o = &observation{key: x.key}
+		t.obs[x.key] = o
+		t.obsLRU.PushBack(&o.node, o)
+	} else {
+		t.obsLRU.MoveToBack(&o.node)
+	}
+	c := &x.c
+	o.last, o.method, o.host, o.path, o.query = x.last, c.Method, c.URIHost, c.URIPath, c.URIQuery
+}
+
+func (t *Tracker) forget(o *observation) {
+	if o == nil {
+		return
+	}
+	t.obsLRU.Remove(&o.node)
+	delete(t.obs, o.key)
+}
+
+// reply handles an ACK or RST: it answers the CON (or NON) with its
+// message id sent the other way.
+func (t *Tracker) reply(d *app.Datagram, m *coapparse.Message, n uint64) {
+	x := t.mid[midKey{d.Dst, d.Src, m.MessageID}]
+	if x == nil {
+		t.stats.Unmatched++
+		return
+	}
+	if x.st == stDone {
+		t.stats.Duplicates++
+		return
+	}
+	t.touch(x, d.Time, n)
+	if m.Type == coapparse.Reset {
+		if x.kind == KindNotification {
+			if o := t.obs[x.key]; o != nil {
+				t.forget(o) // the client cancels the observation
+			}
+		}
+		t.end(x, flow.EndOfFlow)
+		return
+	}
+	// ACK.
+	switch {
+	case x.st == stWaitAck, x.kind != KindRequest:
+		t.end(x, flow.EndOfFlow)
+	case m.Code.IsResponse():
+		t.answer(x, m) // piggybacked
+		t.end(x, flow.EndOfFlow)
+	default:
+		// Empty ACK: the response comes separately.
+	}
+}
+
+// begin opens an exchange initiated by m from p.client to p.server.
+func (t *Tracker) begin(kind uint8, p pair, m *coapparse.Message, ts int64, n uint64) *exch {
+	if t.open.Len()+t.done.Len() >= t.cfg.MaxExchanges {
+		if x := t.done.Front(); x != nil {
+			t.stats.LingerEvicted++
+			t.release(x)
+		} else if x := t.open.Front(); x != nil {
+			t.stats.Evicted++
+			t.end(x, flow.EndLackOfResources)
+		}
+	}
+	var x *exch
+	if k := len(t.free); k > 0 {
+		x = t.free[k-1]
+		t.free = t.free[:k-1]
+	} else {
+		x = new(exch)
+	}
+	*x = exch{kind: kind, first: ts, last: ts, packets: 1, octets: n}
+	x.key = newTokKey(p, m.Token)
+	x.c = flow.CoAP{Type: uint8(m.Type), Code: uint8(m.Code), MessageID: m.MessageID, PayloadLength: uint32(len(m.Payload))}
+	if v, ok := m.Uint(coapparse.ContentFormat); ok {
+		x.c.ContentFormat, x.c.HasContentFormat = uint16(v), true
+	}
+	t.open.PushBack(&x.node, x)
+	return x
+}
+
+func (t *Tracker) addMID(x *exch, k midKey) {
+	if int(x.nmids) == len(x.mids) {
+		return
+	}
+	if old := t.mid[k]; old != nil && old != x {
+		t.release(old)
+	}
+	x.mids[x.nmids] = k
+	x.nmids++
+	t.mid[k] = x
+}
+
+func (t *Tracker) touch(x *exch, ts int64, n uint64) {
+	x.packets++
+	x.octets += n
+	if ts > x.last {
+		x.last = ts
+	}
+	t.open.MoveToBack(&x.node)
+}
+
+// end emits x's flow; an exchange that completed lingers, any other is
+// released.
+func (t *Tracker) end(x *exch, reason flow.EndReason) {
+	if x.st == stDone {
+		return
+	}
+	t.emit(x, reason)
+	t.open.Remove(&x.node)
+	if x.hasTok {
+		if t.tok[x.key] == x {
+			delete(t.tok, x.key)
+		}
+		x.hasTok = false
+	}
+	x.st = stDone
+	if reason == flow.EndOfFlow {
+		t.done.PushBack(&x.node, x)
+		return
+	}
+	t.release(x)
+}
+
+// release forgets x entirely (after its flow was emitted, or silently
+// when it lingered).
+func (t *Tracker) release(x *exch) {
+	if x.st != stDone {
+		t.end(x, flow.EndForced)
+		return
+	}
+	if x.node.Linked() {
+		t.done.Remove(&x.node)
+	}
+	for i := range x.nmids {
+		if t.mid[x.mids[i]] == x {
+			delete(t.mid, x.mids[i])
+		}
+	}
+	x.nmids = 0
+	*x = exch{}
+	t.free = append(t.free, x)
+}
+
+func (t *Tracker) emit(x *exch, reason flow.EndReason) {
+	r := &t.rec
+	*r = flow.Record{
+		FlowID: t.cfg.FlowIDs(), Protocol: 17, ApplicationProtocol: flow.AppCoAP,
+		Start: captureTime(x.first), End: captureTime(x.last), Packets: x.packets, Octets: x.octets, EndReason: reason,
+	}
+	src, dst := x.key.client, x.key.server
+	if x.kind == KindNotification {
+		src, dst = dst, src
+	}
+	r.SrcAddr, r.SrcPort = src.Addr(), src.Port()
+	r.DstAddr, r.DstPort = dst.Addr(), dst.Port()
+	if len(t.slab) == 0 {
+		t.slab = make([]flow.CoAP, 256)
+	}
+	c := &t.slab[0]
+	t.slab = t.slab[1:]
+	*c = x.c
+	c.Token = t.token(x.key.tok[:x.key.n])
+	r.CoAP = c
+	t.stats.Flows[x.kind]++
+	if int(reason) < len(t.stats.FlowsByEnd) {
+		t.stats.FlowsByEnd[reason]++
+	}
+	t.out.Flow(r)
+}
+
+// token returns a copy of b cut from a shared chunk (only appended to:
+// a copy stays valid as long as a record holds it).
+func (t *Tracker) token(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	if cap(t.tokens)-len(t.tokens) < len(b) {
+		t.tokens = make([]byte, 0, 4096)
+	}
+	start := len(t.tokens)
+	t.tokens = append(t.tokens, b...)
+	return t.tokens[start:len(t.tokens):len(t.tokens)]
+}
+
+func newTokKey(p pair, tok []byte) tokKey {
+	k := tokKey{pair: p, n: uint8(min(len(tok), 8))}
+	copy(k.tok[:], tok)
+	return k
+}
+
+func sameToken(k *tokKey, tok []byte) bool {
+	return int(k.n) == len(tok) && string(k.tok[:k.n]) == string(tok)
+}
+
+// captureTime turns capture time in Unix ns back into a time.Time; 0 (a
+// packet without timestamp) is the zero time.
+func captureTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// interner shares the strings of repeated URIs; bounded (cleared when
+// full).
+type interner struct{ m map[string]string }
+
+const maxInterned = 1 << 16
+
+func (in *interner) of(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := in.m[string(b)]; ok {
+		return s
+	}
+	if len(in.m) >= maxInterned {
+		clear(in.m)
+	}
+	s := string(b)
+	in.m[s] = s
+	return s
+}
+
+func (in *interner) get(b []byte, ok bool) string {
+	if !ok {
+		return ""
+	}
+	return in.of(b)
+}
