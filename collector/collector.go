@@ -470,7 +470,10 @@ func (h *handler) record(rec ipfix.Record) error {
 	r.Received = h.now
 	if mqtt {
 		h.mqtt++
-		h.c.ids.observe(r)
+		if r.ApplicationProtocol != flow.AppCoAP {
+			// MQTT sessions only: a CoAP flow has no client id to learn or fill.
+			h.c.ids.observe(r)
+		}
 		if h.c.cfg.Flows != nil {
 			h.c.cfg.Flows(r)
 		}

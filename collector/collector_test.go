@@ -92,7 +92,7 @@ func records(n int) []flow.Record {
 	for i := range out {
 		out[i] = flow.Record{
 			FlowID: uint64(i + 1), SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
-			SrcPort: uint16(40000 + i), DstPort: 1883, Protocol: 6, Start: start.Add(time.Duration(i) * time.Millisecond),
+			SrcPort: uint16(40000 + i), DstPort: 1883, Protocol: 6, ApplicationProtocol: flow.AppMQTT, Start: start.Add(time.Duration(i) * time.Millisecond),
 			End: start.Add(time.Duration(i)*time.Millisecond + 300*time.Microsecond), Packets: 4, Octets: 80,
 			EndReason: flow.EndOfFlow, ControlType: flow.Publish, ProtocolVersion: 5, QoS: 2, PacketID: uint16(i),
 			HasReasonCode: true, Topic: "plant/sensor/temperature", SrcClientID: "sensor", DstClientID: flow.BrokerClientID,

@@ -8,8 +8,10 @@ import (
 
 // IPFIX template ids of the probe's flow records.
 const (
-	TemplateIPv4 uint16 = 256
-	TemplateIPv6 uint16 = 257
+	TemplateIPv4     uint16 = 256
+	TemplateIPv6     uint16 = 257
+	TemplateCoAPIPv4 uint16 = 258
+	TemplateCoAPIPv6 uint16 = 259
 )
 
 // ReasonCodeAbsent is sent as mqttReasonCode when the flow has no
@@ -92,6 +94,8 @@ type Encoder struct {
 	pen        uint32
 	tmpl4      *ipfix.Template
 	tmpl6      *ipfix.Template
+	coap4      *ipfix.Template
+	coap6      *ipfix.Template
 	enc        *ipfix.RecordEncoder
 	corrBuf    []byte
 	registered bool
@@ -109,39 +113,37 @@ func NewEncoder(pen uint32) (*Encoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flow: IPv6 template: %w", err)
 	}
-	return &Encoder{pen: pen, tmpl4: t4, tmpl6: t6, enc: ipfix.NewRecordEncoder(t4)}, nil
+	c4, err := ipfix.NewTemplate(reg, TemplateCoAPIPv4, coapTemplateSpecs(pen, false)...)
+	if err != nil {
+		return nil, fmt.Errorf("flow: CoAP IPv4 template: %w", err)
+	}
+	c6, err := ipfix.NewTemplate(reg, TemplateCoAPIPv6, coapTemplateSpecs(pen, true)...)
+	if err != nil {
+		return nil, fmt.Errorf("flow: CoAP IPv6 template: %w", err)
+	}
+	return &Encoder{pen: pen, tmpl4: t4, tmpl6: t6, coap4: c4, coap6: c6, enc: ipfix.NewRecordEncoder(t4)}, nil
 }
 
-// Templates returns the IPv4 and IPv6 flow templates.
-func (e *Encoder) Templates() []*ipfix.Template { return []*ipfix.Template{e.tmpl4, e.tmpl6} }
+// Templates returns the flow templates: MQTT IPv4 and IPv6, CoAP IPv4 and
+// IPv6.
+func (e *Encoder) Templates() []*ipfix.Template {
+	return []*ipfix.Template{e.tmpl4, e.tmpl6, e.coap4, e.coap6}
+}
 
 // Encode returns the template and the data record for r. The record bytes
 // are valid until the next call.
 func (e *Encoder) Encode(r *Record) (*ipfix.Template, []byte, error) {
-	t := e.tmpl4
 	v6 := r.SrcAddr.Is6() && !r.SrcAddr.Is4In6()
+	if r.ApplicationProtocol == AppCoAP {
+		return e.encodeCoAP(r, v6)
+	}
+	t := e.tmpl4
 	if v6 {
 		t = e.tmpl6
 	}
 	enc := e.enc
 	enc.Reset(t)
-	enc.PutUint(r.FlowID)
-	if v6 {
-		enc.PutIP(r.SrcAddr)
-		enc.PutIP(r.DstAddr)
-	} else {
-		enc.PutIP(r.SrcAddr.Unmap())
-		enc.PutIP(r.DstAddr.Unmap())
-	}
-	enc.PutUint(uint64(r.SrcPort))
-	enc.PutUint(uint64(r.DstPort))
-	enc.PutUint(uint64(r.Protocol))
-	enc.PutTime(r.Start)
-	enc.PutTime(r.End)
-	enc.PutUint(uint64(max(0, r.Duration().Microseconds())))
-	enc.PutUint(r.Packets)
-	enc.PutUint(r.Octets)
-	enc.PutUint(uint64(r.EndReason))
+	e.putCommon(r, v6)
 	enc.PutUint(uint64(r.ControlType))
 	enc.PutUint(uint64(r.QoS))
 	enc.PutUint(uint64(r.PacketID))
@@ -166,6 +168,111 @@ func (e *Encoder) Encode(r *Record) (*ipfix.Template, []byte, error) {
 	enc.PutStringList(ipfix.SemanticOrdered, e.pen, ipfix.MQTTTopicFilter, r.TopicFilters)
 	enc.PutUint(uint64(r.IdentitySource.Wire()))
 	enc.PutUint(uint64(r.Anomalies))
+	b, err := enc.Bytes()
+	return t, b, err
+}
+
+// putCommon encodes the fields every template starts with.
+func (e *Encoder) putCommon(r *Record, v6 bool) {
+	enc := e.enc
+	enc.PutUint(r.FlowID)
+	if v6 {
+		enc.PutIP(r.SrcAddr)
+		enc.PutIP(r.DstAddr)
+	} else {
+		enc.PutIP(r.SrcAddr.Unmap())
+		enc.PutIP(r.DstAddr.Unmap())
+	}
+	enc.PutUint(uint64(r.SrcPort))
+	enc.PutUint(uint64(r.DstPort))
+	enc.PutUint(uint64(r.Protocol))
+	enc.PutTime(r.Start)
+	enc.PutTime(r.End)
+	enc.PutUint(uint64(max(0, r.Duration().Microseconds())))
+	enc.PutUint(r.Packets)
+	enc.PutUint(r.Octets)
+	enc.PutUint(uint64(r.EndReason))
+}
+
+// commonSpecs are the fields every template starts with.
+func commonSpecs(v6 bool) []ipfix.FieldSpec {
+	src, dst, alen := uint16(ieSourceIPv4Address), uint16(ieDestinationIPv4Address), uint16(4)
+	if v6 {
+		src, dst, alen = ieSourceIPv6Address, ieDestinationIPv6Address, 16
+	}
+	return []ipfix.FieldSpec{
+		{ID: ieFlowID, Length: 8},
+		{ID: src, Length: alen},
+		{ID: dst, Length: alen},
+		{ID: ieSourceTransportPort, Length: 2},
+		{ID: ieDestinationTransportPort, Length: 2},
+		{ID: ieProtocolIdentifier, Length: 1},
+		{ID: ieFlowStartNanoseconds, Length: 8},
+		{ID: ieFlowEndNanoseconds, Length: 8},
+		{ID: ieFlowDurationMicroseconds, Length: 4},
+		{ID: iePacketDeltaCount, Length: 8},
+		{ID: ieOctetDeltaCount, Length: 8},
+		{ID: ieFlowEndReason, Length: 1},
+	}
+}
+
+// coapTemplateSpecs lists the fields of the CoAP flow template, in order.
+func coapTemplateSpecs(pen uint32, v6 bool) []ipfix.FieldSpec {
+	v := ipfix.VarLen
+	return append(commonSpecs(v6),
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPType, Length: 1},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPCode, Length: 1},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPMessageID, Length: 2},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPMethod, Length: 1},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPContentFormat, Length: 4},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPResponseCode, Length: 1},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPObserve, Length: 4},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPBlock, Length: 4},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPBlockOption, Length: 1},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPRetransmissions, Length: 4},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPPayloadLength, Length: 4},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPToken, Length: v},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPURIHost, Length: v},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPURIPath, Length: v},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPURIQuery, Length: v},
+	)
+}
+
+func (e *Encoder) encodeCoAP(r *Record, v6 bool) (*ipfix.Template, []byte, error) {
+	t := e.coap4
+	if v6 {
+		t = e.coap6
+	}
+	enc := e.enc
+	enc.Reset(t)
+	e.putCommon(r, v6)
+	c := r.CoAP
+	if c == nil {
+		c = &CoAP{}
+	}
+	enc.PutUint(uint64(c.Type))
+	enc.PutUint(uint64(c.Code))
+	enc.PutUint(uint64(c.MessageID))
+	enc.PutUint(uint64(c.Method))
+	if c.HasContentFormat {
+		enc.PutUint(uint64(c.ContentFormat))
+	} else {
+		enc.PutUint(uint64(ipfix.CoAPAbsent32))
+	}
+	enc.PutUint(uint64(c.ResponseCode))
+	if c.HasObserve {
+		enc.PutUint(uint64(c.Observe))
+	} else {
+		enc.PutUint(uint64(ipfix.CoAPAbsent32))
+	}
+	enc.PutUint(uint64(c.Block))
+	enc.PutUint(uint64(c.BlockOption))
+	enc.PutUint(uint64(c.Retransmissions))
+	enc.PutUint(uint64(c.PayloadLength))
+	enc.PutBytes(c.Token)
+	enc.PutString(c.URIHost)
+	enc.PutString(c.URIPath)
+	enc.PutString(c.URIQuery)
 	b, err := enc.Bytes()
 	return t, b, err
 }

@@ -74,11 +74,36 @@ const (
 	useSystemInit
 	useIdentitySource
 	useAnomalies
+	useCoAPType
+	useCoAPCode
+	useCoAPMID
+	useCoAPToken
+	useCoAPMethod
+	useCoAPHost
+	useCoAPPath
+	useCoAPQuery
+	useCoAPFormat
+	useCoAPResponse
+	useCoAPObserve
+	useCoAPBlock
+	useCoAPBlockOption
+	useCoAPRetrans
+	useCoAPPayload
 )
 
 type plan struct {
 	uses []fieldUse
 	mqtt bool // the template carries at least one MQTT element
+	coap bool // the template carries at least one CoAP element
+}
+
+var coapUse = map[uint16]fieldUse{
+	ipfix.CoAPType: useCoAPType, ipfix.CoAPCode: useCoAPCode, ipfix.CoAPMessageID: useCoAPMID,
+	ipfix.CoAPToken: useCoAPToken, ipfix.CoAPMethod: useCoAPMethod, ipfix.CoAPURIHost: useCoAPHost,
+	ipfix.CoAPURIPath: useCoAPPath, ipfix.CoAPURIQuery: useCoAPQuery, ipfix.CoAPContentFormat: useCoAPFormat,
+	ipfix.CoAPResponseCode: useCoAPResponse, ipfix.CoAPObserve: useCoAPObserve, ipfix.CoAPBlock: useCoAPBlock,
+	ipfix.CoAPBlockOption: useCoAPBlockOption, ipfix.CoAPRetransmissions: useCoAPRetrans,
+	ipfix.CoAPPayloadLength: useCoAPPayload,
 }
 
 var ianaUse = map[uint16]fieldUse{
@@ -128,6 +153,9 @@ func (d *Decoder) planFor(t *ipfix.Template) *plan {
 			if u, ok := mqttUse[f.ID]; ok {
 				p.uses[i] = u
 				p.mqtt = true
+			} else if u, ok := coapUse[f.ID]; ok {
+				p.uses[i] = u
+				p.coap = true
 			}
 		}
 	}
@@ -135,9 +163,10 @@ func (d *Decoder) planFor(t *ipfix.Template) *plan {
 	return p
 }
 
-// IsMQTT reports whether records of t carry MQTT elements (a probe's
-// flow) rather than only standard flow fields (a third-party exporter's).
-func (d *Decoder) IsMQTT(t *ipfix.Template) bool { return d.planFor(t).mqtt }
+// IsMQTT reports whether records of t carry MQTT or CoAP elements (a
+// probe's flow) rather than only standard flow fields (a third-party
+// exporter's).
+func (d *Decoder) IsMQTT(t *ipfix.Template) bool { p := d.planFor(t); return p.mqtt || p.coap }
 
 // Decode fills r from rec. It returns true only for a valid MQTT flow:
 // false when the record carries no MQTT element (not an MQTT flow; r is
@@ -234,16 +263,16 @@ func Validate(r *Record, mqtt bool) InvalidReason {
 		return InvalidNoSource
 	case !r.DstAddr.IsValid():
 		return InvalidNoDestination
-	case mqtt && r.ControlType > Auth,
-		mqtt && r.ControlType < Connect && !r.Anomalies.Has(AnomalyUnassignedMsgType):
+	case mqtt && r.ApplicationProtocol != AppCoAP && r.ControlType > Auth,
+		mqtt && r.ApplicationProtocol != AppCoAP && r.ControlType < Connect && !r.Anomalies.Has(AnomalyUnassignedMsgType):
 		return InvalidControlType
 	}
 	return ValidRecord
 }
 
 // DecodeRecord fills r from rec and validates it (see Validate). It
-// returns whether the record is an MQTT flow (its template carries MQTT
-// elements) and, if it is not a valid flow, an *InvalidRecordError
+// returns whether the record is a probe's flow (its template carries MQTT
+// elements, or CoAP elements: r.ApplicationProtocol says which) and, if it is not a valid flow, an *InvalidRecordError
 // wrapping ErrInvalidRecord: never store such an r. Strings and slices in
 // r are copies; sysInit is as for DecodeSince.
 func (d *Decoder) DecodeRecord(rec ipfix.Record, r *Record, sysInit time.Time) (mqtt bool, err error) {
@@ -261,6 +290,11 @@ func (d *Decoder) decode(rec ipfix.Record, r *Record, sysInit time.Time) bool {
 	corrText := []byte(nil)
 	hasCorrRaw, hasCorrSource, hasReason := false, false, false
 	var upStart, upEnd int64 = -1, -1
+	var c *CoAP
+	if p.coap {
+		c = &CoAP{}
+		r.CoAP = c
+	}
 	for i, use := range p.uses {
 		if use == useNone {
 			continue
@@ -345,6 +379,10 @@ func (d *Decoder) decode(rec ipfix.Record, r *Record, sysInit time.Time) bool {
 			r.Anomalies = Anomaly(v.Uint())
 		case useSystemInit:
 			sysInit = time.UnixMilli(int64(v.Uint())).UTC()
+		default:
+			if c != nil {
+				decodeCoAP(c, use, v)
+			}
 		}
 	}
 	r.HasReasonCode = hasReason
@@ -369,11 +407,63 @@ func (d *Decoder) decode(rec ipfix.Record, r *Record, sysInit time.Time) bool {
 	if r.Start.IsZero() && !r.End.IsZero() && durMicro >= 0 {
 		r.Start = r.End.Add(-time.Duration(durMicro) * time.Microsecond)
 	}
-	if r.Protocol == 0 && p.mqtt {
-		r.Protocol = 6
+	switch {
+	case p.coap:
+		r.ApplicationProtocol = AppCoAP
+		if r.Protocol == 0 {
+			r.Protocol = 17
+		}
+	case p.mqtt:
+		r.ApplicationProtocol = AppMQTT
+		if r.Protocol == 0 {
+			r.Protocol = 6
+		}
 	}
 	r.ObservationDomain = rec.Header.ObservationDomainID
-	return p.mqtt
+	return p.mqtt || p.coap
+}
+
+func decodeCoAP(c *CoAP, use fieldUse, v ipfix.Value) {
+	switch use {
+	case useCoAPType:
+		c.Type = uint8(v.Uint() & 3)
+	case useCoAPCode:
+		c.Code = uint8(v.Uint())
+	case useCoAPMID:
+		c.MessageID = uint16(v.Uint())
+	case useCoAPToken:
+		if len(v.Raw) > 0 {
+			c.Token = append([]byte(nil), v.Raw...)
+		}
+	case useCoAPMethod:
+		c.Method = uint8(v.Uint())
+	case useCoAPHost:
+		c.URIHost = v.String()
+	case useCoAPPath:
+		c.URIPath = v.String()
+	case useCoAPQuery:
+		c.URIQuery = v.String()
+	case useCoAPFormat:
+		if x := v.Uint(); x != uint64(ipfix.CoAPAbsent32) && x <= 0xffff {
+			c.ContentFormat, c.HasContentFormat = uint16(x), true
+		}
+	case useCoAPResponse:
+		c.ResponseCode = uint8(v.Uint())
+	case useCoAPObserve:
+		if x := v.Uint(); x != uint64(ipfix.CoAPAbsent32) {
+			c.Observe, c.HasObserve = uint32(x), true
+		}
+	case useCoAPBlock:
+		c.Block = uint32(v.Uint())
+	case useCoAPBlockOption:
+		if x := v.Uint(); x <= uint64(Block2) {
+			c.BlockOption = uint8(x)
+		}
+	case useCoAPRetrans:
+		c.Retransmissions = uint32(v.Uint())
+	case useCoAPPayload:
+		c.PayloadLength = uint32(v.Uint())
+	}
 }
 
 // SystemInit returns the systemInitTimeMilliseconds of an options (or

@@ -76,6 +76,9 @@ func TestIPFIXRoundTrip(t *testing.T) {
 		for i := range in {
 			want := in[i]
 			want.ObservationDomain = 9
+			if want.ApplicationProtocol == AppUnknown {
+				want.ApplicationProtocol = AppMQTT // an MQTT template
+			}
 			require.True(t, want.Start.Equal(out[i].Start))
 			require.True(t, want.End.Equal(out[i].End))
 			out[i].Start, out[i].End = want.Start, want.End

@@ -52,6 +52,10 @@ func (r *Registry) Lookup(pen uint32, id uint16) (InfoElement, bool) {
 			e.PEN = pen
 			return e, true
 		}
+		if e, ok := lookupCoAP(id); ok {
+			e.PEN = pen
+			return e, true
+		}
 	}
 	return InfoElement{}, false
 }
@@ -79,12 +83,18 @@ func (r *Registry) ByName(name string) (InfoElement, bool) {
 			return e, true
 		}
 	}
+	for _, e := range coapElements {
+		if e.Name == name {
+			e.PEN = r.MQTTPEN()
+			return e, true
+		}
+	}
 	return InfoElement{}, false
 }
 
 // Elements returns a copy of every known element (IANA, then MQTT).
 func (r *Registry) Elements() []InfoElement {
-	out := make([]InfoElement, 0, len(ianaElements)+len(mqttElements))
+	out := make([]InfoElement, 0, len(ianaElements)+len(mqttElements)+len(coapElements))
 	for _, e := range ianaElements {
 		if e.Name != "" {
 			out = append(out, e)
@@ -95,6 +105,10 @@ func (r *Registry) Elements() []InfoElement {
 			e.PEN = r.MQTTPEN()
 			out = append(out, e)
 		}
+	}
+	for _, e := range coapElements {
+		e.PEN = r.MQTTPEN()
+		out = append(out, e)
 	}
 	return out
 }

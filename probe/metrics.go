@@ -1,9 +1,11 @@
 package probe
 
 import (
+	"github.com/mission-ids/mission/coapparse"
 	"github.com/mission-ids/mission/flow"
 	"github.com/mission-ids/mission/internal/metrics"
 	"github.com/mission-ids/mission/mqttparse"
+	"github.com/mission-ids/mission/probe/coaptrack"
 )
 
 // Metrics emits the probe's counters (a metrics.Func).
@@ -25,6 +27,32 @@ func (p *Probe) Metrics(e metrics.Emitter) {
 	c("frames_skipped_total", "Frames not used, by reason.", s.TLSPackets, "reason", "mqtt_tls")
 	c("frames_skipped_total", "Frames not used, by reason.", s.OtherTCP, "reason", "other_port")
 	c("mqtt_segments_total", "TCP segments on the MQTT ports.", s.MQTTSegments)
+	c("frames_skipped_total", "Frames not used, by reason.", s.DTLSPackets, "reason", "coap_dtls")
+	c("frames_skipped_total", "Frames not used, by reason.", s.OtherUDP, "reason", "other_udp_port")
+	c("coap_datagrams_total", "UDP datagrams on the CoAP ports.", s.CoAPDatagrams)
+	k := s.CoAP
+	for typ, v := range k.Messages {
+		c("coap_messages_total", "CoAP messages decoded, by type.", v, "type", coapparse.Type(typ).String())
+	}
+	c("coap_parse_errors_total", "CoAP datagrams that are not CoAP messages, and messages that broke a rule.", k.Malformed, "kind", "malformed")
+	c("coap_parse_errors_total", "CoAP datagrams that are not CoAP messages, and messages that broke a rule.", k.Violations, "kind", "violation")
+	c("coap_retransmissions_total", "Repeated CON/NON messages that joined their flow.", k.Retransmissions)
+	c("coap_duplicates_total", "Copies of messages of exchanges that had ended.", k.Duplicates)
+	c("coap_unmatched_total", "ACK, RST or responses with no exchange or observation to join.", k.Unmatched)
+	c("coap_ignored_total", "Messages that start nothing (NON Empty, reserved codes).", k.Ignored)
+	c("coap_superseded_total", "Open exchanges ended by a new request with their token.", k.Superseded)
+	c("coap_evicted_total", "Exchanges and observations dropped by a table bound, by table.", k.Evicted, "table", "open")
+	c("coap_evicted_total", "Exchanges and observations dropped by a table bound, by table.", k.LingerEvicted, "table", "ended")
+	c("coap_evicted_total", "Exchanges and observations dropped by a table bound, by table.", k.ObservationsEvicted, "table", "observations")
+	for kind, v := range k.Flows {
+		c("coap_flows_total", "CoAP flows emitted, by kind.", v, "kind", coaptrack.KindName(kind))
+	}
+	for reason := 1; reason < len(k.FlowsByEnd); reason++ {
+		c("coap_flows_ended_total", "CoAP flows emitted, by flowEndReason.", k.FlowsByEnd[reason], "reason", flow.EndReason(reason).String())
+	}
+	g("coap_open_exchanges", "Open CoAP exchanges now.", k.Open)
+	g("coap_ended_exchanges", "Ended CoAP exchanges kept to recognise late copies now.", k.Lingering)
+	g("coap_observations", "CoAP Observe registrations known now.", k.Observations)
 
 	r := s.Reassembly
 	c("tcp_gaps_total", "Holes in TCP streams (lost segments).", r.Gaps)

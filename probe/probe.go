@@ -46,9 +46,9 @@ import (
 
 // Config configures a probe. Zero values take the defaults.
 type Config struct {
-	Interface   string // live capture on this interface
-	ReadFile    string // or read this pcap/pcapng file
-	Filter      string // tcpdump-syntax filter, ANDed with nothing: the user's expression
+	Interface string // live capture on this interface
+	ReadFile  string // or read this pcap/pcapng file
+	Filter    string // tcpdump-syntax filter, ANDed with nothing: the user's expression
 	// Protocols are the application protocols dissected (protocols.go):
 	// "mqtt", "coap"; default both.
 	Protocols   []string
@@ -169,12 +169,12 @@ type Probe struct {
 	trackers []app.Tracker // every protocol's, AdvanceAt and FlushAll in this order
 	udpOn    bool          // a UDP protocol is on: decode UDP too
 	dgram    app.Datagram
-	queue    chan []flow.Record // batches of flows
-	free     chan []flow.Record // emptied batches, back to the capture
-	pending  []flow.Record      // the batch being filled by the capture
-	due      int64              // capture time (Unix ns) by which pending is handed over
-	now      int64              // capture time (Unix ns) of the current packet
-	depth    atomic.Int64       // flows in the queue
+	queue    chan []flow.Record    // batches of flows
+	free     chan []flow.Record    // emptied batches, back to the capture
+	pending  []flow.Record         // the batch being filled by the capture
+	due      int64                 // capture time (Unix ns) by which pending is handed over
+	now      int64                 // capture time (Unix ns) of the current packet
+	depth    atomic.Int64          // flows in the queue
 	asm      *reassembly.Assembler // nil without a TCP protocol
 	tr       *tracker.Tracker      // MQTT; nil when off
 	coap     *coaptrack.Tracker    // nil when off
@@ -255,7 +255,6 @@ func New(cfg Config, exp Exporter) (*Probe, error) {
 	}
 	return p, nil
 }
-
 
 func (p *Probe) filterFor(lt capture.LinkType) (*bpf.Program, error) {
 	if f, ok := p.filters[lt]; ok {

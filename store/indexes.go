@@ -23,6 +23,13 @@ var indexedFields = []string{
 	"mqttTopic",
 }
 
+// compoundIndexes get one index each: CoAP flows share the collection
+// with MQTT flows, told apart by applicationProtocol; per-resource views
+// select by protocol and path.
+var compoundIndexes = []bson.D{
+	{{Key: "applicationProtocol", Value: 1}, {Key: "coapUriPath", Value: 1}},
+}
+
 // ttlIndexName names the retention index so it can be found and changed.
 const ttlIndexName = "collectorReceiveTime_ttl"
 
@@ -34,6 +41,11 @@ func ensureIndexes(ctx context.Context, coll *mongo.Collection, retention time.D
 	for _, f := range indexedFields {
 		if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: f, Value: 1}}}); err != nil {
 			return fmt.Errorf("store: create index on %s in %s.%s: %w", f, coll.Database().Name(), coll.Name(), err)
+		}
+	}
+	for _, keys := range compoundIndexes {
+		if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys}); err != nil {
+			return fmt.Errorf("store: create index on %v in %s.%s: %w", keys, coll.Database().Name(), coll.Name(), err)
 		}
 	}
 	existing, err := ttlIndex(ctx, coll)

@@ -130,6 +130,11 @@ type Query struct {
 	// narrows the search, the nanosecond twin flowStartNs decides).
 	// Documents without the twin (the original prototype's) match no range.
 	From, To time.Time
+	// Protocol, when set ("mqtt", "coap"), selects the flows of that
+	// application protocol (applicationProtocol). "mqtt" also selects MQTT
+	// documents written before the field existed (they have mqttControlType
+	// and no applicationProtocol).
+	Protocol string
 	// Limit is the most documents Find and Records return; 0 is all.
 	// Count and CountBy ignore it.
 	Limit int64
@@ -149,6 +154,24 @@ func ParseFilter(s string) (bson.D, error) {
 // to whole milliseconds (BSON dates stop there), and exactly on the
 // nanosecond twin.
 func (q *Query) filter() bson.D {
+	if q.Protocol != "" {
+		inner := *q
+		inner.Protocol = ""
+		var sel bson.D
+		if q.Protocol == "mqtt" {
+			sel = bson.D{{Key: "$or", Value: bson.A{
+				bson.D{{Key: "applicationProtocol", Value: "mqtt"}},
+				bson.D{{Key: "applicationProtocol", Value: bson.D{{Key: "$exists", Value: false}}}, {Key: "mqttControlType", Value: bson.D{{Key: "$gt", Value: 0}}}},
+			}}}
+		} else {
+			sel = bson.D{{Key: "applicationProtocol", Value: q.Protocol}}
+		}
+		rest := inner.filter()
+		if len(rest) == 0 {
+			return sel
+		}
+		return bson.D{{Key: "$and", Value: bson.A{sel, rest}}}
+	}
 	date, ns := bson.D{}, bson.D{}
 	if !q.From.IsZero() {
 		date = append(date, bson.E{Key: "$gte", Value: q.From.Truncate(time.Millisecond)})

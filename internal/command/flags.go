@@ -25,6 +25,8 @@ const (
 	flagProtocol          = "protocol"
 	flagMQTTPorts         = "mqtt-ports"
 	flagTLSPorts          = "tls-ports"
+	flagCoAPPorts         = "coap-ports"
+	flagCoAPSPorts        = "coaps-ports"
 	flagPromiscuous       = "promiscuous"
 	flagIdleTimeout       = "idle-timeout"
 	flagConnectionTimeout = "connection-timeout"
@@ -137,9 +139,11 @@ func captureFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagInterface, Aliases: []string{"i"}, EnvVars: []string{"INTERFACE"}, Usage: "capture live on this interface (needs CAP_NET_RAW)"},
 		&cli.StringFlag{Name: flagRead, Aliases: []string{"r"}, EnvVars: []string{"READ_FILE"}, Usage: "read a pcap or pcapng file instead of capturing"},
 		&cli.StringFlag{Name: flagFilter, Aliases: []string{"f"}, EnvVars: []string{"FILTER"}, Usage: "tcpdump-syntax capture filter (applied in the kernel when live)"},
-		&cli.StringFlag{Name: flagProtocol, Value: "mqtt", EnvVars: []string{"PROTOCOL"}, Usage: "application protocol to dissect (only mqtt)"},
+		&cli.StringFlag{Name: flagProtocol, Value: "mqtt,coap", EnvVars: []string{"PROTOCOL"}, Usage: "comma-separated application protocols to dissect (mqtt, coap)"},
 		&cli.StringFlag{Name: flagMQTTPorts, Value: "1883", EnvVars: []string{"MQTT_PORTS"}, Usage: "comma-separated TCP ports carrying MQTT"},
 		&cli.StringFlag{Name: flagTLSPorts, Value: "8883", EnvVars: []string{"TLS_PORTS"}, Usage: "comma-separated ports of MQTT over TLS (counted, not decoded)"},
+		&cli.StringFlag{Name: flagCoAPPorts, Value: "5683", EnvVars: []string{"COAP_PORTS"}, Usage: "comma-separated UDP ports carrying CoAP"},
+		&cli.StringFlag{Name: flagCoAPSPorts, Value: "5684", EnvVars: []string{"COAPS_PORTS"}, Usage: "comma-separated UDP ports of CoAP over DTLS (counted, not decoded)"},
 		&cli.BoolFlag{Name: flagPromiscuous, EnvVars: []string{"PROMISCUOUS"}, Usage: "put the interface in promiscuous mode (needs CAP_NET_ADMIN)"},
 		&cli.DurationFlag{Name: flagIdleTimeout, Value: defaultIdleTimeout, EnvVars: []string{"IDLE_TIMEOUT"}, Usage: "end an unfinished MQTT transaction after this long without packets"},
 		&cli.DurationFlag{Name: flagConnectionTimeout, Value: defaultConnTimeout, EnvVars: []string{"CONNECTION_TIMEOUT"}, Usage: "forget a TCP connection after this long without packets"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/mission-ids/mission/internal/metrics"
 	"github.com/mission-ids/mission/probe"
 	"github.com/mission-ids/mission/probe/capture"
+	"github.com/mission-ids/mission/probe/coaptrack"
 	"github.com/mission-ids/mission/probe/reassembly"
 	"github.com/mission-ids/mission/probe/tracker"
 )
@@ -49,8 +51,27 @@ func probeCommand() *cli.Command {
 
 // probeConfig builds the capture side of a probe from the flags.
 func probeConfig(c *cli.Context, log zerolog.Logger) (probe.Config, error) {
-	if p := strings.ToLower(c.String(flagProtocol)); p != "mqtt" {
-		return probe.Config{}, fmt.Errorf("--%s %q: only mqtt is supported", flagProtocol, p)
+	var protocols []string
+	for _, p := range strings.Split(c.String(flagProtocol), ",") {
+		p = strings.ToLower(strings.TrimSpace(p))
+		if p == "" {
+			continue
+		}
+		if !slices.Contains(probe.DefaultProtocols(), p) {
+			return probe.Config{}, fmt.Errorf("--%s %q: %w (known: %s)", flagProtocol, p, probe.ErrUnknownProtocol, strings.Join(probe.DefaultProtocols(), ", "))
+		}
+		protocols = append(protocols, p)
+	}
+	coapPorts, err := parsePorts(c.String(flagCoAPPorts))
+	if err != nil {
+		return probe.Config{}, fmt.Errorf("--%s: %w", flagCoAPPorts, err)
+	}
+	coapsPorts, err := parsePorts(c.String(flagCoAPSPorts))
+	if err != nil {
+		return probe.Config{}, fmt.Errorf("--%s: %w", flagCoAPSPorts, err)
+	}
+	if coapsPorts == nil {
+		coapsPorts = []uint16{}
 	}
 	mqttPorts, err := parsePorts(c.String(flagMQTTPorts))
 	if err != nil {
@@ -69,6 +90,9 @@ func probeConfig(c *cli.Context, log zerolog.Logger) (probe.Config, error) {
 		Filter:        c.String(flagFilter),
 		MQTTPorts:     mqttPorts,
 		TLSPorts:      tlsPorts,
+		Protocols:     protocols,
+		CoAPPorts:     coapPorts,
+		CoAPSPorts:    coapsPorts,
 		Promiscuous:   c.Bool(flagPromiscuous),
 		QueueSize:     c.Int(flagQueueSize),
 		FlushInterval: c.Duration(flagFlushInterval),
@@ -80,6 +104,7 @@ func probeConfig(c *cli.Context, log zerolog.Logger) (probe.Config, error) {
 			MaxBufferedAll: c.Int(flagMaxBuffer),
 			IdleTimeout:    c.Duration(flagConnectionTimeout),
 		},
+		CoAP: coaptrack.Config{IdleTimeout: c.Duration(flagIdleTimeout), MaxExchanges: c.Int(flagMaxTransactions)},
 		Tracker: tracker.Config{
 			IdleTimeout:     c.Duration(flagIdleTimeout),
 			MaxTransactions: c.Int(flagMaxTransactions),

@@ -2,6 +2,7 @@ package command
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/mission-ids/mission/store"
 )
+
+var errUnknownProtocol = errors.New("unknown application protocol")
 
 func queryCommand() *cli.Command {
 	return &cli.Command{
@@ -19,13 +22,19 @@ func queryCommand() *cli.Command {
 			&cli.IntFlag{Name: "limit", Value: 20, Usage: "most documents printed (0: all)"},
 			&cli.BoolFlag{Name: "count", Usage: "print only the number of matching documents"},
 			&cli.StringFlag{Name: "count-by", Usage: "print the number of matching documents per value of this field"},
+			&cli.StringFlag{Name: "protocol", Usage: "only flows of this application protocol (mqtt, coap)"},
 		}),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
 				return err
 			}
-			q := store.Query{Limit: int64(c.Int("limit"))}
+			q := store.Query{Limit: int64(c.Int("limit")), Protocol: c.String("protocol")}
+			switch q.Protocol {
+			case "", "mqtt", "coap":
+			default:
+				return fmt.Errorf("--protocol %q: %w (mqtt or coap)", q.Protocol, errUnknownProtocol)
+			}
 			q.From, q.To = timeRange(c)
 			if c.NArg() > 0 {
 				if q.Filter, err = store.ParseFilter(c.Args().First()); err != nil {
