@@ -1,0 +1,135 @@
+package coaptrack
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mission-ids/mission/coapparse"
+	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/probe/app"
+)
+
+var (
+	client = netip.MustParseAddrPort("10.0.0.5:40000")
+	server = netip.MustParseAddrPort("10.0.0.1:5683")
+)
+
+func msg(t *testing.T, typ coapparse.Type, code coapparse.Code, mid uint16, token string, path string) []byte {
+	t.Helper()
+	var m coapparse.Message
+	m.Reset()
+	m.Type, m.Code, m.MessageID, m.Token = typ, code, mid, []byte(token)
+	if path != "" {
+		require.NoError(t, m.AddURIPath(path))
+	}
+	b, err := coapparse.AppendMessage(nil, &m)
+	require.NoError(t, err)
+	return b
+}
+
+type collect struct{ flows []flow.Record }
+
+func (c *collect) Flow(r *flow.Record) {
+	cp := *r
+	if r.CoAP != nil {
+		co := *r.CoAP
+		cp.CoAP = &co
+	}
+	c.flows = append(c.flows, cp)
+}
+
+// TestExchanges: the request/response shapes of RFC 7252 each make one
+// flow with the right end reason, response code and retransmission count.
+func TestExchanges(t *testing.T) {
+	type dgram struct {
+		fromClient bool
+		b          []byte
+	}
+	tests := []struct {
+		name     string
+		dgrams   func(t *testing.T) []dgram
+		code     string // response code of the flow ("" none)
+		retrans  uint32
+		end      flow.EndReason
+		withResp bool
+	}{
+		{"piggybacked", func(t *testing.T) []dgram {
+			return []dgram{{true, msg(t, coapparse.Confirmable, coapparse.GET, 1, "a1", "/s/t")}, {false, msg(t, coapparse.Acknowledgement, coapparse.Content, 1, "a1", "")}}
+		}, "2.05", 0, flow.EndOfFlow, true},
+		{"separate response", func(t *testing.T) []dgram {
+			return []dgram{
+				{true, msg(t, coapparse.Confirmable, coapparse.GET, 2, "b2", "/slow")},
+				{false, msg(t, coapparse.Acknowledgement, 0, 2, "", "")}, // empty ACK
+				{false, msg(t, coapparse.Confirmable, coapparse.Content, 900, "b2", "")},
+				{true, msg(t, coapparse.Acknowledgement, 0, 900, "", "")},
+			}
+		}, "2.05", 0, flow.EndOfFlow, true},
+		{"retransmitted CON", func(t *testing.T) []dgram {
+			req := msg(t, coapparse.Confirmable, coapparse.PUT, 3, "c3", "/a")
+			return []dgram{{true, req}, {true, req}, {true, req}, {false, msg(t, coapparse.Acknowledgement, coapparse.Changed, 3, "c3", "")}}
+		}, "2.04", 2, flow.EndOfFlow, true},
+		{"not found", func(t *testing.T) []dgram {
+			return []dgram{{true, msg(t, coapparse.Confirmable, coapparse.GET, 4, "d4", "/nope")}, {false, msg(t, coapparse.Acknowledgement, coapparse.NotFound, 4, "d4", "")}}
+		}, "4.04", 0, flow.EndOfFlow, true},
+		{"unanswered NON ends idle", func(t *testing.T) []dgram {
+			return []dgram{{true, msg(t, coapparse.NonConfirmable, coapparse.POST, 5, "e5", "/r")}}
+		}, "", 0, flow.EndIdleTimeout, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := &collect{}
+			tr := New(Config{IdleTimeout: time.Second}, out)
+			ts := int64(1_800_000_000_000_000_000)
+			for i, d := range tt.dgrams(t) {
+				src, dst := client, server
+				if !d.fromClient {
+					src, dst = server, client
+				}
+				tr.Datagram(&app.Datagram{Src: src, Dst: dst, Payload: d.b, Time: ts + int64(i)*int64(time.Millisecond)})
+			}
+			tr.AdvanceAt(ts + int64(5*time.Second))
+			tr.FlushAll()
+			require.Len(t, out.flows, 1)
+			f := out.flows[0]
+			require.Equal(t, flow.AppCoAP, f.ApplicationProtocol)
+			require.NotNil(t, f.CoAP)
+			require.Equal(t, tt.end, f.EndReason)
+			require.Equal(t, client.Addr(), f.SrcAddr, "the client initiates")
+			got := tr.Stats()
+			require.EqualValues(t, tt.retrans, got.Retransmissions, "%+v", got)
+			require.EqualValues(t, tt.retrans, f.CoAP.Retransmissions)
+			if tt.withResp {
+				require.Equal(t, tt.code, coapparse.Code(f.CoAP.ResponseCode).String())
+			} else {
+				require.Zero(t, f.CoAP.ResponseCode)
+			}
+		})
+	}
+}
+
+// FuzzDatagrams: arbitrary datagrams in both directions never panic, and
+// every flow comes from at least one datagram.
+func FuzzDatagrams(f *testing.F) {
+	f.Add([]byte{0x40, 0x01, 0x00, 0x01, 0xb1, 'a'}, []byte{0x60, 0x45, 0x00, 0x01})
+	f.Add([]byte{0x42, 0x01, 0x00, 0x02, 't', 'k'}, []byte{0x70, 0x00, 0x00, 0x02})
+	f.Add([]byte{0x40, 0x00, 0x00, 0x03}, []byte{0xff, 0xff})
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		out := &collect{}
+		tr := New(Config{MaxExchanges: 64, MaxObservations: 16}, out)
+		n := 0
+		for i := 0; i < 8; i++ {
+			p := a
+			src, dst := client, server
+			if i%2 == 1 {
+				p, src, dst = b, server, client
+			}
+			tr.Datagram(&app.Datagram{Src: src, Dst: dst, Payload: p, Time: int64(i) * int64(time.Second)})
+			n++
+		}
+		tr.FlushAll()
+		require.LessOrEqual(t, len(out.flows), n)
+	})
+}
