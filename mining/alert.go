@@ -23,6 +23,7 @@ const (
 	// CheckUnsubscribedDelivery: the broker delivered a PUBLISH to a client
 	// none of whose subscriptions seen in this run matches the topic.
 	CheckUnsubscribedDelivery Check = "unsubscribed-delivery"
+	// CheckUnidentifiedConnection (identity.go) is declared there.
 )
 
 // Severity ranks alerts.
@@ -67,6 +68,9 @@ type FlowRef struct {
 	// (empty for the broker side); DstClientID that of its destination.
 	ClientID    string `json:"clientId,omitempty"`
 	DstClientID string `json:"dstClientId,omitempty"`
+	// Identity is "inferred" when the client id was inferred by the
+	// detector from the model (identity.go), empty otherwise.
+	Identity string `json:"identity,omitempty"`
 }
 
 // refOf returns the FlowRef of r.
@@ -79,6 +83,9 @@ func refOf(r *flow.Record) FlowRef {
 	}
 	if r.DstAddr.IsValid() {
 		ref.Dst = netip.AddrPortFrom(r.DstAddr.Unmap(), r.DstPort)
+	}
+	if r.IdentitySource == flow.IdentityInferred {
+		ref.Identity = flow.IdentityInferred.String()
 	}
 	if ref.ClientID == flow.BrokerClientID {
 		ref.ClientID = ""

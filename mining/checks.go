@@ -44,8 +44,21 @@ func (d *Detector) bound(client string, typ flow.ControlType) int {
 // rate counts the flow for its client and for all clients together and
 // alerts once per window a bound is passed.
 func (d *Detector) rate(out []Alert, client string, r *flow.Record) []Alert {
+	return d.rateOf(out, [2]string{client, TotalClient}, r)
+}
+
+// rateTotal counts the flow of an unidentified client for all clients
+// together only.
+func (d *Detector) rateTotal(out []Alert, r *flow.Record) []Alert {
+	return d.rateOf(out, [2]string{TotalClient}, r)
+}
+
+func (d *Detector) rateOf(out []Alert, who [2]string, r *flow.Record) []Alert {
 	w := r.Start.UnixNano() / d.window
-	for _, c := range [2]string{client, TotalClient} {
+	for _, c := range who {
+		if c == "" {
+			continue
+		}
 		k := rateKey{c, r.ControlType}
 		rc := d.rates[k]
 		if rc == nil {
@@ -119,10 +132,15 @@ func (d *Detector) subscription(out []Alert, client string, r *flow.Record, aler
 
 // publish checks a PUBLISH: unknown activity, missing correlation id and,
 // for its case, the order-free skeleton checks (case length, occurrences,
-// never-together); the order-dependent ones are queued (reorder.go).
-func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
+// never-together); the order-dependent ones are queued (reorder.go). A
+// blind PUBLISH (by an unidentified client) only joins its case, which
+// is then not checked.
+func (d *Detector) publish(out []Alert, client string, r *flow.Record, blind bool) []Alert {
 	t := r.Start
 	act, known := d.actID[actKey{client, r.Topic}]
+	if blind {
+		act, known = -1, true
+	}
 	if !known {
 		act = -1
 		if d.once(CheckUnknownActivity, client, r.Topic, t) {
@@ -134,7 +152,7 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record) []Alert {
 		}
 	}
 	if len(r.CorrelationData) == 0 {
-		if d.correlated[r.Topic] && d.once(CheckMissingCorrelation, client, r.Topic, t) {
+		if !blind && d.correlated[r.Topic] && d.once(CheckMissingCorrelation, client, r.Topic, t) {
 			out = d.emit(out, Alert{
 				Check: CheckMissingCorrelation, Severity: SeverityMedium, Time: t, Client: client, Topic: r.Topic,
 				Flows: []uint64{r.FlowID}, Flow: ref(refOf(r)),

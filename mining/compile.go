@@ -2,6 +2,7 @@ package mining
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -29,6 +30,11 @@ type compiled struct {
 	clients    map[string]*ClientProfile
 	unknownMax ClientProfile // highest learned rates: the bound for unknown clients
 	correlated map[string]bool
+	// Identity inference (identity.go): the clients (not the broker) that
+	// published each topic, and that held each filter (without $share
+	// prefix), sorted.
+	publishers   map[string][]string
+	filterOwners map[string][]string
 }
 
 // compile prepares model m for a detector with options opts (defaults
@@ -87,6 +93,30 @@ func compile(m *Model, opts *DetectorOptions) compiled {
 		for _, t := range rateTypes {
 			c.unknownMax.setRate(t, p.rate(t))
 		}
+	}
+	c.publishers, c.filterOwners = map[string][]string{}, map[string][]string{}
+	for _, a := range m.Activities {
+		if a.Client != Broker && !slices.Contains(c.publishers[a.Topic], a.Client) {
+			c.publishers[a.Topic] = append(c.publishers[a.Topic], a.Client)
+		}
+	}
+	for i := range m.Clients {
+		p := &m.Clients[i]
+		if p.Client == Broker {
+			continue
+		}
+		for _, f := range p.Filters {
+			f = shareless(f)
+			if !slices.Contains(c.filterOwners[f], p.Client) {
+				c.filterOwners[f] = append(c.filterOwners[f], p.Client)
+			}
+		}
+	}
+	for _, l := range c.publishers {
+		slices.Sort(l)
+	}
+	for _, l := range c.filterOwners {
+		slices.Sort(l)
 	}
 	for _, t := range m.CorrelatedTopics {
 		c.correlated[t] = true

@@ -23,6 +23,16 @@ type DetectorStats struct {
 	SubsDropped  uint64 `json:"subscriptionsDropped"`
 	Undelivered  uint64 `json:"undeliveredCases"`
 	Eavesdropped uint64 `json:"eavesdropped"`
+	// Connections without client id (identity.go): held now, evicted at
+	// the bound, inferred, withdrawn, unidentified (notices), and their
+	// flows checked as an inferred client's or not checked per client.
+	Connections       int    `json:"connections"`
+	ConnsEvicted      uint64 `json:"connectionsEvicted"`
+	Inferred          uint64 `json:"inferred"`
+	Withdrawn         uint64 `json:"withdrawn"`
+	Unidentified      uint64 `json:"unidentified"`
+	InferredFlows     uint64 `json:"inferredFlows"`
+	UnidentifiedFlows uint64 `json:"unidentifiedFlows"`
 }
 
 type suppressKey struct {
@@ -48,6 +58,8 @@ type Detector struct {
 	subsGen    uint64              // changes with the subscription state
 	nobody     map[string]bool     // toNobody by topic, for subsGen nobodyGen
 	nobodyGen  uint64
+	conns      map[connKey]*connIdent // connections without client id (identity.go)
+	connLRU    lru.List[connIdent]    // least recently seen first
 	stats      DetectorStats
 	prof       caseProfile // scratch of closeCase
 
@@ -63,7 +75,7 @@ func NewDetector(m *Model, opts DetectorOptions) *Detector {
 	opts.defaults()
 	d := &Detector{
 		compiled: compile(m, &opts), opts: opts,
-		cases: map[string]*openCase{}, subs: map[string]*clientSubs{}, seen: map[string]struct{}{}, nobody: map[string]bool{}, rates: map[rateKey]*rateCounter{}, suppressed: map[suppressKey]time.Time{},
+		cases: map[string]*openCase{}, subs: map[string]*clientSubs{}, seen: map[string]struct{}{}, nobody: map[string]bool{}, conns: map[connKey]*connIdent{}, rates: map[rateKey]*rateCounter{}, suppressed: map[suppressKey]time.Time{},
 	}
 	d.namer = NewNamer(d.brokers...)
 	d.stats.Alerts = map[Check]uint64{}
@@ -75,6 +87,7 @@ func (d *Detector) Stats() DetectorStats {
 	s := d.stats
 	s.OpenCases = len(d.cases)
 	s.Filters = d.nFilters
+	s.Connections = len(d.conns)
 	s.Alerts = make(map[Check]uint64, len(d.stats.Alerts))
 	for k, v := range d.stats.Alerts {
 		s.Alerts[k] = v
@@ -109,12 +122,6 @@ func (d *Detector) once(check Check, client, topic string, t time.Time) bool {
 func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 	d.stats.Flows++
 	d.namer.Learn(r)
-	client := d.namer.Name(r.SrcClientID, r.SrcAddr, r.SrcPort)
-	if client != Broker {
-		d.saw(client)
-	} else if r.DstClientID != "" && r.DstClientID != flow.BrokerClientID {
-		d.saw(r.DstClientID)
-	}
 	t := r.Start
 	if tn := t.UnixNano(); tn > d.clock {
 		d.clock = tn
@@ -124,6 +131,20 @@ func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 		out = d.settle(out, h)
 		out = d.expire(out, h)
 	}()
+	if unnamed(r) {
+		var blind bool
+		if out, r, blind = d.identify(out, r); blind {
+			return d.unidentified(out, r)
+		}
+	} else {
+		d.named(r)
+	}
+	client := d.namer.Name(r.SrcClientID, r.SrcAddr, r.SrcPort)
+	if client != Broker {
+		d.saw(client)
+	} else if r.DstClientID != "" && r.DstClientID != flow.BrokerClientID {
+		d.saw(r.DstClientID)
+	}
 	if client != Broker && d.clients[client] == nil && d.once(CheckUnknownClient, client, "", t) {
 		out = d.emit(out, Alert{
 			Check: CheckUnknownClient, Severity: SeverityMedium, Time: t, Client: client, Topic: r.Topic,
@@ -144,7 +165,7 @@ func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 			out, skip = d.delivery(out, r)
 		}
 		if !skip {
-			out = d.publish(out, client, r)
+			out = d.publish(out, client, r, false)
 		}
 	case flow.Subscribe:
 		out = d.rate(out, client, r)
@@ -161,6 +182,29 @@ func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 		if client != Broker {
 			d.session(client)
 		}
+	}
+	return out
+}
+
+// unidentified checks a flow of a connection whose client is not known
+// (identity.go): no per-client check; it counts towards the rate of all
+// clients together, and a PUBLISH with a correlation id makes its case
+// unchecked. A delivery to such a client is the broker's process event
+// and is checked as usual.
+func (d *Detector) unidentified(out []Alert, r *flow.Record) []Alert {
+	client := d.namer.Name(r.SrcClientID, r.SrcAddr, r.SrcPort)
+	switch r.ControlType {
+	case flow.Publish:
+		if client == Broker {
+			out = d.rate(out, Broker, r)
+			return d.publish(out, Broker, r, false)
+		}
+		out = d.rateTotal(out, r)
+		if len(r.CorrelationData) > 0 {
+			out = d.publish(out, client, r, true)
+		}
+	case flow.Connect, flow.Subscribe:
+		out = d.rateTotal(out, r)
 	}
 	return out
 }

@@ -42,6 +42,12 @@ type DetectorOptions struct {
 	// Reorder past its start, so they are raised about Reorder after the
 	// flow. Order-free checks are raised at once.
 	Reorder time.Duration
+	// MaxConnections bounds the connections without client id whose
+	// identity is being inferred or was (identity.go; default 10000).
+	MaxConnections int
+	// InferWindow: a connection without client id still ambiguous this
+	// long after its first flow is unidentified (default 30 s).
+	InferWindow time.Duration
 }
 
 func (o *DetectorOptions) defaults() {
@@ -74,6 +80,12 @@ func (o *DetectorOptions) defaults() {
 	}
 	if o.MaxTracked <= 0 {
 		o.MaxTracked = 10000
+	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = 10000
+	}
+	if o.InferWindow <= 0 {
+		o.InferWindow = 30 * time.Second
 	}
 	if o.Reorder <= 0 {
 		o.Reorder = 500 * time.Millisecond

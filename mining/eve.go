@@ -29,15 +29,16 @@ type EVESignature struct {
 // EVESignatures are the signature ids of the checks: stable, one per
 // check, gid 1, rev 1.
 var EVESignatures = map[Check]EVESignature{
-	CheckUnknownActivity:      {9990001, "MISSION MQTT unknown activity (client published to a topic never seen with it)", "Potentially Bad Traffic"},
-	CheckUnknownClient:        {9990002, "MISSION MQTT unknown client", "Unknown Traffic"},
-	CheckDirectlyFollows:      {9990003, "MISSION MQTT process step out of the learned order (directly-follows)", "Potentially Bad Traffic"},
-	CheckSkeleton:             {9990004, "MISSION MQTT process case breaks the log skeleton", "Potentially Bad Traffic"},
-	CheckTemporal:             {9990005, "MISSION MQTT process step off the learned timing", "Misc activity"},
-	CheckRate:                 {9990006, "MISSION MQTT flood (rate above the learned bound)", "Attempted Denial of Service"},
-	CheckSubscription:         {9990007, "MISSION MQTT wildcard or $SYS subscription (reconnaissance)", "Attempted Information Leak"},
-	CheckMissingCorrelation:   {9990008, "MISSION MQTT PUBLISH without correlation id", "Generic Protocol Command Decode"},
-	CheckUnsubscribedDelivery: {9990009, "MISSION MQTT delivery to a client without matching subscription", "Attempted Information Leak"},
+	CheckUnknownActivity:        {9990001, "MISSION MQTT unknown activity (client published to a topic never seen with it)", "Potentially Bad Traffic"},
+	CheckUnknownClient:          {9990002, "MISSION MQTT unknown client", "Unknown Traffic"},
+	CheckDirectlyFollows:        {9990003, "MISSION MQTT process step out of the learned order (directly-follows)", "Potentially Bad Traffic"},
+	CheckSkeleton:               {9990004, "MISSION MQTT process case breaks the log skeleton", "Potentially Bad Traffic"},
+	CheckTemporal:               {9990005, "MISSION MQTT process step off the learned timing", "Misc activity"},
+	CheckRate:                   {9990006, "MISSION MQTT flood (rate above the learned bound)", "Attempted Denial of Service"},
+	CheckSubscription:           {9990007, "MISSION MQTT wildcard or $SYS subscription (reconnaissance)", "Attempted Information Leak"},
+	CheckMissingCorrelation:     {9990008, "MISSION MQTT PUBLISH without correlation id", "Generic Protocol Command Decode"},
+	CheckUnsubscribedDelivery:   {9990009, "MISSION MQTT delivery to a client without matching subscription", "Attempted Information Leak"},
+	CheckUnidentifiedConnection: {9990010, "MISSION MQTT connection picked up midstream, client not identified", "Not Suspicious Traffic"},
 }
 
 // evePrivate is the signature of a check missing from EVESignatures.
@@ -157,6 +158,8 @@ type eveMission struct {
 	Flows    []uint64 `json:"flows,omitempty"`
 	Message  string   `json:"message"`
 	Severity Severity `json:"severity"`
+	// Identity is "inferred" when the client was inferred from the model.
+	Identity string `json:"identity,omitempty"`
 }
 
 // Alert writes one alert event.
@@ -173,6 +176,7 @@ func (e *EVEWriter) Alert(a *Alert) error {
 	}
 	if f := a.Flow; f != nil {
 		ev.FlowID = f.ID
+		ev.Mission.Identity = f.Identity
 		ev.setEndpoints(f.Src, f.Dst)
 		ev.MQTT = eveMQTTOf(f, a)
 	} else if n := len(a.Flows); n > 0 {

@@ -149,6 +149,7 @@ func NewIncidents(opts IncidentOptions) *Incidents {
 //     together at once;
 //   - unknown-activity, subscription, missing-correlation,
 //     unsubscribed-delivery: the client;
+//   - unidentified-connection: the connection (client end → broker end);
 //   - directly-follows, skeleton, temporal (case checks): the activity the
 //     violation is on (client → topic), so many cases broken the same way
 //     are one incident, their cases listed.
@@ -166,6 +167,15 @@ func rootOf(a *Alert) string {
 		return "client " + a.Client
 	case CheckDirectlyFollows, CheckSkeleton, CheckTemporal:
 		return "activity " + Activity(a.Client, a.Topic)
+	case CheckUnidentifiedConnection:
+		if f := a.Flow; f != nil {
+			broker := f.Dst
+			if f.Dst.String() == a.Client {
+				broker = f.Src
+			}
+			return "connection " + a.Client + " → " + broker.String()
+		}
+		return "connection " + a.Client
 	}
 	return "client " + a.Client
 }

@@ -180,6 +180,13 @@ func TestMonitor(t *testing.T) {
 		"mission_detect_subscription_filters":                    17, // controller 10, actuators 5, doorSensor 2
 		"mission_detect_subscriptions_dropped_total":             0,
 		"mission_detect_undelivered_cases_total":                 0,
+		"mission_detect_connections":                             0,
+		"mission_detect_connections_evicted_total":               0,
+		"mission_detect_identities_inferred_total":               0,
+		"mission_detect_identities_withdrawn_total":              0,
+		"mission_detect_unidentified_connections_total":          0,
+		"mission_detect_identity_flows_total{identity=inferred}": 0,
+		"mission_detect_identity_flows_total{identity=none}":     0,
 		"mission_detect_eavesdropped_total":                      0,
 		"mission_detect_sequencer_late_total":                    0,
 		"mission_detect_sequencer_forced_total":                  0,
