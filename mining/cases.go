@@ -64,6 +64,9 @@ func (d *Detector) newCase(key string, t time.Time) *openCase {
 		c = &openCase{}
 	}
 	c.key, c.first, c.last, c.pidx = key, t, t, -1
+	if !t.After(d.cutUntil) {
+		d.cut(c) // starts right after a pickup: may miss its first events (identity.go)
+	}
 	d.cases[key] = c
 	d.recent.PushBack(&c.node, c)
 	return c

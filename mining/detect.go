@@ -26,6 +26,10 @@ type DetectorStats struct {
 	// Connections without client id (identity.go): held now, evicted at
 	// the bound, inferred, withdrawn, unidentified (notices), and their
 	// flows checked as an inferred client's or not checked per client.
+	// CutCases: cases open at, or starting right after, a connection
+	// picked up midstream, or open when a live capture stopped: not
+	// checked further (they may miss events).
+	CutCases          uint64 `json:"cutCases"`
 	Connections       int    `json:"connections"`
 	ConnsEvicted      uint64 `json:"connectionsEvicted"`
 	Inferred          uint64 `json:"inferred"`
@@ -60,6 +64,8 @@ type Detector struct {
 	nobodyGen  uint64
 	conns      map[connKey]*connIdent // connections without client id (identity.go)
 	connLRU    lru.List[connIdent]    // least recently seen first
+	cutWindow  time.Duration          // cases this soon after a pickup are cut (identity.go)
+	cutUntil   time.Time
 	stats      DetectorStats
 	prof       caseProfile // scratch of closeCase
 
@@ -78,6 +84,16 @@ func NewDetector(m *Model, opts DetectorOptions) *Detector {
 		cases: map[string]*openCase{}, subs: map[string]*clientSubs{}, seen: map[string]struct{}{}, nobody: map[string]bool{}, conns: map[connKey]*connIdent{}, rates: map[rateKey]*rateCounter{}, suppressed: map[suppressKey]time.Time{},
 	}
 	d.namer = NewNamer(d.brokers...)
+	d.cutWindow = opts.CutWindow
+	if d.cutWindow <= 0 {
+		// The longest a normal case runs: the slowest learned step with
+		// its temporal bound, at least MinTemporalSlack, at most CaseTimeout.
+		d.cutWindow = opts.MinTemporalSlack
+		for _, tp := range m.Temporal {
+			d.cutWindow = max(d.cutWindow, tp.Mean+time.Duration(opts.Zeta*float64(tp.StdDev)))
+		}
+		d.cutWindow = min(d.cutWindow, opts.CaseTimeout)
+	}
 	d.stats.Alerts = map[Check]uint64{}
 	return d
 }

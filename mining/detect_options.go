@@ -48,6 +48,11 @@ type DetectorOptions struct {
 	// InferWindow: a connection without client id still ambiguous this
 	// long after its first flow is unidentified (default 30 s).
 	InferWindow time.Duration
+	// CutWindow: cases starting this soon after a connection was picked
+	// up midstream are not checked (identity.go; default: the longest
+	// learned step with its temporal bound, at least MinTemporalSlack, at
+	// most CaseTimeout).
+	CutWindow time.Duration
 }
 
 func (o *DetectorOptions) defaults() {

@@ -71,6 +71,7 @@ const (
 	connPending      connState = iota // candidates still open
 	connInferred                      // one client left: id
 	connUnidentified                  // notice raised; flows stay unnamed
+	connNamed                         // named by the probe's state file or the collector: held to notice its pickup once
 )
 
 // connIdent is one connection without client id.
@@ -157,6 +158,9 @@ func (d *Detector) identify(out []Alert, r *flow.Record) (_ []Alert, _ *flow.Rec
 		}
 		ci = &connIdent{key: k, any: true, first: r.Start}
 		d.conns[k] = ci
+		d.pickup(r.Start)
+	} else if ci.state == connNamed {
+		*ci = connIdent{key: k, any: true, first: r.Start, node: ci.node}
 	}
 	d.connLRU.PushBack(&ci.node, ci)
 	if r.ControlType == flow.Disconnect {
@@ -246,14 +250,69 @@ func (d *Detector) forgetConn(ci *connIdent) {
 	}
 }
 
-// named forgets the entry of a connection whose flow carries a client id.
+// named handles a flow whose client id it carries: a connection named
+// from its CONNECT forgets its entry; one named by the state file or the
+// collector (picked up midstream) is noted, and its first flow is a
+// pickup (see pickup).
 func (d *Detector) named(r *flow.Record) {
-	if len(d.conns) == 0 {
+	src := r.IdentitySource
+	midstream := src == flow.IdentityRestored || src == flow.IdentityCollector
+	if len(d.conns) == 0 && !midstream {
 		return
 	}
 	clientEnd, brokerEnd, _ := r.ClientSide()
-	if ci := d.conns[connKey{exporter: r.Exporter.Addr(), client: unmap(clientEnd), broker: unmap(brokerEnd)}]; ci != nil {
-		d.forgetConn(ci)
+	k := connKey{exporter: r.Exporter.Addr(), client: unmap(clientEnd), broker: unmap(brokerEnd)}
+	ci := d.conns[k]
+	if !midstream || r.ControlType == flow.Disconnect {
+		if ci != nil {
+			d.forgetConn(ci)
+		}
+		return
+	}
+	if ci == nil {
+		if len(d.conns) >= d.opts.MaxConnections {
+			if old := d.connLRU.Front(); old != nil {
+				d.forgetConn(old)
+				d.stats.ConnsEvicted++
+			}
+		}
+		ci = &connIdent{key: k, state: connNamed, first: r.Start}
+		d.conns[k] = ci
+		d.pickup(r.Start)
+	} else if ci.state != connNamed {
+		*ci = connIdent{key: k, state: connNamed, first: ci.first, node: ci.node} // named now
+	}
+	d.connLRU.PushBack(&ci.node, ci)
+}
+
+// pickup notes that a connection was picked up midstream at t (its first
+// flow here, without CONNECT: the probe started or restarted, or its
+// resynchronisation proved a boundary): the capture missed what happened
+// on it before, so the cases open now, and those that start within
+// cutWindow, may miss events. They are cut: not checked further, without
+// alert (DetectorStats.CutCases).
+func (d *Detector) pickup(t time.Time) {
+	if u := t.Add(d.cutWindow); u.After(d.cutUntil) {
+		d.cutUntil = u
+	}
+	for c := d.recent.Front(); c != nil; c = d.recent.Next(&c.node) {
+		d.cut(c)
+	}
+}
+
+// cut marks a case cut by a capture boundary.
+func (d *Detector) cut(c *openCase) {
+	if !c.tainted {
+		c.tainted = true
+		d.stats.CutCases++
+	}
+}
+
+// Cut marks every open case as cut by the end of the capture (a live
+// capture stopped): Flush then closes them without end-of-case checks.
+func (d *Detector) Cut() {
+	for c := d.recent.Front(); c != nil; c = d.recent.Next(&c.node) {
+		d.cut(c)
 	}
 }
 
@@ -274,4 +333,16 @@ func unnamed(r *flow.Record) bool {
 		return r.DstClientID == ""
 	}
 	return r.SrcClientID == "" && r.DstClientID == flow.BrokerClientID
+}
+
+// InferredClient returns the client inferred for the connection of flow
+// r (its exporter address, client and broker ends), if the detector holds
+// one.
+func (d *Detector) InferredClient(r *flow.Record) (string, bool) {
+	clientEnd, brokerEnd, _ := r.ClientSide()
+	ci := d.conns[connKey{exporter: r.Exporter.Addr(), client: unmap(clientEnd), broker: unmap(brokerEnd)}]
+	if ci == nil || ci.state != connInferred {
+		return "", false
+	}
+	return ci.id, true
 }

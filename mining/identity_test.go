@@ -250,7 +250,12 @@ func TestIdentityForgottenWhenNamed(t *testing.T) {
 	r = pub(43000, "plant/sensors/door", time.Second).record(2)
 	r.SrcClientID, r.IdentitySource = "doorSensor", flow.IdentityCollector
 	require.Empty(t, d.Observe(&r))
-	require.Zero(t, d.Stats().Connections)
+	st, _, _ := inferState(d, 43000)
+	require.Equal(t, connNamed, st, "held to notice its pickup once")
+	r = pub(43000, "plant/sensors/door", 2*time.Second).record(5)
+	r.SrcClientID, r.IdentitySource = "doorSensor", flow.IdentityConnect
+	require.Empty(t, d.Observe(&r))
+	require.Zero(t, d.Stats().Connections, "a CONNECT-named flow forgets it")
 
 	r = ping(43001, 0).record(3)
 	d.Observe(&r)
@@ -280,13 +285,15 @@ func TestIdentityTableIsBounded(t *testing.T) {
 func TestIdentityUnidentifiedCaseIsNotChecked(t *testing.T) {
 	d := NewDetector(sampleModel(t), DetectorOptions{})
 	var alerts []Alert
-	door := pub(45000, "plant/sensors/door", time.Millisecond)
+	const later = 5 * time.Second // past the cut window of the pickups
+	door := pub(45000, "plant/sensors/door", later+time.Millisecond)
 	door.corr = "c1"
-	toController := deliver(45001, "plant/sensors/door", 2*time.Millisecond)
+	toController := deliver(45001, "plant/sensors/door", later+2*time.Millisecond)
 	toController.corr = "c1"
-	state := pub(45002, "plant/actuators/led/state", 3*time.Millisecond) // led, out of place
+	state := pub(45002, "plant/actuators/led/state", later+3*time.Millisecond) // led, out of place
 	state.corr = "c1"
-	flows := []midFlow{sub(45000, 0, "plant/#"), door, toController, state}
+	flows := []midFlow{sub(45000, 0, "plant/#"), sub(45001, 0, "plant/sensors/door"), sub(45002, 0, "plant/actuators/led/toggleState"),
+		door, toController, state}
 	for i, f := range flows {
 		r := f.record(uint64(i + 1))
 		alerts = append(alerts, d.Observe(&r)...)
@@ -294,4 +301,63 @@ func TestIdentityUnidentifiedCaseIsNotChecked(t *testing.T) {
 	alerts = append(alerts, d.Flush()...)
 	require.Len(t, alerts, 1, "%v", alerts)
 	require.Equal(t, CheckUnidentifiedConnection, alerts[0].Check)
+}
+
+// Capture boundaries: a case open when a connection is picked up
+// midstream (the probe restarted: flows restored from its state file, or
+// named by the collector), or open when a live capture stops (Cut), may
+// miss events and is not alarmed for them; without a boundary the same
+// case is.
+func TestIdentityCutCases(t *testing.T) {
+	open := func(d *Detector) {
+		r := ping(46002, -time.Millisecond).record(9) // the controller is connected: the reading goes to it
+		r.SrcClientID, r.IdentitySource = "controller", flow.IdentityConnect
+		require.Empty(t, d.Observe(&r))
+		f := pub(46000, "plant/sensors/door", 0)
+		f.corr = "c1"
+		r = f.record(1)
+		r.SrcClientID, r.IdentitySource = "doorSensor", flow.IdentityConnect
+		require.Empty(t, d.Observe(&r))
+		f = deliver(46002, "plant/sensors/door", time.Millisecond)
+		f.corr = "c1"
+		r = f.record(3)
+		r.DstClientID, r.IdentitySource = "controller", flow.IdentityConnect
+		require.Empty(t, d.Observe(&r))
+	}
+	for _, tc := range []struct {
+		name     string
+		boundary func(d *Detector)
+		cut      bool
+	}{
+		{"no boundary: the case ends early", func(*Detector) {}, false},
+		{"restored connection picked up", func(d *Detector) {
+			r := ping(46001, 100*time.Millisecond).record(2)
+			r.SrcClientID, r.IdentitySource = "controller", flow.IdentityRestored
+			require.Empty(t, d.Observe(&r))
+		}, true},
+		{"collector-named connection picked up", func(d *Detector) {
+			r := ping(46001, 100*time.Millisecond).record(2)
+			r.SrcClientID, r.IdentitySource = "controller", flow.IdentityCollector
+			require.Empty(t, d.Observe(&r))
+		}, true},
+		{"connection without id picked up", func(d *Detector) {
+			r := ping(46001, 100*time.Millisecond).record(2)
+			require.Empty(t, d.Observe(&r))
+		}, true},
+		{"live capture stopped", (*Detector).Cut, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := NewDetector(sampleModel(t), DetectorOptions{})
+			open(d)
+			tc.boundary(d)
+			alerts := d.Flush()
+			if tc.cut {
+				require.Empty(t, alerts)
+				require.Equal(t, uint64(1), d.Stats().CutCases)
+			} else {
+				require.NotEmpty(t, alerts)
+				require.Zero(t, d.Stats().CutCases)
+			}
+		})
+	}
 }

@@ -72,6 +72,11 @@ type MonitorOptions struct {
 	IncidentSink IncidentSink
 	// EVE writes alerts as Suricata EVE JSON lines (nil: none).
 	EVE *EVEWriter
+	// CutOnClose: the flows come from a live capture, so the cases still
+	// open at Close are cut by the shutdown, not over: Close closes them
+	// without end-of-case checks (counted as cut). Without it (a file
+	// read to its end) Close runs their end-of-case checks.
+	CutOnClose bool
 }
 
 // Monitor runs detection (a Stream) as a service: flows come in through
@@ -278,6 +283,7 @@ func (mon *Monitor) Metrics(e metrics.Emitter) {
 	e.Counter("mission_detect_subscriptions_dropped_total", "Subscription state not kept at its bounds (treated as unknown).", float64(st.SubsDropped))
 	e.Counter("mission_detect_undelivered_cases_total", "Cases that ended at a PUBLISH nobody was subscribed to (not alarmed).", float64(st.Undelivered))
 	e.Counter("mission_detect_eavesdropped_total", "Deliveries through an alerted (reconnaissance) subscription.", float64(st.Eavesdropped))
+	e.Counter("mission_detect_cut_cases_total", "Cases cut by a capture boundary (a connection picked up midstream, a live capture stopped): not checked further.", float64(st.CutCases))
 	e.Gauge("mission_detect_connections", "Connections without client id held for identity inference.", float64(st.Connections))
 	e.Counter("mission_detect_connections_evicted_total", "Connections without client id evicted at the bound (least recently seen).", float64(st.ConnsEvicted))
 	e.Counter("mission_detect_identities_inferred_total", "Connections without client id whose client was inferred from the model.", float64(st.Inferred))
@@ -312,6 +318,9 @@ func (mon *Monitor) Close(ctx context.Context) error {
 			mon.ticker.Stop()
 		}
 		mon.mu.Lock()
+		if mon.opts.CutOnClose {
+			mon.st.Cut()
+		}
 		mon.st.Flush()
 		mon.flushIncidents(mon.opts.Now())
 		mon.flushEVE()

@@ -181,6 +181,7 @@ func TestMonitor(t *testing.T) {
 		"mission_detect_subscriptions_dropped_total":             0,
 		"mission_detect_undelivered_cases_total":                 0,
 		"mission_detect_connections":                             0,
+		"mission_detect_cut_cases_total":                         0,
 		"mission_detect_connections_evicted_total":               0,
 		"mission_detect_identities_inferred_total":               0,
 		"mission_detect_identities_withdrawn_total":              0,

@@ -86,6 +86,14 @@ func (s *Stream) Flush() {
 	s.inc.Flush(s.closed)
 }
 
+// Cut releases the flows held and then cuts the open cases: the live
+// capture stopped, they are not over (Detector.Cut). Flush after it
+// closes them without end-of-case checks.
+func (s *Stream) Cut() {
+	s.Drain()
+	s.det.Cut()
+}
+
 // Clock is the detector's clock (the latest flow start released).
 func (s *Stream) Clock() time.Time { return s.det.Clock() }
 

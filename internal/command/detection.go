@@ -41,7 +41,10 @@ func startDetection(c *cli.Context, w *store.Writer, log zerolog.Logger) (*minin
 	}
 	log.Info().Str("model", path).Str("eve_log", c.String(flagEVELog)).
 		Msg("detection enabled: incidents go to the log and the incidents collection, alerts to the alerts collection, metrics")
-	return mining.NewMonitor(m, aw, log, mining.MonitorOptions{IncidentSink: iw, EVE: eve}), nil
+	// A live capture (no --read) stopped at shutdown leaves cases that
+	// are not over: they are cut, not alarmed for ending early.
+	live := c.String(flagRead) == ""
+	return mining.NewMonitor(m, aw, log, mining.MonitorOptions{IncidentSink: iw, EVE: eve, CutOnClose: live}), nil
 }
 
 func readModel(path string) (*mining.Model, error) {
