@@ -41,7 +41,10 @@
 // arrives and of each event once its order is settled (checks.go), the
 // queue of events waiting for that (reorder.go), the table of open cases
 // in least-recently-seen order (cases.go), the checks of a case when it
-// ends (endcase.go) and the alerts (alert.go); detect.go ties them
+// ends (endcase.go), the connections picked up midstream without client
+// id — identity inferred from the model, or one unidentified-connection
+// notice, and the cases cut at capture boundaries (identity.go) — and the
+// alerts (alert.go); detect.go ties them
 // together. The log skeleton is written once (skeleton.go): what each
 // relation means on a case, and a model's constraints compiled for
 // checking, used by Learn, Evaluate and the Detector alike.
