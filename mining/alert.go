@@ -23,6 +23,10 @@ const (
 	// CheckUnsubscribedDelivery: the broker delivered a PUBLISH to a client
 	// none of whose subscriptions seen in this run matches the topic.
 	CheckUnsubscribedDelivery Check = "unsubscribed-delivery"
+	// CheckProtocolAnomaly: a flow carries protocol anomalies of its
+	// packets (flow.Anomaly; docs/anomalies.md) that are not benign
+	// (DetectorOptions.BenignAnomalies).
+	CheckProtocolAnomaly Check = "protocol-anomaly"
 	// CheckUnidentifiedConnection (identity.go) is declared there.
 )
 
@@ -47,6 +51,8 @@ type Alert struct {
 	Case     string    `json:"case,omitempty"`
 	Flows    []uint64  `json:"flows,omitempty"`
 	Message  string    `json:"message"`
+	// Anomalies are the protocol anomalies of a protocol-anomaly alert.
+	Anomalies []string `json:"anomalies,omitempty"`
 	// Flow is the flow that raised the alert (the last of Flows): its
 	// endpoints and MQTT header, for incidents and EVE output.
 	Flow *FlowRef `json:"flow,omitempty"`

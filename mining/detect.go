@@ -3,6 +3,7 @@ package mining
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/mission-ids/mission/flow"
@@ -48,8 +49,9 @@ type suppressKey struct {
 // concurrent use; its memory is bounded by DetectorOptions.
 type Detector struct {
 	compiled
-	opts  DetectorOptions
-	namer *Namer
+	opts   DetectorOptions
+	namer  *Namer
+	benign flow.Anomaly // opts.BenignAnomalies
 
 	cases      map[string]*openCase // by raw correlation bytes
 	recent     lru.List[openCase]   // the open cases, least recently seen first
@@ -80,7 +82,7 @@ type Detector struct {
 func NewDetector(m *Model, opts DetectorOptions) *Detector {
 	opts.defaults()
 	d := &Detector{
-		compiled: compile(m, &opts), opts: opts,
+		compiled: compile(m, &opts), opts: opts, benign: flow.ParseAnomalies(opts.BenignAnomalies),
 		cases: map[string]*openCase{}, subs: map[string]*clientSubs{}, seen: map[string]struct{}{}, nobody: map[string]bool{}, conns: map[connKey]*connIdent{}, rates: map[rateKey]*rateCounter{}, suppressed: map[suppressKey]time.Time{},
 	}
 	d.namer = NewNamer(d.brokers...)
@@ -109,6 +111,27 @@ func (d *Detector) Stats() DetectorStats {
 		s.Alerts[k] = v
 	}
 	return s
+}
+
+// severeAnomalies make a protocol-anomaly alert high: packets no honest
+// client sends.
+const severeAnomalies = flow.AnomalyMalformedTraffic | flow.AnomalyDoubleConnect | flow.AnomalyInvalidQoSLevel |
+	flow.AnomalyUnassignedMsgType | flow.AnomalyPacketTooLarge | flow.AnomalyMissingConnect
+
+// anomaly raises protocol-anomaly for a flow's non-benign anomalies, once
+// per client and set of anomalies within Repeat.
+func (d *Detector) anomaly(out []Alert, client string, r *flow.Record, a flow.Anomaly) []Alert {
+	names := strings.Join(a.Names(), ",")
+	if !d.once(CheckProtocolAnomaly, client, names, r.Start) {
+		return out
+	}
+	sev := SeverityMedium
+	if a&severeAnomalies != 0 {
+		sev = SeverityHigh
+	}
+	return d.emit(out, Alert{Check: CheckProtocolAnomaly, Severity: sev, Time: r.Start, Client: client, Topic: r.Topic,
+		Flows: []uint64{r.FlowID}, Flow: ref(refOf(r)), Anomalies: a.Names(),
+		Message: fmt.Sprintf("protocol anomaly from %s (%s): %s", client, r.ControlType, names)})
 }
 
 func (d *Detector) emit(out []Alert, a Alert) []Alert {
@@ -167,6 +190,12 @@ func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 			Flows: []uint64{r.FlowID}, Flow: ref(refOf(r)),
 			Message: fmt.Sprintf("%s from client %q, never seen in training", r.ControlType, client),
 		})
+	}
+	if a := r.Anomalies &^ d.benign; a != 0 {
+		out = d.anomaly(out, client, r, a)
+	}
+	if r.EndReason == flow.EndAnomaly {
+		return out // a one-packet anomaly flow is no transaction of the process
 	}
 	switch r.ControlType {
 	case flow.Connect:

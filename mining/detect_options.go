@@ -4,6 +4,11 @@ import "time"
 
 // DetectorOptions tune a Detector. Zero values select the defaults.
 type DetectorOptions struct {
+	// BenignAnomalies are the protocol anomalies that raise no
+	// protocol-anomaly alert (they stay on the flow and in EVE anomaly
+	// events). Nil takes DefaultBenignAnomalies; an empty, non-nil slice
+	// alarms every anomaly.
+	BenignAnomalies []string
 	// MaxOpenCases bounds the cases held open; at the bound the case seen
 	// least recently is evicted without its end-of-case checks (default 10000).
 	MaxOpenCases int
@@ -55,7 +60,16 @@ type DetectorOptions struct {
 	CutWindow time.Duration
 }
 
+// DefaultBenignAnomalies are specification violations that common, honest
+// MQTT clients commit and that carry no attack by themselves: a remaining
+// length not in its shortest form, bytes after the last field of a packet
+// whose fields are all there, and the DUP flag on a QoS 0 PUBLISH.
+var DefaultBenignAnomalies = []string{"non_minimal_length", "trailing_bytes", "dup_qos0"}
+
 func (o *DetectorOptions) defaults() {
+	if o.BenignAnomalies == nil {
+		o.BenignAnomalies = DefaultBenignAnomalies
+	}
 	if o.MaxOpenCases <= 0 {
 		o.MaxOpenCases = 10000
 	}

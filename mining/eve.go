@@ -38,6 +38,7 @@ var EVESignatures = map[Check]EVESignature{
 	CheckSubscription:           {9990007, "MISSION MQTT wildcard or $SYS subscription (reconnaissance)", "Attempted Information Leak"},
 	CheckMissingCorrelation:     {9990008, "MISSION MQTT PUBLISH without correlation id", "Generic Protocol Command Decode"},
 	CheckUnsubscribedDelivery:   {9990009, "MISSION MQTT delivery to a client without matching subscription", "Attempted Information Leak"},
+	CheckProtocolAnomaly:        {9990011, "MISSION MQTT protocol anomaly (packet breaking the specification or the session)", "Generic Protocol Command Decode"},
 	CheckUnidentifiedConnection: {9990010, "MISSION MQTT connection picked up midstream, client not identified", "Not Suspicious Traffic"},
 }
 
@@ -195,6 +196,17 @@ func (e *EVEWriter) Anomaly(r *flow.Record, event string) error {
 	ev.setEndpoints(f.Src, f.Dst)
 	ev.MQTT = eveMQTTOf(&f, &Alert{Client: r.SrcClientID, Topic: r.Topic, Case: flow.CorrelationText(r.CorrelationData)})
 	return e.write(&ev)
+}
+
+// Anomalies writes one anomaly event per protocol anomaly of flow r
+// (events "mqtt.<name>", the names of docs/anomalies.md).
+func (e *EVEWriter) Anomalies(r *flow.Record) error {
+	for _, n := range r.Anomalies.Names() {
+		if err := e.Anomaly(r, "mqtt."+n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (ev *eveEvent) setEndpoints(src, dst netip.AddrPort) {

@@ -349,6 +349,8 @@ func (inc *Incident) describe() string {
 	case CheckMissingCorrelation:
 		return fmt.Sprintf("%s published without correlation id to %s (%s)%s", clients,
 			plural(inc.TopicsTotal, "topic"), topics, during)
+	case CheckProtocolAnomaly:
+		return fmt.Sprintf("protocol anomalies from %s%s (%s)%s", clients, from, alerts, during)
 	case CheckUnsubscribedDelivery:
 		return fmt.Sprintf("broker delivered %s to %s with no matching subscription seen (%s)%s",
 			plural(inc.Count, "message"), clients, topics, during)

@@ -181,6 +181,11 @@ func (mon *Monitor) Observe(r *flow.Record) {
 		return
 	}
 	mon.lastFlow, mon.idleFrom, mon.drained = mon.opts.Now(), time.Time{}, false
+	if e := mon.opts.EVE; e != nil && r.Anomalies != 0 {
+		if err := e.Anomalies(r); err != nil {
+			mon.eveError(err)
+		}
+	}
 	mon.st.Observe(r)
 }
 

@@ -21,7 +21,7 @@ func allInOneCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "all-in-one",
 		Usage: "probe, collector and store in one process (flows still travel as IPFIX)",
-		Flags: flags(logFlags(), captureFlags(), storeFlags(), storeWriteFlags(), journalFlags(), enterpriseFlag(), metricsFlag(), modelFlag(), eveFlag(), privilegeFlags()),
+		Flags: flags(logFlags(), captureFlags(), storeFlags(), storeWriteFlags(), journalFlags(), enterpriseFlag(), metricsFlag(), modelFlag(), eveFlag(), benignFlag(), privilegeFlags()),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {

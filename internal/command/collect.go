@@ -23,7 +23,7 @@ func collectCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "collect",
 		Usage: "receive IPFIX flows (UDP, TCP, TLS or a file) and store them in MongoDB",
-		Flags: flags(logFlags(), storeFlags(), storeWriteFlags(), listenFlags(), journalFlags(), enterpriseFlag(), metricsFlag(), modelFlag(), eveFlag()),
+		Flags: flags(logFlags(), storeFlags(), storeWriteFlags(), listenFlags(), journalFlags(), enterpriseFlag(), metricsFlag(), modelFlag(), eveFlag(), benignFlag()),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {

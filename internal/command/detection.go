@@ -44,7 +44,7 @@ func startDetection(c *cli.Context, w *store.Writer, log zerolog.Logger) (*minin
 	// A live capture (no --read) stopped at shutdown leaves cases that
 	// are not over: they are cut, not alarmed for ending early.
 	live := c.String(flagRead) == ""
-	return mining.NewMonitor(m, aw, log, mining.MonitorOptions{IncidentSink: iw, EVE: eve, CutOnClose: live}), nil
+	return mining.NewMonitor(m, aw, log, mining.MonitorOptions{Detector: detectorOptions(c), IncidentSink: iw, EVE: eve, CutOnClose: live}), nil
 }
 
 func readModel(path string) (*mining.Model, error) {

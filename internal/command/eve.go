@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -17,6 +18,29 @@ const flagEVELog = "eve-log"
 
 // eveFlag writes alerts as Suricata EVE JSON lines (detect, collect,
 // all-in-one).
+// benignFlag names the protocol anomalies detection does not alarm.
+func benignFlag() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagBenignAnomalies, Value: strings.Join(mining.DefaultBenignAnomalies, ","), EnvVars: []string{"BENIGN_ANOMALIES"},
+			Usage: "comma-separated protocol anomalies (docs/anomalies.md) that raise no protocol-anomaly alert; none: alarm all"},
+	}
+}
+
+// detectorOptions are the detector settings the flags give.
+func detectorOptions(c *cli.Context) mining.DetectorOptions {
+	benign := []string{}
+	if v := strings.TrimSpace(c.String(flagBenignAnomalies)); v != "" && v != "none" {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				benign = append(benign, n)
+			}
+		}
+	}
+	return mining.DetectorOptions{BenignAnomalies: benign}
+}
+
+const flagBenignAnomalies = "benign-anomalies"
+
 func eveFlag() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: flagEVELog, EnvVars: []string{"EVE_LOG"},
