@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +26,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/internal/mqtttest"
+	"github.com/mission-ids/mission/internal/plant"
 	"github.com/mission-ids/mission/probe"
 )
 
@@ -487,4 +491,265 @@ func httpGet(url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// liveProbe is `mission probe` capturing live, run by a fault test.
+type liveProbe struct {
+	cmd    *exec.Cmd
+	logs   *lockedBuffer
+	exited chan error
+}
+
+// startLiveProbe runs mission probe live on lo for the broker's port,
+// exporting over TCP to 127.0.0.1:collectorPort, and waits until it
+// captures.
+func startLiveProbe(t *testing.T, brokerPort, collectorPort int, extra ...string) *liveProbe {
+	t.Helper()
+	args := append([]string{"--log-format", "json", "probe", "--interface", "lo",
+		"--filter", fmt.Sprintf("tcp port %d", brokerPort), "--mqtt-ports", strconv.Itoa(brokerPort),
+		"--transport", "tcp", "--collector", "127.0.0.1", "--port", strconv.Itoa(collectorPort)}, extra...)
+	cmd := exec.Command(missionBin, args...)
+	p := &liveProbe{cmd: cmd, logs: &lockedBuffer{}, exited: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	require.NoError(t, cmd.Start())
+	go func() { p.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	waitLog(t, p.logs, p.exited, "capturing", 30*time.Second)
+	return p
+}
+
+// stop ends the probe with SIGINT (it flushes every open flow and its
+// export queue) and returns the flows it exported by its last log line.
+func (p *liveProbe) stop(t *testing.T) int {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	select {
+	case err := <-p.exited:
+		require.NoError(t, err, "probe exit after SIGINT:\n%s", p.logs.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("probe did not stop within 60 s of SIGINT:\n%s", p.logs.String())
+	}
+	logs := p.logs.String()
+	checkProbeLog(t, logs)
+	for _, line := range strings.Split(logs, "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil && l["message"] == "probe stopped" {
+			n, _ := l["flows"].(float64)
+			return int(n)
+		}
+	}
+	return -1
+}
+
+// captureKey identifies a flow in the live store and in a replay of a
+// recording of the same traffic: 5-tuple, type and packet id (the start
+// time is compared apart, with a tolerance: dumpcap and the probe stamp a
+// packet at slightly different moments).
+type captureKey struct {
+	src, dst     string
+	sport, dport uint16
+	proto        uint8
+	typ          string
+	packetID     uint16
+}
+
+func captureKeyOf(d *flow.Document) captureKey {
+	return captureKey{src: d.SourceIPv4Address + d.SourceIPv6Address, dst: d.DestinationIPv4Address + d.DestinationIPv6Address,
+		sport: d.SourceTransportPort, dport: d.DestinationTransportPort, proto: d.Protocol,
+		typ: d.MQTTControlTypeName, packetID: d.MQTTPacketID}
+}
+
+// captureMatch compares the stored flows with reference flows (a replay
+// of a recording): matched pairs have the same key and start times within
+// tol; lost are reference flows without a stored one, extra the stored
+// flows without a reference one, duplicates stored flows with the key and
+// exact start time of another stored flow.
+type captureMatch struct {
+	reference, stored, matched, lost, extra, duplicates int
+	worst                                               time.Duration
+	examples                                            []string
+}
+
+func matchCapture(ref, stored []flow.Document, tol time.Duration) captureMatch {
+	m := captureMatch{reference: len(ref), stored: len(stored)}
+	exact := map[string]bool{}
+	for i := range stored {
+		k := fmt.Sprintf("%v@%d", captureKeyOf(&stored[i]), stored[i].FlowStartNs)
+		if exact[k] {
+			m.duplicates++
+		}
+		exact[k] = true
+	}
+	group := func(docs []flow.Document) map[captureKey][]int64 {
+		g := map[captureKey][]int64{}
+		for i := range docs {
+			k := captureKeyOf(&docs[i])
+			g[k] = append(g[k], docs[i].FlowStartNs)
+		}
+		for _, s := range g {
+			slices.Sort(s)
+		}
+		return g
+	}
+	gr, gs := group(ref), group(stored)
+	note := func(what string, k captureKey, ns int64) {
+		if len(m.examples) < 10 {
+			m.examples = append(m.examples, fmt.Sprintf("%s: %+v at %s", what, k, time.Unix(0, ns).UTC().Format(time.StampMicro)))
+		}
+	}
+	for k, r := range gr {
+		s := gs[k]
+		i, j := 0, 0
+		for i < len(r) && j < len(s) {
+			d := time.Duration(s[j] - r[i])
+			switch {
+			case d.Abs() <= tol:
+				m.matched++
+				m.worst = max(m.worst, d.Abs())
+				i, j = i+1, j+1
+			case d < 0:
+				note("extra", k, s[j])
+				m.extra++
+				j++
+			default:
+				note("lost", k, r[i])
+				m.lost++
+				i++
+			}
+		}
+		for ; i < len(r); i++ {
+			note("lost", k, r[i])
+			m.lost++
+		}
+		for ; j < len(s); j++ {
+			note("extra", k, s[j])
+			m.extra++
+		}
+	}
+	for k, s := range gs {
+		if _, ok := gr[k]; !ok {
+			for _, ns := range s {
+				note("extra", k, ns)
+				m.extra++
+			}
+		}
+	}
+	return m
+}
+
+// replayCapture reads a recording with `mission probe --read` and returns
+// its flows in stored form (the JSON lines of --stdout).
+func replayCapture(t *testing.T, file string, brokerPort int) []flow.Document {
+	t.Helper()
+	cmd := exec.Command(missionBin, "--log-level", "warn", "probe", "--read", file,
+		"--mqtt-ports", strconv.Itoa(brokerPort), "--stdout")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "mission probe --read %s:\n%s", file, stderr.String())
+	var docs []flow.Document
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var d flow.Document
+		require.NoError(t, dec.Decode(&d))
+		docs = append(docs, d)
+	}
+	return docs
+}
+
+// TestCollectorOutageDuringLiveCapture: the study's plant on a real
+// mosquitto, captured live by `mission probe` exporting over TCP to
+// `mission collect`; the collector is stopped (SIGTERM) for 5 s mid-run
+// and restarted on the same port and data directory. The probe keeps its
+// flows queued while the collector is down and resends its window after
+// reconnecting: every flow of a dumpcap recording of the same traffic,
+// replayed by `mission probe --read`, is stored exactly once, and the
+// stored flows are those the probe exported and the plant's clients made.
+func TestCollectorOutageDuringLiveCapture(t *testing.T) {
+	mqtttest.RequireRoot(t)
+	mqtttest.RequireTools(t, "mosquitto", "dumpcap")
+	broker := mqtttest.StartBroker(t, mqtttest.BrokerOptions{Address: "127.0.0.1"})
+	bport := broker.Port
+	baddr := fmt.Sprintf("127.0.0.1:%d", bport)
+	dataDir := t.TempDir()
+	cport := freePort(t)
+	mport := freePort(t)
+
+	// The reference recording, from before the probe starts to after the
+	// plant stops. A poke is a connection without MQTT: no flow.
+	capt := mqtttest.StartCapture(t, "", "lo", fmt.Sprintf("tcp port %d", bport), filepath.Join(t.TempDir(), "lo.pcap"))
+	capt.WaitCapturing(t, func() {
+		if c, err := net.DialTimeout("tcp", baddr, time.Second); err == nil {
+			c.Close()
+		}
+	})
+	c := startCollect(t, dataDir, cport, "--listen", "tcp", "--drain-timeout", "2s")
+	pr := startLiveProbe(t, bport, cport, "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", mport))
+
+	// The plant: every sensor every 200 ms (25 readings/s, 150 PUBLISH
+	// flows/s at QoS 2), the controller watching the actuators' states.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cfg := plant.DefaultConfig(baddr)
+	cfg.Interval, cfg.WatchStates, cfg.Seed = 200*time.Millisecond, true, 1
+	pl, err := plant.Start(ctx, cfg)
+	require.NoError(t, err, "plant")
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	runErr := make(chan error, 1)
+	go func() { runErr <- pl.Run(runCtx) }()
+
+	time.Sleep(4 * time.Second)
+	c.stop(t, syscall.SIGTERM)
+	down := time.Now()
+	time.Sleep(5 * time.Second)
+	c = startCollect(t, dataDir, cport, "--listen", "tcp", "--drain-timeout", "2s")
+	t.Logf("collector down for %v", time.Since(down).Round(time.Millisecond))
+	time.Sleep(8 * time.Second) // the probe reconnects (backoff up to 5 s) and the plant runs on
+
+	stopRun()
+	require.NoError(t, <-runErr, "plant run")
+	rep, err := pl.Stop(ctx)
+	require.NoError(t, err, "plant stop")
+	checkReport(t, cfg, rep)
+	capt.Stop(t)
+	time.Sleep(500 * time.Millisecond) // the last packets reach the probe
+	if metrics, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)); err == nil {
+		for _, line := range strings.Split(metrics, "\n") {
+			for _, name := range []string{"flows_exported_total", "flows_resent_total", "flows_deferred_total", "export_reconnects_total", "flows_dropped_total"} {
+				if strings.HasPrefix(line, "mission_probe_"+name) {
+					t.Log("probe before SIGINT: ", line)
+				}
+			}
+		}
+	}
+	exported := pr.stop(t)
+	require.Contains(t, pr.logs.String(), "lost the collector connection", "the probe saw the outage")
+	time.Sleep(time.Second) // the collector stores the last batch
+	c.stop(t, syscall.SIGTERM)
+
+	docs := storedFlows(t, dataDir)
+	ids := map[string]bool{}
+	for _, d := range docs {
+		ids[d.ID] = true
+	}
+	ref := replayCapture(t, capt.File, bport)
+	m := matchCapture(ref, docs, 2*time.Millisecond)
+	t.Logf("exported %d (probe's last log line), stored %d (%d distinct _id), reference %d (dumpcap recording read by mission probe --read): matched %d, lost %d, extra %d, duplicates %d; largest start-time difference %v",
+		exported, len(docs), len(ids), m.reference, m.matched, m.lost, m.extra, m.duplicates, m.worst)
+	for _, e := range m.examples {
+		t.Log(e)
+	}
+	require.Equal(t, len(docs), len(ids), "documents vs distinct _id")
+	require.Zero(t, m.duplicates, "duplicates")
+	require.Zero(t, m.lost, "reference flows not stored")
+	require.Zero(t, m.extra, "stored flows not in the reference")
+	require.Equal(t, exported, len(docs), "stored = exported")
+	compareFlows(t, expectedFlows(rep, bport), docs)
+	checkQuery(t, dataDir, len(docs))
 }
