@@ -8,6 +8,7 @@
 //	go run ./bench            # full run, under 10 minutes
 //	go run ./bench -quick     # CI: a few rates, short steps, under 2 minutes
 //	go run ./bench -offline [-pcap FILE]   # probe alone on a capture vs tshark
+//	go run ./bench -soak 10m [-seed N]     # soak: the plant for 10 minutes while the collector and its database are killed at random
 //
 // Needs root (live capture), mosquitto and tshark (apt-get install
 // mosquitto tshark).
@@ -50,6 +51,10 @@ type config struct {
 	keep       bool
 	refine     int // extra steps per QoS between the last rate that kept pace end to end and the first that did not
 	command    string
+
+	soak         time.Duration // -soak: the soak run instead of the benchmark
+	soakInterval time.Duration
+	seed         int64
 }
 
 func main() {
@@ -116,6 +121,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&cfg.window, "window", 1000, "unacknowledged QoS 1/2 messages per client")
 	fs.StringVar(&cfg.mongoURL, "mongo-url", "", "store in this MongoDB instead of the embedded store (passed to mission collect)")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (logs, per-step CSVs)")
+	fs.DurationVar(&cfg.soak, "soak", 0, "soak run of this duration instead of the benchmark: the plant captured live, the collector and its FerretDB killed and restarted at random (e.g. 10m; 60s for a quick look)")
+	fs.DurationVar(&cfg.soakInterval, "soak-interval", 200*time.Millisecond, "soak: every plant sensor reads once per interval (5 sensors; 6 QoS 2 PUBLISH flows per reading)")
+	fs.Int64Var(&cfg.seed, "seed", 1, "soak: seed of the kill schedule")
 	fs.IntVar(&cfg.refine, "refine", -1, "extra steps per QoS halving the interval between the highest rate stored end to end and the lowest that was not (default 3, quick 0)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -200,6 +208,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build: %v\n%s", err, out)
 		}
+	}
+	if cfg.soak > 0 {
+		return runSoak(ctx, cfg, tmp, stdout)
 	}
 	if cfg.offline {
 		return runOffline(ctx, cfg, tmp, stdout)
