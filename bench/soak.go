@@ -420,27 +420,24 @@ schedule:
 	exported, probeLine := probeStoppedLine(pr.log)
 	s.logf("probe stopped: %s", probeLine)
 
-	client, err := mongo.Connect(context.Background(), options.Client().ApplyURI(s.mongoURL))
-	if err != nil {
-		return err
-	}
-	defer client.Disconnect(context.Background())
-	coll := client.Database(soakDatabase).Collection(soakCollection)
-	var settled int64 = -1
-	for deadline, stable := time.Now().Add(3*time.Minute), 0; time.Now().Before(deadline); {
-		cctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		n, err := coll.EstimatedDocumentCount(cctx)
-		cancel()
-		if err == nil && n == settled {
+	// The store has settled when the collector's queue and spool are empty
+	// and it accepted nothing new for 3 s. (Counting documents in FerretDB
+	// over SQLite is a full scan: too slow to poll.)
+	var lastAccepted float64 = -1
+	for deadline, stable := time.Now().Add(3*time.Minute), 0; time.Now().Before(deadline) && stable < 3; {
+		time.Sleep(time.Second)
+		m, err := scrape(s.colMetrics)
+		if err != nil {
+			stable = 0
+			continue
+		}
+		acc := m.get("mission_store_accepted_total")
+		if acc == lastAccepted && m.get("mission_store_queue_depth") == 0 && m.get("mission_store_spool_documents") == 0 {
 			stable++
 		} else {
 			stable = 0
 		}
-		settled = n
-		if err == nil && n >= int64(exported) && stable >= 2 || stable >= 15 {
-			break
-		}
-		time.Sleep(time.Second)
+		lastAccepted = acc
 	}
 	stopWatch()
 	s.mu.Lock()
@@ -453,7 +450,13 @@ schedule:
 	s.mu.Unlock()
 
 	// What the database holds.
-	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	client, err := mongo.Connect(context.Background(), options.Client().ApplyURI(s.mongoURL))
+	if err != nil {
+		return err
+	}
+	defer client.Disconnect(context.Background())
+	coll := client.Database(soakDatabase).Collection(soakCollection)
+	rctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cur, err := coll.Find(rctx, bson.D{})
 	if err != nil {
@@ -556,12 +559,15 @@ func recordingKeyOf(d *flow.Document) recordingKey {
 // matched have the same key and start times within the tolerance; lost
 // are reference flows without a stored one, extra stored flows without a
 // reference one; distinctKeys counts stored flows by key and exact start
-// time (documents − distinctKeys are duplicates).
+// time (documents − distinctKeys are duplicates). A reference flow and a
+// stored one left over with the same key and starts within wideTol are
+// one flow stamped differently by dumpcap and the probe (seen once in a
+// 10-minute run: 6.4 ms, while a killed database restarted): matchedWide.
 type recordingMatch struct {
-	reference, matched, lost, extra, distinctKeys int
-	worst                                         time.Duration
-	lostByType                                    map[string]int
-	examples                                      []string
+	reference, matched, matchedWide, lost, extra, distinctKeys int
+	worst                                                      time.Duration
+	lostByType                                                 map[string]int
+	examples                                                   []string
 }
 
 func matchRecording(ref, stored []flow.Document, tol time.Duration) recordingMatch {
@@ -592,8 +598,10 @@ func matchRecording(ref, stored []flow.Document, tol time.Duration) recordingMat
 				k.packetID, time.Unix(0, ns).UTC().Format("15:04:05.000000")))
 		}
 	}
+	const wideTol = 100 * time.Millisecond // far below a packet id's reuse on one connection
 	for k, r := range gr {
 		s := gs[k]
+		var lostNs, extraNs []int64
 		i, j := 0, 0
 		for i < len(r) && j < len(s) {
 			d := time.Duration(s[j] - r[i])
@@ -603,21 +611,41 @@ func matchRecording(ref, stored []flow.Document, tol time.Duration) recordingMat
 				m.worst = max(m.worst, d.Abs())
 				i, j = i+1, j+1
 			case d < 0:
-				note("extra", k, s[j])
+				extraNs = append(extraNs, s[j])
+				j++
+			default:
+				lostNs = append(lostNs, r[i])
+				i++
+			}
+		}
+		lostNs, extraNs = append(lostNs, r[i:]...), append(extraNs, s[j:]...)
+		i, j = 0, 0
+		for i < len(lostNs) && j < len(extraNs) {
+			d := time.Duration(extraNs[j] - lostNs[i])
+			switch {
+			case d.Abs() <= wideTol:
+				m.matchedWide++
+				m.worst = max(m.worst, d.Abs())
+				if len(m.examples) < 20 {
+					m.examples = append(m.examples, fmt.Sprintf("start %s apart: %s %s:%d → %s:%d packet id %d", d.Abs(), k.typ, k.src, k.sport, k.dst, k.dport, k.packetID))
+				}
+				i, j = i+1, j+1
+			case d < 0:
+				note("extra", k, extraNs[j])
 				m.extra++
 				j++
 			default:
-				note("lost", k, r[i])
+				note("lost", k, lostNs[i])
 				m.lost++
 				i++
 			}
 		}
-		for ; i < len(r); i++ {
-			note("lost", k, r[i])
+		for ; i < len(lostNs); i++ {
+			note("lost", k, lostNs[i])
 			m.lost++
 		}
-		for ; j < len(s); j++ {
-			note("extra", k, s[j])
+		for ; j < len(extraNs); j++ {
+			note("extra", k, extraNs[j])
 			m.extra++
 		}
 	}
@@ -684,6 +712,7 @@ func (r *soakResult) write(w io.Writer) {
 	row("distinct _id", r.distinctIDs)
 	row("reference flows (dumpcap recording, `mission probe --read`)", m.reference)
 	row("reference flows stored (same key, start within 2 ms)", m.matched)
+	row("reference flows stored, start 2–100 ms apart (dumpcap's and the probe's timestamps)", m.matchedWide)
 	row("**lost** (reference − stored)", fmt.Sprintf("**%d**", m.lost))
 	row("stored, not in the reference", m.extra)
 	row("**duplicates** (documents − distinct keys)", fmt.Sprintf("**%d**", r.documents-m.distinctKeys))
