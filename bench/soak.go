@@ -22,7 +22,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +32,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/internal/mqtttest"
 	"github.com/mission-ids/mission/internal/plant"
 )
 
@@ -474,7 +474,7 @@ schedule:
 	if err != nil {
 		return err
 	}
-	m := matchRecording(ref, docs, 2*time.Millisecond)
+	m := mqtttest.MatchRecording(ref, docs, 2*time.Millisecond, mqtttest.WideTolerance)
 	res := soakResult{
 		cfg: cfg, info: info, ran: soakRan, elapsed: time.Since(started), events: events, rss: rss.peak,
 		exported: exported, documents: len(docs), distinctIDs: len(ids), match: m, rep: rep,
@@ -537,129 +537,6 @@ func replayRecording(ctx context.Context, mission, pcap string, port int) ([]flo
 	return docs, nil
 }
 
-// recordingKey identifies a flow in the store and in the replay of a
-// recording of the same traffic: 5-tuple, type and packet id; the start
-// time is compared apart, with a tolerance (dumpcap and the probe stamp a
-// packet at slightly different moments).
-type recordingKey struct {
-	src, dst     string
-	sport, dport uint16
-	proto        uint8
-	typ          string
-	packetID     uint16
-}
-
-func recordingKeyOf(d *flow.Document) recordingKey {
-	return recordingKey{src: d.SourceIPv4Address + d.SourceIPv6Address, dst: d.DestinationIPv4Address + d.DestinationIPv6Address,
-		sport: d.SourceTransportPort, dport: d.DestinationTransportPort, proto: d.Protocol,
-		typ: d.MQTTControlTypeName, packetID: d.MQTTPacketID}
-}
-
-// recordingMatch compares the stored flows with the reference flows:
-// matched have the same key and start times within the tolerance; lost
-// are reference flows without a stored one, extra stored flows without a
-// reference one; distinctKeys counts stored flows by key and exact start
-// time (documents − distinctKeys are duplicates). A reference flow and a
-// stored one left over with the same key and starts within wideTol are
-// one flow stamped differently by dumpcap and the probe (seen once in a
-// 10-minute run: 6.4 ms, while a killed database restarted): matchedWide.
-type recordingMatch struct {
-	reference, matched, matchedWide, lost, extra, distinctKeys int
-	worst                                                      time.Duration
-	lostByType                                                 map[string]int
-	examples                                                   []string
-}
-
-func matchRecording(ref, stored []flow.Document, tol time.Duration) recordingMatch {
-	m := recordingMatch{reference: len(ref), lostByType: map[string]int{}}
-	exact := map[string]bool{}
-	for i := range stored {
-		exact[fmt.Sprintf("%v@%d", recordingKeyOf(&stored[i]), stored[i].FlowStartNs)] = true
-	}
-	m.distinctKeys = len(exact)
-	group := func(docs []flow.Document) map[recordingKey][]int64 {
-		g := map[recordingKey][]int64{}
-		for i := range docs {
-			k := recordingKeyOf(&docs[i])
-			g[k] = append(g[k], docs[i].FlowStartNs)
-		}
-		for _, s := range g {
-			slices.Sort(s)
-		}
-		return g
-	}
-	gr, gs := group(ref), group(stored)
-	note := func(what string, k recordingKey, ns int64) {
-		if what == "lost" {
-			m.lostByType[k.typ]++
-		}
-		if len(m.examples) < 20 {
-			m.examples = append(m.examples, fmt.Sprintf("%s: %s %s:%d → %s:%d packet id %d, start %s", what, k.typ, k.src, k.sport, k.dst, k.dport,
-				k.packetID, time.Unix(0, ns).UTC().Format("15:04:05.000000")))
-		}
-	}
-	const wideTol = 100 * time.Millisecond // far below a packet id's reuse on one connection
-	for k, r := range gr {
-		s := gs[k]
-		var lostNs, extraNs []int64
-		i, j := 0, 0
-		for i < len(r) && j < len(s) {
-			d := time.Duration(s[j] - r[i])
-			switch {
-			case d.Abs() <= tol:
-				m.matched++
-				m.worst = max(m.worst, d.Abs())
-				i, j = i+1, j+1
-			case d < 0:
-				extraNs = append(extraNs, s[j])
-				j++
-			default:
-				lostNs = append(lostNs, r[i])
-				i++
-			}
-		}
-		lostNs, extraNs = append(lostNs, r[i:]...), append(extraNs, s[j:]...)
-		i, j = 0, 0
-		for i < len(lostNs) && j < len(extraNs) {
-			d := time.Duration(extraNs[j] - lostNs[i])
-			switch {
-			case d.Abs() <= wideTol:
-				m.matchedWide++
-				m.worst = max(m.worst, d.Abs())
-				if len(m.examples) < 20 {
-					m.examples = append(m.examples, fmt.Sprintf("start %s apart: %s %s:%d → %s:%d packet id %d", d.Abs(), k.typ, k.src, k.sport, k.dst, k.dport, k.packetID))
-				}
-				i, j = i+1, j+1
-			case d < 0:
-				note("extra", k, extraNs[j])
-				m.extra++
-				j++
-			default:
-				note("lost", k, lostNs[i])
-				m.lost++
-				i++
-			}
-		}
-		for ; i < len(lostNs); i++ {
-			note("lost", k, lostNs[i])
-			m.lost++
-		}
-		for ; j < len(extraNs); j++ {
-			note("extra", k, extraNs[j])
-			m.extra++
-		}
-	}
-	for k, s := range gs {
-		if _, ok := gr[k]; !ok {
-			for _, ns := range s {
-				note("extra", k, ns)
-				m.extra++
-			}
-		}
-	}
-	return m
-}
-
 type soakResult struct {
 	cfg                 *config
 	info                machine
@@ -668,7 +545,7 @@ type soakResult struct {
 	rss                 map[string]uint64
 	exported, documents int
 	distinctIDs         int
-	match               recordingMatch
+	match               mqtttest.RecordingMatch
 	rep                 *plant.Report
 	probeMetrics        metricSet
 	unplanned           []string
@@ -710,13 +587,13 @@ func (r *soakResult) write(w io.Writer) {
 	row("flows dropped by the probe (queue full)", int(r.probeMetrics.get("mission_probe_flows_dropped_total")))
 	row("documents in the database", r.documents)
 	row("distinct _id", r.distinctIDs)
-	row("reference flows (dumpcap recording, `mission probe --read`)", m.reference)
-	row("reference flows stored (same key, start within 2 ms)", m.matched)
-	row("reference flows stored, start 2–100 ms apart (dumpcap's and the probe's timestamps)", m.matchedWide)
-	row("**lost** (reference − stored)", fmt.Sprintf("**%d**", m.lost))
-	row("stored, not in the reference", m.extra)
-	row("**duplicates** (documents − distinct keys)", fmt.Sprintf("**%d**", r.documents-m.distinctKeys))
-	row("largest start-time difference, store vs recording", m.worst)
+	row("reference flows (dumpcap recording, `mission probe --read`)", m.Reference)
+	row("reference flows stored (same key, start within 2 ms)", m.Matched)
+	row("reference flows stored, start 2–100 ms apart (dumpcap's and the probe's timestamps)", m.MatchedWide)
+	row("**lost** (reference − stored)", fmt.Sprintf("**%d**", m.Lost))
+	row("stored, not in the reference", m.Extra)
+	row("**duplicates** (documents − distinct keys)", fmt.Sprintf("**%d**", r.documents-m.DistinctKeys))
+	row("largest start-time difference, store vs recording", m.Worst)
 	for _, role := range []string{"probe", "collector", "database", "mosquitto", "dumpcap", "harness (plant)"} {
 		label := "peak RSS " + role
 		if n := r.incarnations[role]; n > 1 {
@@ -725,10 +602,10 @@ func (r *soakResult) write(w io.Writer) {
 		row(label, fmt.Sprintf("%.1f MiB", float64(r.rss[role])/(1<<20)))
 	}
 	row("unplanned exits", len(r.unplanned))
-	if len(m.lostByType) > 0 {
-		fmt.Fprintf(w, "\nLost by type: %v\n", m.lostByType)
+	if len(m.LostByType) > 0 {
+		fmt.Fprintf(w, "\nLost by type: %v\n", m.LostByType)
 	}
-	for _, e := range m.examples {
+	for _, e := range m.Examples {
 		fmt.Fprintln(w, "  ", e)
 	}
 	for _, u := range r.unplanned {

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -546,102 +545,6 @@ func (p *liveProbe) stop(t *testing.T) int {
 	return -1
 }
 
-// captureKey identifies a flow in the live store and in a replay of a
-// recording of the same traffic: 5-tuple, type and packet id (the start
-// time is compared apart, with a tolerance: dumpcap and the probe stamp a
-// packet at slightly different moments).
-type captureKey struct {
-	src, dst     string
-	sport, dport uint16
-	proto        uint8
-	typ          string
-	packetID     uint16
-}
-
-func captureKeyOf(d *flow.Document) captureKey {
-	return captureKey{src: d.SourceIPv4Address + d.SourceIPv6Address, dst: d.DestinationIPv4Address + d.DestinationIPv6Address,
-		sport: d.SourceTransportPort, dport: d.DestinationTransportPort, proto: d.Protocol,
-		typ: d.MQTTControlTypeName, packetID: d.MQTTPacketID}
-}
-
-// captureMatch compares the stored flows with reference flows (a replay
-// of a recording): matched pairs have the same key and start times within
-// tol; lost are reference flows without a stored one, extra the stored
-// flows without a reference one, duplicates stored flows with the key and
-// exact start time of another stored flow.
-type captureMatch struct {
-	reference, stored, matched, lost, extra, duplicates int
-	worst                                               time.Duration
-	examples                                            []string
-}
-
-func matchCapture(ref, stored []flow.Document, tol time.Duration) captureMatch {
-	m := captureMatch{reference: len(ref), stored: len(stored)}
-	exact := map[string]bool{}
-	for i := range stored {
-		k := fmt.Sprintf("%v@%d", captureKeyOf(&stored[i]), stored[i].FlowStartNs)
-		if exact[k] {
-			m.duplicates++
-		}
-		exact[k] = true
-	}
-	group := func(docs []flow.Document) map[captureKey][]int64 {
-		g := map[captureKey][]int64{}
-		for i := range docs {
-			k := captureKeyOf(&docs[i])
-			g[k] = append(g[k], docs[i].FlowStartNs)
-		}
-		for _, s := range g {
-			slices.Sort(s)
-		}
-		return g
-	}
-	gr, gs := group(ref), group(stored)
-	note := func(what string, k captureKey, ns int64) {
-		if len(m.examples) < 10 {
-			m.examples = append(m.examples, fmt.Sprintf("%s: %+v at %s", what, k, time.Unix(0, ns).UTC().Format(time.StampMicro)))
-		}
-	}
-	for k, r := range gr {
-		s := gs[k]
-		i, j := 0, 0
-		for i < len(r) && j < len(s) {
-			d := time.Duration(s[j] - r[i])
-			switch {
-			case d.Abs() <= tol:
-				m.matched++
-				m.worst = max(m.worst, d.Abs())
-				i, j = i+1, j+1
-			case d < 0:
-				note("extra", k, s[j])
-				m.extra++
-				j++
-			default:
-				note("lost", k, r[i])
-				m.lost++
-				i++
-			}
-		}
-		for ; i < len(r); i++ {
-			note("lost", k, r[i])
-			m.lost++
-		}
-		for ; j < len(s); j++ {
-			note("extra", k, s[j])
-			m.extra++
-		}
-	}
-	for k, s := range gs {
-		if _, ok := gr[k]; !ok {
-			for _, ns := range s {
-				note("extra", k, ns)
-				m.extra++
-			}
-		}
-	}
-	return m
-}
-
 // replayCapture reads a recording with `mission probe --read` and returns
 // its flows in stored form (the JSON lines of --stdout).
 func replayCapture(t *testing.T, file string, brokerPort int) []flow.Document {
@@ -739,16 +642,16 @@ func TestCollectorOutageDuringLiveCapture(t *testing.T) {
 		ids[d.ID] = true
 	}
 	ref := replayCapture(t, capt.File, bport)
-	m := matchCapture(ref, docs, 2*time.Millisecond)
-	t.Logf("exported %d (probe's last log line), stored %d (%d distinct _id), reference %d (dumpcap recording read by mission probe --read): matched %d, lost %d, extra %d, duplicates %d; largest start-time difference %v",
-		exported, len(docs), len(ids), m.reference, m.matched, m.lost, m.extra, m.duplicates, m.worst)
-	for _, e := range m.examples {
+	m := mqtttest.MatchRecording(ref, docs, 2*time.Millisecond, mqtttest.WideTolerance)
+	t.Logf("exported %d (probe's last log line), stored %d (%d distinct _id), reference %d (dumpcap recording read by mission probe --read): matched %d (%d stamped 2–100 ms apart by dumpcap and the probe), lost %d, extra %d, duplicates %d; largest start-time difference %v",
+		exported, len(docs), len(ids), m.Reference, m.Matched+m.MatchedWide, m.MatchedWide, m.Lost, m.Extra, m.Duplicates, m.Worst)
+	for _, e := range m.Examples {
 		t.Log(e)
 	}
 	require.Equal(t, len(docs), len(ids), "documents vs distinct _id")
-	require.Zero(t, m.duplicates, "duplicates")
-	require.Zero(t, m.lost, "reference flows not stored")
-	require.Zero(t, m.extra, "stored flows not in the reference")
+	require.Zero(t, m.Duplicates, "duplicates")
+	require.Zero(t, m.Lost, "reference flows not stored")
+	require.Zero(t, m.Extra, "stored flows not in the reference")
 	require.Equal(t, exported, len(docs), "stored = exported")
 	compareFlows(t, expectedFlows(rep, bport), docs)
 	checkQuery(t, dataDir, len(docs))
