@@ -670,6 +670,7 @@ func (c *Collector) replaySegment(ctx context.Context, s *jseg) error {
 		sess := sessions[key]
 		if sess == nil {
 			sess = ipfix.NewSession(c.cfg.IPFIX, ipfix.SessionKey{Exporter: key.from, Transport: key.transport})
+			sess.IgnoreSequence() // the journal holds what was not stored, not every message
 			sessions[key] = sess
 		}
 		switch journalKind(body[0]) {

@@ -184,7 +184,15 @@ type Session struct {
 	cur          *scope // scope of the last message, nil once released
 	numTemplates int
 	pendingBytes int
+
+	ignoreSequence bool // see IgnoreSequence
 }
+
+// IgnoreSequence stops the session from checking sequence numbers: for a
+// replay of a subset of a session's messages (a collector's journal keeps
+// only what is not yet stored), where the numbers jump by design and a gap
+// is no loss.
+func (s *Session) IgnoreSequence() { s.ignoreSequence = true }
 
 // NewSession returns an empty session. Its state is charged to
 // cfg.Budget; without one, to a budget of its own with the default
@@ -390,6 +398,9 @@ func (s *Session) resetSequence(domain uint32) {
 // one. Messages with data sets of unknown templates make the next message
 // resynchronise, since their record count is unknown.
 func (s *Session) trackSequence(h MessageHeader, records uint32, unknown bool) {
+	if s.ignoreSequence {
+		return
+	}
 	s.b.mu.Lock()
 	sc := s.scopeLocked(h.ObservationDomainID)
 	st := sc.seq
