@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -116,4 +117,42 @@ func TestEmbeddedDirLockedAcrossProcesses(t *testing.T) {
 	e, err := StartEmbedded(db.dir, "127.0.0.1:0", testLogger(t))
 	require.NoError(t, err)
 	require.NoError(t, e.Close())
+}
+
+// TestOpenBeforeDatabase: with StartUnreachable a Writer opens while its
+// database is down, spools what it is given, and once a server starts at
+// the URL creates the indexes and stores every flow once.
+func TestOpenBeforeDatabase(t *testing.T) {
+	const n = 3000
+	db := &ferretProc{t: t, bin: buildFerretServer(t), dir: t.TempDir(), addr: freeAddr(t)}
+	ctx := context.Background()
+	w, err := Open(ctx, Config{URL: db.url(), DataDir: t.TempDir(), WriteTimeout: 2 * time.Second, StartUnreachable: true}, testLogger(t))
+	require.NoError(t, err)
+	defer w.Close(ctx)
+	require.False(t, w.Stats().Healthy)
+	require.NoError(t, w.PutBatch(testDocs(0, n)))
+	waitFor(t, 30*time.Second, "flows spooled while the database is down", func() bool { return w.Stats().Spooled > 0 })
+
+	db.start()
+	t.Cleanup(db.kill)
+	waitFor(t, 120*time.Second, "spool replayed into the database", settled(w, n))
+	st := w.Stats()
+	require.Zero(t, st.Dropped)
+	require.Positive(t, st.PingErrors)
+
+	coll := testClient(t, db.url()).Database("mission").Collection("mqtt")
+	stored, flowIDs := countStored(t, coll)
+	require.EqualValues(t, n, stored)
+	require.EqualValues(t, n, flowIDs)
+	cur, err := coll.Indexes().List(ctx)
+	require.NoError(t, err)
+	var idx []bson.M
+	require.NoError(t, cur.All(ctx, &idx))
+	names := map[string]bool{}
+	for _, i := range idx {
+		names[fmt.Sprint(i["name"])] = true
+	}
+	for _, f := range indexedFields {
+		require.True(t, names[f+"_1"], "index on %s created once the database answered: %v", f, names)
+	}
 }

@@ -145,6 +145,11 @@ type Config struct {
 	// four (the server decodes and converts one batch while SQLite writes
 	// another); MongoDB writes batches in parallel.
 	InsertWorkers int
+	// StartUnreachable lets Open succeed when the database at URL does not
+	// answer: flows go to the spool, and the indexes are created, once it
+	// answers (a collector restarted while its database is down). Without
+	// it Open fails with ErrUnreachable. The embedded server always answers.
+	StartUnreachable bool
 }
 
 func (c Config) withDefaults() Config {
@@ -249,6 +254,9 @@ type Writer struct {
 	results    chan insertResult // their outcomes, read by the writer goroutine
 	nextProbe  time.Time
 	probePause time.Duration
+	// needIndexes: the database did not answer at Open (StartUnreachable);
+	// the indexes are created when it first does.
+	needIndexes bool
 
 	c                               counters
 	dropLog, rejectLog, spoolErrLog atomic.Int64 // throttles: last log time (Unix ns)
@@ -313,7 +321,17 @@ func Open(ctx context.Context, cfg Config, logger zerolog.Logger) (_ *Writer, er
 	pctx, cancel := context.WithTimeout(ctx, cfg.WriteTimeout)
 	defer cancel()
 	if err := w.client.Ping(pctx, nil); err != nil {
-		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, RedactURL(w.url), redactError(err, w.url))
+		if !cfg.StartUnreachable || w.embedded != nil {
+			return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, RedactURL(w.url), redactError(err, w.url))
+		}
+		w.log.Warn().Err(redactError(err, w.url)).Str("url", RedactURL(w.url)).
+			Msg("store: database not answering at start; spooling flows to disk until it answers")
+		w.c.pingErrors.Add(1)
+		w.needIndexes = true
+		w.probePause = minProbePause
+		w.nextProbe = time.Now().Add(w.probePause)
+		go w.run()
+		return w, nil
 	}
 	if err := ensureIndexes(pctx, w.coll, cfg.Retention, w.embedded != nil, w.log); err != nil {
 		return nil, redactError(err, w.url)

@@ -444,6 +444,18 @@ func (w *Writer) maintain(ctx context.Context) {
 func (w *Writer) probe(ctx context.Context) bool {
 	pctx, cancel := context.WithTimeout(ctx, min(w.cfg.WriteTimeout, maxPingTime))
 	err := w.client.Ping(pctx, nil)
+	if err == nil && w.needIndexes {
+		if err = ensureIndexes(pctx, w.coll, w.cfg.Retention, false, w.log); err == nil {
+			w.needIndexes = false
+		} else if errors.Is(err, ErrRetentionUnsupported) {
+			// A configuration the server cannot honour: said once, and
+			// the flows are stored without the TTL index.
+			w.log.Error().Err(err).Msg("store: flows are kept without expiry")
+			w.needIndexes, err = false, nil
+		} else {
+			w.log.Warn().Err(redactError(err, w.url)).Msg("store: database answers but creating the indexes failed; retrying")
+		}
+	}
 	cancel()
 	if err != nil {
 		w.c.pingErrors.Add(1)

@@ -157,6 +157,8 @@ func openStore(c *cli.Context, log zerolog.Logger) (*store.Writer, error) {
 		QueueSize:      c.Int(flagStoreQueue),
 		SpoolMaxBytes:  c.Int64(flagSpoolMaxBytes),
 		InsertWorkers:  c.Int(flagStoreWorkers),
+		// Only a URL can be down; the embedded server always answers.
+		StartUnreachable: c.Bool(flagWaitForDatabase),
 	}, log)
 	if err != nil {
 		return nil, storeError(err)

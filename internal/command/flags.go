@@ -74,6 +74,7 @@ const (
 	flagStoreQueue      = "store-queue"
 	flagSpoolMaxBytes   = "spool-max-bytes"
 	flagStoreWorkers    = "store-workers"
+	flagWaitForDatabase = "wait-for-database"
 
 	// listen (collect)
 	flagHost              = "host"
@@ -251,6 +252,7 @@ func storeWriteFlags() []cli.Flag {
 		&cli.IntFlag{Name: flagStoreQueue, Value: 200_000, EnvVars: []string{"STORE_QUEUE"}, Usage: "documents queued in memory before the spool takes over"},
 		&cli.Int64Flag{Name: flagSpoolMaxBytes, Value: 1 << 30, EnvVars: []string{"SPOOL_MAX_BYTES"}, Usage: "on-disk spool bound while the database is unreachable"},
 		&cli.IntFlag{Name: flagStoreWorkers, Value: store.DefaultInsertWorkers, EnvVars: []string{"STORE_WORKERS"}, Usage: "insert commands in flight at once (1 to 64)"},
+		&cli.BoolFlag{Name: flagWaitForDatabase, Value: true, EnvVars: []string{"WAIT_FOR_DATABASE"}, Usage: "start even when the database at --mongo-url does not answer yet, spooling flows until it does (--wait-for-database=false: fail at start)"},
 	}
 }
 

@@ -51,12 +51,12 @@ func TestMongoPasswordNeverShown(t *testing.T) {
 		wantErr bool
 		want    string // must appear in the output
 	}{
-		{"collect, env", map[string]string{"MONGO_URL": good}, []string{"collect", "--data-dir", data}, true, "alice:xxxxx@127.0.0.1:1"},
-		{"collect, flag", nil, []string{"collect", "--mongo-url", good, "--data-dir", data}, true, "cannot reach the database"},
-		{"collect, escaped", map[string]string{"MONGO_URL": escaped}, []string{"collect", "--data-dir", data}, true, "alice:xxxxx@"},
-		{"collect, refused URL", map[string]string{"MONGO_URL": refused}, []string{"collect", "--data-dir", data}, true, "invalid MongoDB URL"},
-		{"collect, TLS key password", map[string]string{"MONGO_URL": tlsKey}, []string{"collect", "--data-dir", data}, true, ""},
-		{"collect, file", map[string]string{"MONGO_URL_FILE": file}, []string{"collect", "--data-dir", data}, true, "alice:xxxxx@127.0.0.1:1"},
+		{"collect, env", map[string]string{"MONGO_URL": good}, []string{"collect", "--data-dir", data, "--wait-for-database=false"}, true, "alice:xxxxx@127.0.0.1:1"},
+		{"collect, flag", nil, []string{"collect", "--mongo-url", good, "--data-dir", data, "--wait-for-database=false"}, true, "cannot reach the database"},
+		{"collect, escaped", map[string]string{"MONGO_URL": escaped}, []string{"collect", "--data-dir", data, "--wait-for-database=false"}, true, "alice:xxxxx@"},
+		{"collect, refused URL", map[string]string{"MONGO_URL": refused}, []string{"collect", "--data-dir", data, "--wait-for-database=false"}, true, "invalid MongoDB URL"},
+		{"collect, TLS key password", map[string]string{"MONGO_URL": tlsKey}, []string{"collect", "--data-dir", data, "--wait-for-database=false"}, true, ""},
+		{"collect, file", map[string]string{"MONGO_URL_FILE": file}, []string{"collect", "--data-dir", data, "--wait-for-database=false"}, true, "alice:xxxxx@127.0.0.1:1"},
 		{"query, env", map[string]string{"MONGO_URL": good}, []string{"query", "--count"}, true, "cannot reach the database"},
 		{"query, file", map[string]string{"MONGO_URL_FILE": file}, []string{"query"}, true, "alice:xxxxx@"},
 		{"mine, file", map[string]string{"MONGO_URL_FILE": file}, []string{"mine", "--output", filepath.Join(dir, "m.json")}, true, ""},

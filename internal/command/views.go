@@ -64,7 +64,7 @@ func storeView(c *cli.Context) map[string]any {
 		u = "embedded (" + filepath.Join(c.String(flagDataDir), "db") + ")"
 	}
 	v := map[string]any{"mongoURL": u, "database": c.String(flagMongoCollection), "collection": c.String(flagCollection),
-		"dataDir": c.String(flagDataDir), "retention": c.Duration(flagRetention).String(), "workers": c.Int(flagStoreWorkers)}
+		"dataDir": c.String(flagDataDir), "retention": c.Duration(flagRetention).String(), "workers": c.Int(flagStoreWorkers), "waitForDatabase": c.Bool(flagWaitForDatabase)}
 	if f := c.String(flagMongoURLFile); f != "" {
 		v["mongoURLFile"] = f
 	}
