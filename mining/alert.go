@@ -1,9 +1,11 @@
 package mining
 
 import (
+	"encoding/hex"
 	"net/netip"
 	"time"
 
+	"github.com/mission-ids/mission/coapparse"
 	"github.com/mission-ids/mission/flow"
 )
 
@@ -27,7 +29,8 @@ const (
 	// packets (flow.Anomaly; docs/anomalies.md) that are not benign
 	// (DetectorOptions.BenignAnomalies).
 	CheckProtocolAnomaly Check = "protocol-anomaly"
-	// CheckUnidentifiedConnection (identity.go) is declared there.
+	// CheckUnidentifiedConnection (identity.go) and CheckUnusualMethod
+	// (coapcheck.go) are declared there.
 )
 
 // Severity ranks alerts.
@@ -77,6 +80,21 @@ type FlowRef struct {
 	// Identity is "inferred" when the client id was inferred by the
 	// detector from the model (identity.go), empty otherwise.
 	Identity string `json:"identity,omitempty"`
+	// CoAP is the CoAP header of a CoAP flow (nil for MQTT). Type is then
+	// the flow's kind ("CoAP request", CoAPKind).
+	CoAP *CoAPRef `json:"coap,omitempty"`
+}
+
+// CoAPRef is what an alert keeps of a CoAP flow.
+type CoAPRef struct {
+	Type         string `json:"type"`             // of the initiating message: CON, NON, ACK, RST
+	Code         string `json:"code"`             // of the initiating message: "0.01"
+	Method       string `json:"method,omitempty"` // the request's (a notification: the registration's)
+	Path         string `json:"path,omitempty"`
+	Query        string `json:"query,omitempty"`
+	MessageID    uint16 `json:"messageId"`
+	Token        string `json:"token,omitempty"`        // lowercase hex
+	ResponseCode string `json:"responseCode,omitempty"` // "2.05"
 }
 
 // refOf returns the FlowRef of r.
@@ -92,6 +110,18 @@ func refOf(r *flow.Record) FlowRef {
 	}
 	if r.IdentitySource == flow.IdentityInferred {
 		ref.Identity = flow.IdentityInferred.String()
+	}
+	if c := r.CoAP; isCoAP(r) {
+		kind, method, path, _ := coapEvent(c)
+		ref.Type, ref.QoS, ref.Retain, ref.Dup, ref.PacketID = kind.String(), 0, false, false, 0
+		ref.CoAP = &CoAPRef{Type: coapparse.Type(c.Type).String(), Code: coapparse.Code(c.Code).String(),
+			Method: method, Path: path, Query: c.URIQuery, MessageID: c.MessageID, Token: hex.EncodeToString(c.Token)}
+		if kind == CoAPEmpty {
+			ref.CoAP.Path = ""
+		}
+		if c.ResponseCode != 0 {
+			ref.CoAP.ResponseCode = coapparse.Code(c.ResponseCode).String()
+		}
 	}
 	if ref.ClientID == flow.BrokerClientID {
 		ref.ClientID = ""

@@ -13,10 +13,12 @@ import (
 // checks of a PUBLISH) and of one event of a case once its order is
 // settled (orderChecks).
 
-// rateKey is a rate counter's key: a client (or TotalClient) and a type.
+// rateKey is a rate counter's key: a client (or TotalClient), a kind and,
+// for a CoAP activity's own counter, the activity (-1: the client's).
 type rateKey struct {
 	client string
-	typ    flow.ControlType
+	kind   rateKind
+	act    int32
 }
 
 // rateCounter counts a client's flows of one type in the current window.
@@ -27,53 +29,69 @@ type rateCounter struct {
 	flows   [8]uint64 // ring of the last flows
 }
 
-// bound is how many flows of type typ client may start per window.
-func (d *Detector) bound(client string, typ flow.ControlType) int {
+// bound is how many flows of kind client may start per window.
+func (d *Detector) bound(client string, kind rateKind) int {
 	var learned int
 	switch {
 	case client == TotalClient:
-		learned = d.m.Total.rate(typ)
+		learned = d.m.Total.rate(kind)
 	case d.clients[client] != nil:
-		learned = d.clients[client].rate(typ)
+		learned = d.clients[client].rate(kind)
 	default:
-		learned = d.unknownMax.rate(typ)
+		learned = d.unknownMax.rate(kind)
 	}
+	return d.scaled(learned)
+}
+
+func (d *Detector) scaled(learned int) int {
 	return int(math.Ceil(float64(learned)*d.opts.RateFactor)) + d.opts.RateSlack
 }
 
 // rate counts the flow for its client and for all clients together and
 // alerts once per window a bound is passed.
 func (d *Detector) rate(out []Alert, client string, r *flow.Record) []Alert {
-	return d.rateOf(out, [2]string{client, TotalClient}, r)
+	return d.rateOf(out, [2]string{client, TotalClient}, mqttRate(r.ControlType), r)
 }
 
 // rateTotal counts the flow of an unidentified client for all clients
 // together only.
 func (d *Detector) rateTotal(out []Alert, r *flow.Record) []Alert {
-	return d.rateOf(out, [2]string{TotalClient}, r)
+	return d.rateOf(out, [2]string{TotalClient}, mqttRate(r.ControlType), r)
 }
 
-func (d *Detector) rateOf(out []Alert, who [2]string, r *flow.Record) []Alert {
+// counter returns the counter of k in window w, reset for a new window
+// (nil at the MaxTracked bound).
+func (d *Detector) counter(k rateKey, w int64) *rateCounter {
+	rc := d.rates[k]
+	if rc == nil {
+		if len(d.rates) >= d.opts.MaxTracked {
+			return nil
+		}
+		rc = &rateCounter{window: w}
+		d.rates[k] = rc
+	}
+	if rc.window != w {
+		*rc = rateCounter{window: w}
+	}
+	return rc
+}
+
+func (d *Detector) rateOf(out []Alert, who [2]string, kind rateKind, r *flow.Record) []Alert {
+	if kind == rateNone {
+		return out
+	}
 	w := r.Start.UnixNano() / d.window
 	for _, c := range who {
 		if c == "" {
 			continue
 		}
-		k := rateKey{c, r.ControlType}
-		rc := d.rates[k]
+		rc := d.counter(rateKey{c, kind, -1}, w)
 		if rc == nil {
-			if len(d.rates) >= d.opts.MaxTracked {
-				continue
-			}
-			rc = &rateCounter{window: w}
-			d.rates[k] = rc
-		}
-		if rc.window != w {
-			*rc = rateCounter{window: w}
+			continue
 		}
 		rc.flows[rc.n%len(rc.flows)] = r.FlowID
 		rc.n++
-		if b := d.bound(c, r.ControlType); rc.n > b && !rc.alerted {
+		if b := d.bound(c, kind); rc.n > b && !rc.alerted {
 			rc.alerted = true
 			who := fmt.Sprintf("client %q", c)
 			if c == TotalClient {
@@ -83,9 +101,31 @@ func (d *Detector) rateOf(out []Alert, who [2]string, r *flow.Record) []Alert {
 				Check: CheckRate, Severity: SeverityHigh, Time: r.Start, Client: c,
 				Flows: rc.recent(), Flow: ref(refOf(r)),
 				Message: fmt.Sprintf("%s flood: %s started more than %d %s flows in %s (bound from training)",
-					r.ControlType, who, b, r.ControlType, time.Duration(d.window)),
+					kind, who, b, kind, time.Duration(d.window)),
 			})
 		}
+	}
+	return out
+}
+
+// activityRate counts a flow of a known CoAP activity in the activity's
+// own counter and alerts once per window its learned bound is passed.
+func (d *Detector) activityRate(out []Alert, client string, act int32, kind rateKind, r *flow.Record) []Alert {
+	a := &d.acts[act]
+	rc := d.counter(rateKey{client, kind, act}, r.Start.UnixNano()/d.window)
+	if rc == nil {
+		return out
+	}
+	rc.flows[rc.n%len(rc.flows)] = r.FlowID
+	rc.n++
+	if b := d.scaled(a.Rate); rc.n > b && !rc.alerted {
+		rc.alerted = true
+		out = d.emit(out, Alert{
+			Check: CheckRate, Severity: SeverityHigh, Time: r.Start, Client: client, Topic: a.Topic,
+			Flows: rc.recent(), Flow: ref(refOf(r)),
+			Message: fmt.Sprintf("%s flood: %q started more than %d %q flows in %s (bound from training)",
+				kind, client, b, a.Topic, time.Duration(d.window)),
+		})
 	}
 	return out
 }
@@ -130,46 +170,61 @@ func (d *Detector) subscription(out []Alert, client string, r *flow.Record, aler
 	return out
 }
 
-// publish checks a PUBLISH: unknown activity, missing correlation id and,
-// for its case, the order-free skeleton checks (case length, occurrences,
-// never-together); the order-dependent ones are queued (reorder.go). A
-// blind PUBLISH (by an unidentified client) only joins its case, which
-// is then not checked.
+// publish checks a PUBLISH (activity).
 func (d *Detector) publish(out []Alert, client string, r *flow.Record, blind bool) []Alert {
+	return d.activity(out, client, r.Topic, r, blind)
+}
+
+// activity checks an activity event — a PUBLISH, a CoAP request or
+// notification (topic: "METHOD /path", "NOTIFY /path"): unknown activity,
+// missing correlation id and, for its case, the order-free skeleton
+// checks (case length, occurrences, never-together); the order-dependent
+// ones are queued (reorder.go). A blind PUBLISH (by an unidentified
+// client) only joins its case, which is then not checked. A CoAP flow is
+// in a case only if the model has CoAP cases.
+func (d *Detector) activity(out []Alert, client, topic string, r *flow.Record, blind bool) []Alert {
 	t := r.Start
-	act, known := d.actID[actKey{client, r.Topic}]
+	coap := isCoAP(r)
+	corr := r.CorrelationData
+	if coap && !d.coapCases {
+		corr = nil
+	}
+	act, known := d.actID[actKey{client, topic}]
 	if blind {
 		act, known = -1, true
 	}
 	if !known {
 		act = -1
-		if d.once(CheckUnknownActivity, client, r.Topic, t) {
+		if d.once(CheckUnknownActivity, client, topic, t) {
 			out = d.emit(out, Alert{
-				Check: CheckUnknownActivity, Severity: SeverityHigh, Time: t, Client: client, Topic: r.Topic,
-				Case: flow.CorrelationText(r.CorrelationData), Flows: []uint64{r.FlowID}, Flow: ref(refOf(r)),
-				Message: fmt.Sprintf("%q published to %q, never seen in training", client, r.Topic),
+				Check: CheckUnknownActivity, Severity: SeverityHigh, Time: t, Client: client, Topic: topic,
+				Case: flow.CorrelationText(corr), Flows: []uint64{r.FlowID}, Flow: ref(refOf(r)),
+				Message: unknownActivityMessage(client, topic, coap),
 			})
 		}
 	}
-	if len(r.CorrelationData) == 0 {
-		if !blind && d.correlated[r.Topic] && d.once(CheckMissingCorrelation, client, r.Topic, t) {
+	if len(corr) == 0 {
+		if !blind && d.correlated[topic] && d.once(CheckMissingCorrelation, client, topic, t) {
 			out = d.emit(out, Alert{
-				Check: CheckMissingCorrelation, Severity: SeverityMedium, Time: t, Client: client, Topic: r.Topic,
+				Check: CheckMissingCorrelation, Severity: SeverityMedium, Time: t, Client: client, Topic: topic,
 				Flows: []uint64{r.FlowID}, Flow: ref(refOf(r)),
-				Message: fmt.Sprintf("PUBLISH by %q to %q without correlation id; every PUBLISH there had one in training", client, r.Topic),
+				Message: missingCorrelationMessage(client, topic, coap),
 			})
 		}
 		return out
 	}
 
-	c := d.cases[string(r.CorrelationData)]
+	c := d.cases[string(corr)]
 	if c == nil {
-		c = d.newCase(string(r.CorrelationData), t)
+		c = d.newCase(string(corr), t)
+		if coap && !t.After(d.coapCutUntil) {
+			d.cut(c) // starts right after the first CoAP flow: may miss its first events
+		}
 	} else {
 		d.touch(c)
 	}
 	c.n++
-	if client != Broker && d.toNobody(r.Topic) {
+	if !coap && client != Broker && d.toNobody(topic) {
 		c.undelivered = true // went to nobody: the case ends here
 	}
 	tn := t.UnixNano()
@@ -194,8 +249,8 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record, blind boo
 	alert := func(bit uint16, check Check, sev Severity, msg string) {
 		c.reported |= bit
 		out = d.emit(out, Alert{
-			Check: check, Severity: sev, Time: t, Client: client, Topic: r.Topic,
-			Case: flow.CorrelationText(r.CorrelationData), Flows: lastFlows(c.flows, r.FlowID), Message: msg,
+			Check: check, Severity: sev, Time: t, Client: client, Topic: topic,
+			Case: flow.CorrelationText(corr), Flows: lastFlows(c.flows, r.FlowID), Message: msg,
 			Flow: ref(refOf(r)),
 		})
 	}
@@ -299,4 +354,18 @@ func (d *Detector) orderChecks(out []Alert, c *openCase, i int) []Alert {
 		}
 	}
 	return out
+}
+
+func unknownActivityMessage(client, topic string, coap bool) string {
+	if coap {
+		return fmt.Sprintf("%q sent %s, never seen in training", client, topic)
+	}
+	return fmt.Sprintf("%q published to %q, never seen in training", client, topic)
+}
+
+func missingCorrelationMessage(client, topic string, coap bool) string {
+	if coap {
+		return fmt.Sprintf("CoAP %s by %q without correlation id; every one had one in training", topic, client)
+	}
+	return fmt.Sprintf("PUBLISH by %q to %q without correlation id; every PUBLISH there had one in training", client, topic)
 }

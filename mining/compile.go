@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/mission-ids/mission/flow"
 )
 
 // actKey finds an activity by what a flow shows of it.
@@ -35,7 +37,17 @@ type compiled struct {
 	// prefix), sorted.
 	publishers   map[string][]string
 	filterOwners map[string][]string
+	// CoAP (coapcheck.go): the methods requested per resource (bit m for
+	// method code m), and whether the model has CoAP cases: without, CoAP
+	// flows are checked case-free only, correlation id or not.
+	resources map[resourceKey]uint32
+	coapCases bool
+	// names is the names table endpoints are named with.
+	names *Names
 }
+
+// resourceKey is a CoAP resource: a server's name and a path.
+type resourceKey struct{ server, path string }
 
 // compile prepares model m for a detector with options opts (defaults
 // applied). Names the model does not list as activities are ignored.
@@ -90,8 +102,8 @@ func compile(m *Model, opts *DetectorOptions) compiled {
 	for i := range m.Clients {
 		p := &m.Clients[i]
 		c.clients[p.Client] = p
-		for _, t := range rateTypes {
-			c.unknownMax.setRate(t, p.rate(t))
+		for k := range numRateKinds {
+			c.unknownMax.setRate(k, p.rate(k))
 		}
 	}
 	c.publishers, c.filterOwners = map[string][]string{}, map[string][]string{}
@@ -120,6 +132,23 @@ func compile(m *Model, opts *DetectorOptions) compiled {
 	}
 	for _, t := range m.CorrelatedTopics {
 		c.correlated[t] = true
+	}
+	c.resources = map[resourceKey]uint32{}
+	for _, r := range m.Resources {
+		for _, name := range r.Methods {
+			if code, ok := coapMethodCode(name); ok {
+				c.resources[resourceKey{r.Server, r.Path}] |= 1 << code
+			}
+		}
+	}
+	for _, a := range m.Activities {
+		if a.Protocol == flow.AppCoAP.String() && a.Cases > 0 {
+			c.coapCases = true
+		}
+	}
+	c.names = opts.Names
+	if c.names == nil {
+		c.names, _ = NamesFromEntries(m.Names) // checked by ReadModel
 	}
 	return c
 }

@@ -68,8 +68,11 @@ type Detector struct {
 	connLRU    lru.List[connIdent]    // least recently seen first
 	cutWindow  time.Duration          // cases this soon after a pickup are cut (identity.go)
 	cutUntil   time.Time
-	stats      DetectorStats
-	prof       caseProfile // scratch of closeCase
+	// coapCutUntil: CoAP cases starting by then are cut (the first CoAP
+	// flow plus the cut window; coapcheck.go).
+	coapCutUntil time.Time
+	stats        DetectorStats
+	prof         caseProfile // scratch of closeCase
 
 	// clock is the latest flow start seen (ns); pending holds the cases
 	// with events not yet order-checked.
@@ -85,7 +88,7 @@ func NewDetector(m *Model, opts DetectorOptions) *Detector {
 		compiled: compile(m, &opts), opts: opts, benign: flow.ParseAnomalies(opts.BenignAnomalies),
 		cases: map[string]*openCase{}, subs: map[string]*clientSubs{}, seen: map[string]struct{}{}, nobody: map[string]bool{}, conns: map[connKey]*connIdent{}, rates: map[rateKey]*rateCounter{}, suppressed: map[suppressKey]time.Time{},
 	}
-	d.namer = NewNamer(d.brokers...)
+	d.namer = NewNamerWith(d.names, d.brokers...)
 	d.cutWindow = opts.CutWindow
 	if d.cutWindow <= 0 {
 		// The longest a normal case runs: the slowest learned step with
@@ -170,6 +173,9 @@ func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 		out = d.settle(out, h)
 		out = d.expire(out, h)
 	}()
+	if isCoAP(r) {
+		return d.coap(out, r)
+	}
 	if unnamed(r) {
 		var blind bool
 		if out, r, blind = d.identify(out, r); blind {

@@ -58,6 +58,10 @@ type DetectorOptions struct {
 	// learned step with its temporal bound, at least MinTemporalSlack, at
 	// most CaseTimeout).
 	CutWindow time.Duration
+	// Names names endpoints without a name of their own (CoAP endpoints,
+	// MQTT clients without client id); nil takes the model's (Model.Names,
+	// the table it was mined with).
+	Names *Names
 }
 
 // DefaultBenignAnomalies are specification violations that common, honest

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 
 	"github.com/mission-ids/mission/flow"
 )
@@ -40,6 +41,7 @@ var EVESignatures = map[Check]EVESignature{
 	CheckUnsubscribedDelivery:   {9990009, "MISSION MQTT delivery to a client without matching subscription", "Attempted Information Leak"},
 	CheckProtocolAnomaly:        {9990011, "MISSION MQTT protocol anomaly (packet breaking the specification or the session)", "Generic Protocol Command Decode"},
 	CheckUnidentifiedConnection: {9990010, "MISSION MQTT connection picked up midstream, client not identified", "Not Suspicious Traffic"},
+	CheckUnusualMethod:          {9990012, "MISSION CoAP unusual method on a resource (a method never seen on that path)", "Potentially Bad Traffic"},
 }
 
 // evePrivate is the signature of a check missing from EVESignatures.
@@ -82,6 +84,7 @@ type eveEvent struct {
 	Alert     *eveAlert   `json:"alert,omitempty"`
 	Anomaly   *eveAnomaly `json:"anomaly,omitempty"`
 	MQTT      *eveMQTT    `json:"mqtt,omitempty"`
+	CoAP      *CoAPRef    `json:"coap,omitempty"`
 	Mission   *eveMission `json:"mission,omitempty"`
 }
 
@@ -179,7 +182,14 @@ func (e *EVEWriter) Alert(a *Alert) error {
 		ev.FlowID = f.ID
 		ev.Mission.Identity = f.Identity
 		ev.setEndpoints(f.Src, f.Dst)
-		ev.MQTT = eveMQTTOf(f, a)
+		if f.CoAP != nil {
+			// The same check on a CoAP flow: the same signature id, the
+			// signature naming the protocol.
+			ev.Proto, ev.AppProto, ev.CoAP = "UDP", flow.AppCoAP.String(), f.CoAP
+			ev.Alert.Signature = strings.Replace(ev.Alert.Signature, "MISSION MQTT ", "MISSION CoAP ", 1)
+		} else {
+			ev.MQTT = eveMQTTOf(f, a)
+		}
 	} else if n := len(a.Flows); n > 0 {
 		ev.FlowID = a.Flows[n-1]
 	}

@@ -21,34 +21,48 @@ const ActivitySep = " → "
 // "client → topic", as in the original study.
 func Activity(client, topic string) string { return client + ActivitySep + topic }
 
-// Event is one MQTT flow as the event log sees it. Every flow of the log is
-// kept (CONNECT, SUBSCRIBE … too: the model's rates come from them); the
-// process view — the one exported as XES/CSV and mined — is the PUBLISH
-// events that carry a correlation id (Case != "").
+// Event is one flow as the event log sees it. Every flow of the log is
+// kept (CONNECT, SUBSCRIBE, CoAP pings … too: the model's rates come from
+// them); the process view — the one exported as XES/CSV and mined — is the
+// activity events (HasActivity: an MQTT PUBLISH, a CoAP request or Observe
+// notification) that carry a correlation id (Case != "").
 type Event struct {
 	FlowID uint64
-	Time   time.Time // flow start
-	Type   flow.ControlType
+	Time   time.Time        // flow start
+	Type   flow.ControlType // MQTT; 0 for CoAP
 	// Client is the source of the flow (the resource): its MQTT client id,
-	// "broker" for the broker side, else "address:port".
+	// "broker" for the broker side, else the endpoint's name (Namer).
 	Client string
 	Dst    string // the destination, named like Client
 	// SrcAddr and DstAddr are the flow's endpoints (zero if unknown).
 	SrcAddr, DstAddr netip.AddrPort
-	Topic            string
+	// Topic is the MQTT topic; for CoAP the activity's second half,
+	// "METHOD /path" or "NOTIFY /path" (CoAPTopic).
+	Topic string
 	// Filters are the topic filters of a SUBSCRIBE or UNSUBSCRIBE.
 	Filters []string
 	// Case is the text form of the correlation id (flow.CorrelationText);
 	// "" when the flow carries none.
 	Case string
+	// CoAP is the kind of a CoAP flow (0 for MQTT); Method and Path are
+	// its request's (a notification: the registration's).
+	CoAP   CoAPKind
+	Method string
+	Path   string
 }
 
 // Activity returns "Client → Topic".
 func (e *Event) Activity() string { return Activity(e.Client, e.Topic) }
 
-// InProcess reports whether the event belongs to the process view: a
-// PUBLISH with a correlation id.
-func (e *Event) InProcess() bool { return e.Type == flow.Publish && e.Case != "" }
+// HasActivity reports whether the event is an activity of the process:
+// an MQTT PUBLISH, a CoAP request or an Observe notification.
+func (e *Event) HasActivity() bool {
+	return e.Type == flow.Publish || e.CoAP == CoAPRequest || e.CoAP == CoAPNotification
+}
+
+// InProcess reports whether the event belongs to the process view: an
+// activity with a correlation id.
+func (e *Event) InProcess() bool { return e.Case != "" && e.HasActivity() }
 
 // Trace is one case: the process events that share a correlation id, in
 // time order.
@@ -60,18 +74,28 @@ type Trace struct {
 // EventLog is a set of flows in time order (ties broken by flow id).
 type EventLog struct {
 	Events []Event
+	// Names is the names table the log was named with (nil: none).
+	Names *Names
 }
 
-// Namer names the endpoints of flows. The broker is recognised as the side
-// labelled flow.BrokerClientID, or as an address:port that received a
-// CONNECT; a client without a client id is named by its address:port.
+// Namer names the endpoints of flows. MQTT: the client id; the broker is
+// recognised as the side labelled flow.BrokerClientID, or as an
+// address:port that received a CONNECT; a client without a client id is
+// named by the names table (Names), else by its address:port. CoAP: an
+// endpoint is named by the names table, else by its IP address without
+// the port (CoAP clients send from ephemeral ports).
 type Namer struct {
 	brokers map[netip.AddrPort]struct{}
+	names   *Names
 }
 
 // NewNamer returns a Namer that knows the given broker endpoints.
-func NewNamer(brokers ...netip.AddrPort) *Namer {
-	n := &Namer{brokers: make(map[netip.AddrPort]struct{})}
+func NewNamer(brokers ...netip.AddrPort) *Namer { return NewNamerWith(nil, brokers...) }
+
+// NewNamerWith returns a Namer with a names table (nil: none) that knows
+// the given broker endpoints.
+func NewNamerWith(names *Names, brokers ...netip.AddrPort) *Namer {
+	n := &Namer{brokers: make(map[netip.AddrPort]struct{}), names: names}
 	for _, b := range brokers {
 		n.brokers[b] = struct{}{}
 	}
@@ -80,7 +104,7 @@ func NewNamer(brokers ...netip.AddrPort) *Namer {
 
 // Learn notes the broker endpoint of a CONNECT flow.
 func (n *Namer) Learn(r *flow.Record) {
-	if r.ControlType == flow.Connect && r.DstAddr.IsValid() && len(n.brokers) < maxBrokers {
+	if r.ControlType == flow.Connect && r.ApplicationProtocol != flow.AppCoAP && r.DstAddr.IsValid() && len(n.brokers) < maxBrokers {
 		n.brokers[netip.AddrPortFrom(r.DstAddr.Unmap(), r.DstPort)] = struct{}{}
 	}
 }
@@ -97,7 +121,7 @@ func (n *Namer) Brokers() []netip.AddrPort {
 	return out
 }
 
-// Name returns the name of an endpoint with client id id.
+// Name returns the name of an MQTT endpoint with client id id.
 func (n *Namer) Name(id string, addr netip.Addr, port uint16) string {
 	if id == flow.BrokerClientID {
 		return Broker
@@ -112,7 +136,22 @@ func (n *Namer) Name(id string, addr netip.Addr, port uint16) string {
 	if !addr.IsValid() {
 		return "unknown"
 	}
+	if name, ok := n.names.Lookup(ap); ok {
+		return name
+	}
 	return ap.String()
+}
+
+// Host returns the name of a CoAP endpoint: its names-table name, else
+// its IP address.
+func (n *Namer) Host(addr netip.Addr, port uint16) string {
+	if !addr.IsValid() {
+		return "unknown"
+	}
+	if name, ok := n.names.Lookup(netip.AddrPortFrom(addr, port)); ok {
+		return name
+	}
+	return addr.Unmap().String()
 }
 
 // Event converts a record to an event, naming its endpoints.
@@ -121,10 +160,15 @@ func (n *Namer) Event(r *flow.Record) Event {
 		FlowID: r.FlowID,
 		Time:   r.Start,
 		Type:   r.ControlType,
-		Client: n.Name(r.SrcClientID, r.SrcAddr, r.SrcPort),
-		Dst:    n.Name(r.DstClientID, r.DstAddr, r.DstPort),
-		Topic:  r.Topic,
 		Case:   flow.CorrelationText(r.CorrelationData),
+	}
+	if c := r.CoAP; c != nil && r.ApplicationProtocol == flow.AppCoAP {
+		e.Client, e.Dst = n.Host(r.SrcAddr, r.SrcPort), n.Host(r.DstAddr, r.DstPort)
+		e.CoAP, e.Method, e.Path, e.Topic = coapEvent(c)
+	} else {
+		e.Client = n.Name(r.SrcClientID, r.SrcAddr, r.SrcPort)
+		e.Dst = n.Name(r.DstClientID, r.DstAddr, r.DstPort)
+		e.Topic = r.Topic
 	}
 	if r.SrcAddr.IsValid() {
 		e.SrcAddr = netip.AddrPortFrom(r.SrcAddr.Unmap(), r.SrcPort)
@@ -138,15 +182,20 @@ func (n *Namer) Event(r *flow.Record) Event {
 	return e
 }
 
-// FromRecords builds an event log from flow records. Broker endpoints are
-// learned from all CONNECT flows first, so the order of records does not
-// matter for naming.
-func FromRecords(recs []flow.Record) *EventLog {
-	n := NewNamer()
+// FromRecords builds an event log from flow records without a names
+// table (NewEventLog).
+func FromRecords(recs []flow.Record) *EventLog { return NewEventLog(recs, nil) }
+
+// NewEventLog builds an event log from flow records, naming endpoints
+// with names (nil: none; the log keeps it for the model, Learn). Broker
+// endpoints are learned from all CONNECT flows first, so the order of
+// records does not matter for naming.
+func NewEventLog(recs []flow.Record, names *Names) *EventLog {
+	n := NewNamerWith(names)
 	for i := range recs {
 		n.Learn(&recs[i])
 	}
-	l := &EventLog{Events: make([]Event, 0, len(recs))}
+	l := &EventLog{Events: make([]Event, 0, len(recs)), Names: names}
 	for i := range recs {
 		l.Events = append(l.Events, n.Event(&recs[i]))
 	}
@@ -240,7 +289,7 @@ func (l *EventLog) SplitAt(cut time.Time) (train, test *EventLog) {
 			first[e.Case] = e.Time
 		}
 	}
-	train, test = &EventLog{}, &EventLog{}
+	train, test = &EventLog{Names: l.Names}, &EventLog{Names: l.Names}
 	for i := range l.Events {
 		e := l.Events[i]
 		t := e.Time

@@ -144,11 +144,12 @@ func NewIncidents(opts IncidentOptions) *Incidents {
 //
 //   - unknown-client: the source address (a CONNECT flood with fresh ids
 //     from one host is one incident), else the client;
-//   - rate: the flow type (PUBLISH, SUBSCRIBE, CONNECT): a flood trips the
+//   - rate: the flow type (PUBLISH, SUBSCRIBE, CONNECT; a CoAP flow's
+//     kind, "CoAP request"…): a flood trips the
 //     bounds of the flooder, the clients it makes busy and all clients
 //     together at once;
 //   - unknown-activity, subscription, missing-correlation,
-//     unsubscribed-delivery: the client;
+//     unsubscribed-delivery, unusual-method: the client;
 //   - unidentified-connection: the connection (client end → broker end);
 //   - directly-follows, skeleton, temporal (case checks): the activity the
 //     violation is on (client → topic), so many cases broken the same way
@@ -349,6 +350,9 @@ func (inc *Incident) describe() string {
 	case CheckMissingCorrelation:
 		return fmt.Sprintf("%s published without correlation id to %s (%s)%s", clients,
 			plural(inc.TopicsTotal, "topic"), topics, during)
+	case CheckUnusualMethod:
+		return fmt.Sprintf("%s used %s on CoAP resources that never saw them in training%s (%s)", clients,
+			plural(inc.TopicsTotal, "method"), during, topics)
 	case CheckProtocolAnomaly:
 		return fmt.Sprintf("protocol anomalies from %s%s (%s)%s", clients, from, alerts, during)
 	case CheckUnsubscribedDelivery:

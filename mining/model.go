@@ -66,6 +66,21 @@ type Model struct {
 	Clients          []ClientProfile `json:"clients"`
 	Total            ClientProfile   `json:"total"`
 	CorrelatedTopics []string        `json:"correlatedTopics"`
+	// Resources are the CoAP resources (server, path) with the methods
+	// requested on each (the unusual-method check).
+	Resources []Resource `json:"coapResources,omitempty"`
+	// Names is the names table the log was named with (mission mine
+	// --names); a detector names endpoints with it unless given another
+	// (DetectorOptions.Names).
+	Names []NameEntry `json:"names,omitempty"`
+}
+
+// Resource is one CoAP resource of the training log: a path on a server
+// (named like clients) and the methods requested on it, sorted.
+type Resource struct {
+	Server  string   `json:"server"`
+	Path    string   `json:"path"`
+	Methods []string `json:"methods"`
 }
 
 // TrainingInfo describes the training log.
@@ -84,7 +99,12 @@ type ActivityInfo struct {
 	Topic    string `json:"topic"`
 	Count    int    `json:"count"`        // events in cases
 	Cases    int    `json:"cases"`        // cases with at least one
-	Uncorr   int    `json:"uncorrelated"` // PUBLISHes without correlation id
+	Uncorr   int    `json:"uncorrelated"` // PUBLISHes (CoAP: requests, notifications) without correlation id
+	// Protocol is "coap" for a CoAP activity ("" for MQTT).
+	Protocol string `json:"protocol,omitempty"`
+	// Rate is the highest number of flows of a CoAP activity in one rate
+	// window (0 for MQTT activities: not checked per activity).
+	Rate int `json:"rate,omitempty"`
 }
 
 // Pair is an ordered pair of activities in a skeleton relation.
@@ -128,16 +148,20 @@ type Temporal struct {
 }
 
 // ClientProfile is what a client did in training: its highest number of
-// PUBLISH, SUBSCRIBE and CONNECT flows in one rate window, and its
-// subscriptions.
+// PUBLISH, SUBSCRIBE and CONNECT flows (CoAP: requests, notifications,
+// empty messages, later blocks) in one rate window, and its subscriptions.
 type ClientProfile struct {
-	Client    string   `json:"client"`
-	Publish   int      `json:"publish"`
-	Subscribe int      `json:"subscribe"`
-	Connect   int      `json:"connect"`
-	Filters   []string `json:"filters,omitempty"`
-	Wildcard  bool     `json:"wildcard"` // subscribed with + or #
-	Sys       bool     `json:"sys"`      // subscribed to $SYS (or another $ topic)
+	Client            string   `json:"client"`
+	Publish           int      `json:"publish"`
+	Subscribe         int      `json:"subscribe"`
+	Connect           int      `json:"connect"`
+	CoAPRequests      int      `json:"coapRequests,omitempty"`
+	CoAPNotifications int      `json:"coapNotifications,omitempty"`
+	CoAPEmpty         int      `json:"coapEmpty,omitempty"`
+	CoAPBlocks        int      `json:"coapBlocks,omitempty"`
+	Filters           []string `json:"filters,omitempty"`
+	Wildcard          bool     `json:"wildcard"` // subscribed with + or #
+	Sys               bool     `json:"sys"`      // subscribed to $SYS (or another $ topic)
 }
 
 // LearnOptions tune Learn. Zero values select the defaults.
@@ -166,14 +190,17 @@ func (o *LearnOptions) defaults() {
 	}
 }
 
-// ErrEmptyLog is returned by Learn for a log without a single case.
-var ErrEmptyLog = errors.New("mining: the log has no PUBLISH with a correlation id")
+// ErrEmptyLog is returned by Learn for a log with nothing to learn: no
+// case (PUBLISH or CoAP flow with a correlation id) and no CoAP request.
+var ErrEmptyLog = errors.New("mining: the log has no PUBLISH with a correlation id and no CoAP request")
 
-// Learn learns a model from a training log.
+// Learn learns a model from a training log. A log of CoAP flows without
+// correlation ids gives a case-free model: activities, rates and
+// resources, no process (start, end, directly-follows, skeleton).
 func Learn(l *EventLog, opts LearnOptions) (*Model, error) {
 	opts.defaults()
 	traces := l.Traces()
-	if len(traces) == 0 {
+	if len(traces) == 0 && !slices.ContainsFunc(l.Events, func(e Event) bool { return e.CoAP == CoAPRequest }) {
 		return nil, ErrEmptyLog
 	}
 	m := &Model{Version: ModelVersion, RateWindow: opts.RateWindow}
@@ -186,10 +213,13 @@ func Learn(l *EventLog, opts LearnOptions) (*Model, error) {
 	m.Trained.Events = l.ProcessEvents()
 
 	m.Activities = learnActivities(l, traces)
+	learnActivityRates(l, m.Activities, opts.RateWindow)
 	m.Skeleton = learnSkeleton(traces, opts.Noise)
 	m.Temporal = learnTemporal(traces, opts.MaxTemporalCase)
 	m.Clients, m.Total = learnRates(l, opts)
 	m.CorrelatedTopics = learnCorrelatedTopics(l)
+	m.Resources = learnResources(l)
+	m.Names = l.Names.Entries()
 
 	brokers := map[string]bool{}
 	for i := range l.Events {
@@ -224,11 +254,15 @@ func learnActivities(l *EventLog, traces []Trace) []ActivityInfo {
 	}
 	for i := range l.Events {
 		e := &l.Events[i]
-		if e.Type != flow.Publish {
+		if !e.HasActivity() {
 			continue
 		}
+		ai := get(e)
+		if e.CoAP != 0 {
+			ai.Protocol = flow.AppCoAP.String()
+		}
 		if e.Case == "" {
-			get(e).Uncorr++
+			ai.Uncorr++
 		}
 	}
 	for _, tr := range traces {
@@ -264,6 +298,9 @@ func learnSkeleton(traces []Trace, noise float64) Skeleton {
 	}
 	profiles := make([]caseProfile, len(traces))
 	sk := Skeleton{CaseLength: Bounds{Min: math.MaxInt}}
+	if len(traces) == 0 {
+		sk.CaseLength.Min = 0
+	}
 	occ := make([]Bounds, len(acts))
 	// Cases per activity, to scan only relevant cases.
 	casesOf := make([][]int, len(acts))
@@ -361,29 +398,109 @@ func learnTemporal(traces []Trace, maxCase int) []Temporal {
 	return out
 }
 
-// rateTypes are the flow types whose per-client rates are learned.
-var rateTypes = [...]flow.ControlType{flow.Publish, flow.Subscribe, flow.Connect}
+// rateKind is what a rate counts: flows of one MQTT type, or CoAP flows
+// of one kind.
+type rateKind uint8
 
-func (p *ClientProfile) rate(t flow.ControlType) int {
+const (
+	ratePublish rateKind = iota
+	rateSubscribe
+	rateConnect
+	rateCoAPRequest
+	rateCoAPNotification
+	rateCoAPEmpty
+	rateCoAPBlock
+	numRateKinds
+	rateNone rateKind = 255
+)
+
+// String names the flows a rate counts ("PUBLISH", "CoAP request").
+func (k rateKind) String() string {
+	switch k {
+	case ratePublish:
+		return flow.Publish.String()
+	case rateSubscribe:
+		return flow.Subscribe.String()
+	case rateConnect:
+		return flow.Connect.String()
+	case rateCoAPRequest:
+		return CoAPRequest.String()
+	case rateCoAPNotification:
+		return CoAPNotification.String()
+	case rateCoAPEmpty:
+		return CoAPEmpty.String()
+	case rateCoAPBlock:
+		return CoAPBlock.String()
+	}
+	return ""
+}
+
+// mqttRate is the rate an MQTT flow type counts in (rateNone: none).
+func mqttRate(t flow.ControlType) rateKind {
 	switch t {
 	case flow.Publish:
-		return p.Publish
+		return ratePublish
 	case flow.Subscribe:
-		return p.Subscribe
+		return rateSubscribe
 	case flow.Connect:
-		return p.Connect
+		return rateConnect
+	}
+	return rateNone
+}
+
+// coapRate is the rate a CoAP kind counts in.
+func coapRate(k CoAPKind) rateKind {
+	switch k {
+	case CoAPRequest:
+		return rateCoAPRequest
+	case CoAPNotification:
+		return rateCoAPNotification
+	case CoAPEmpty:
+		return rateCoAPEmpty
+	case CoAPBlock:
+		return rateCoAPBlock
+	}
+	return rateNone
+}
+
+func (e *Event) rateKind() rateKind {
+	if e.CoAP != 0 {
+		return coapRate(e.CoAP)
+	}
+	return mqttRate(e.Type)
+}
+
+// field is the profile's learned bound of kind k.
+func (p *ClientProfile) field(k rateKind) *int {
+	switch k {
+	case ratePublish:
+		return &p.Publish
+	case rateSubscribe:
+		return &p.Subscribe
+	case rateConnect:
+		return &p.Connect
+	case rateCoAPRequest:
+		return &p.CoAPRequests
+	case rateCoAPNotification:
+		return &p.CoAPNotifications
+	case rateCoAPEmpty:
+		return &p.CoAPEmpty
+	case rateCoAPBlock:
+		return &p.CoAPBlocks
+	}
+	return nil
+}
+
+func (p *ClientProfile) rate(k rateKind) int {
+	if f := p.field(k); f != nil {
+		return *f
 	}
 	return 0
 }
 
-func (p *ClientProfile) setRate(t flow.ControlType, n int) {
-	switch t {
-	case flow.Publish:
-		p.Publish = max(p.Publish, n)
-	case flow.Subscribe:
-		p.Subscribe = max(p.Subscribe, n)
-	case flow.Connect:
-		p.Connect = max(p.Connect, n)
+func (p *ClientProfile) setRate(k rateKind, n int) {
+	if f := p.field(k); f != nil {
+		*f = max(*f, n)
 	}
 }
 
@@ -393,7 +510,7 @@ const TotalClient = "*"
 func learnRates(l *EventLog, opts LearnOptions) ([]ClientProfile, ClientProfile) {
 	type key struct {
 		client string
-		typ    flow.ControlType
+		kind   rateKind
 		window int64
 	}
 	counts := map[key]int{}
@@ -407,7 +524,7 @@ func learnRates(l *EventLog, opts LearnOptions) ([]ClientProfile, ClientProfile)
 			profiles[e.Client] = p
 		}
 		for _, f := range e.Filters {
-			if e.Type != flow.Subscribe {
+			if e.Type != flow.Subscribe || e.CoAP != 0 {
 				break
 			}
 			if isWildcard(f) {
@@ -420,16 +537,17 @@ func learnRates(l *EventLog, opts LearnOptions) ([]ClientProfile, ClientProfile)
 				p.Filters = append(p.Filters, f)
 			}
 		}
-		if !slices.Contains(rateTypes[:], e.Type) {
+		kind := e.rateKind()
+		if kind == rateNone {
 			continue
 		}
 		w := e.Time.UnixNano() / int64(opts.RateWindow)
-		k := key{e.Client, e.Type, w}
+		k := key{e.Client, kind, w}
 		counts[k]++
-		p.setRate(e.Type, counts[k])
+		p.setRate(kind, counts[k])
 		k.client = TotalClient
 		counts[k]++
-		total.setRate(e.Type, counts[k])
+		total.setRate(kind, counts[k])
 	}
 	out := make([]ClientProfile, 0, len(profiles))
 	for _, c := range sortedKeys(profiles) {
@@ -440,13 +558,65 @@ func learnRates(l *EventLog, opts LearnOptions) ([]ClientProfile, ClientProfile)
 	return out, total
 }
 
+// learnActivityRates sets the rate of each CoAP activity: its highest
+// number of flows in one rate window.
+func learnActivityRates(l *EventLog, acts []ActivityInfo, window time.Duration) {
+	type key struct {
+		act    string
+		window int64
+	}
+	counts := map[key]int{}
+	peak := map[string]int{}
+	for i := range l.Events {
+		e := &l.Events[i]
+		if e.CoAP == 0 || !e.HasActivity() {
+			continue
+		}
+		k := key{e.Activity(), e.Time.UnixNano() / int64(window)}
+		counts[k]++
+		peak[k.act] = max(peak[k.act], counts[k])
+	}
+	for i := range acts {
+		acts[i].Rate = peak[acts[i].Activity]
+	}
+}
+
+// learnResources returns the CoAP resources requested: per server and
+// path, the methods.
+func learnResources(l *EventLog) []Resource {
+	type key struct{ server, path string }
+	methods := map[key][]string{}
+	for i := range l.Events {
+		e := &l.Events[i]
+		if e.CoAP != CoAPRequest && e.CoAP != CoAPBlock {
+			continue
+		}
+		k := key{e.Dst, e.Path}
+		if !slices.Contains(methods[k], e.Method) {
+			methods[k] = append(methods[k], e.Method)
+		}
+	}
+	out := make([]Resource, 0, len(methods))
+	for k, ms := range methods {
+		slices.Sort(ms)
+		out = append(out, Resource{Server: k.server, Path: k.path, Methods: ms})
+	}
+	slices.SortFunc(out, func(a, b Resource) int {
+		return cmp.Or(strings.Compare(a.Server, b.Server), strings.Compare(a.Path, b.Path))
+	})
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
 // learnCorrelatedTopics returns the topics on which every PUBLISH carried a
 // correlation id.
 func learnCorrelatedTopics(l *EventLog) []string {
 	with, without := map[string]int{}, map[string]int{}
 	for i := range l.Events {
 		e := &l.Events[i]
-		if e.Type != flow.Publish {
+		if !e.HasActivity() {
 			continue
 		}
 		if e.Case != "" {
@@ -487,6 +657,9 @@ func ReadModel(r io.Reader) (*Model, error) {
 	}
 	if m.RateWindow <= 0 {
 		return nil, fmt.Errorf("mining: model: rateWindowNs must be positive")
+	}
+	if _, err := NamesFromEntries(m.Names); err != nil {
+		return nil, fmt.Errorf("mining: model: %w", err)
 	}
 	return &m, nil
 }

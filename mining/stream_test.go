@@ -311,6 +311,9 @@ var eveSchema = map[string]string{
 	"mqtt.unsubscribe": "object", "mqtt.unsubscribe.qos": "integer", "mqtt.unsubscribe.retain": "boolean",
 	"mqtt.unsubscribe.dup": "boolean", "mqtt.unsubscribe.message_id": "integer", "mqtt.unsubscribe.topics": "array",
 	"mqtt.unsubscribe.topics[]": "string",
+	// CoAP alerts (Suricata has no CoAP parser: mission's fields).
+	"coap": "object", "coap.type": "string", "coap.code": "string", "coap.method": "string", "coap.path": "string",
+	"coap.query": "string", "coap.messageId": "integer", "coap.token": "string", "coap.responseCode": "string",
 	// mission's own object (not Suricata's: consumers pass it through).
 	"mission": "object", "mission.check": "string", "mission.client": "string", "mission.topic": "string",
 	"mission.case": "string", "mission.flows": "array", "mission.flows[]": "integer", "mission.message": "string",
