@@ -15,7 +15,7 @@ func detectCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "detect",
 		Usage: "check stored flows (or a flow file) against a model; print alerts (or incidents) as JSON lines",
-		Flags: flags(logFlags(), sourceFlags(), storeFlags(), rangeFlags(), enterpriseFlag(), eveFlag(), benignFlag(), []cli.Flag{
+		Flags: flags(logFlags(), sourceFlags(), storeFlags(), rangeFlags(), enterpriseFlag(), eveFlag(), benignFlag(), namesFlag(), []cli.Flag{
 			&cli.StringFlag{Name: flagModel, Required: true, EnvVars: []string{"MODEL"}, Usage: "model file from mission mine"},
 			&cli.BoolFlag{Name: flagIncidents, EnvVars: []string{"INCIDENTS"}, Usage: "print incidents (alerts grouped by cause) instead of alerts, each once it is closed"},
 		}),
@@ -25,6 +25,10 @@ func detectCommand() *cli.Command {
 				return err
 			}
 			m, err := readModel(c.String(flagModel))
+			if err != nil {
+				return err
+			}
+			opts, err := namedDetectorOptions(c, m, log)
 			if err != nil {
 				return err
 			}
@@ -68,7 +72,7 @@ func detectCommand() *cli.Command {
 			// The same detection as collect and all-in-one --model run
 			// (mining.Stream on flow time), so the same flows raise the
 			// same alerts and incidents.
-			st := mining.NewStream(m, mining.StreamOptions{Detector: detectorOptions(c)}, h)
+			st := mining.NewStream(m, mining.StreamOptions{Detector: opts}, h)
 			for i := range recs {
 				if eve != nil && recs[i].Anomalies != 0 {
 					keep(eve.Anomalies(&recs[i]))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -39,12 +40,53 @@ func startDetection(c *cli.Context, w *store.Writer, log zerolog.Logger) (*minin
 	if err != nil {
 		return nil, errors.Join(err, aw.Close(context.Background()), iw.Close(context.Background()))
 	}
+	opts, err := namedDetectorOptions(c, m, log)
+	if err != nil {
+		return nil, errors.Join(err, aw.Close(context.Background()), iw.Close(context.Background()), closeEVE(eve))
+	}
 	log.Info().Str("model", path).Str("eve_log", c.String(flagEVELog)).
 		Msg("detection enabled: incidents go to the log and the incidents collection, alerts to the alerts collection, metrics")
 	// A live capture (no --read) stopped at shutdown leaves cases that
 	// are not over: they are cut, not alarmed for ending early.
 	live := c.String(flagRead) == ""
-	return mining.NewMonitor(m, aw, log, mining.MonitorOptions{Detector: detectorOptions(c), IncidentSink: iw, EVE: eve, CutOnClose: live}), nil
+	return mining.NewMonitor(m, aw, log, mining.MonitorOptions{Detector: opts, IncidentSink: iw, EVE: eve, CutOnClose: live}), nil
+}
+
+func closeEVE(eve *mining.EVEWriter) error {
+	if eve == nil {
+		return nil
+	}
+	return eve.Close()
+}
+
+// readNames reads the --names file (nil without the flag).
+func readNames(c *cli.Context) (*mining.Names, error) {
+	path := c.String(flagNames)
+	if path == "" {
+		return nil, nil
+	}
+	n, err := mining.ReadNamesFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flagNames, err)
+	}
+	return n, nil
+}
+
+// namedDetectorOptions are the detector settings of the flags, with the
+// --names table if given: it replaces the table the model was mined with
+// (devices renumbered keep their names, and so the model's).
+func namedDetectorOptions(c *cli.Context, m *mining.Model, log zerolog.Logger) (mining.DetectorOptions, error) {
+	opts := detectorOptions(c)
+	names, err := readNames(c)
+	if err != nil || names == nil {
+		return opts, err
+	}
+	if !slices.Equal(names.Entries(), m.Names) {
+		log.Info().Str("names", c.String(flagNames)).Int("entries", names.Len()).Int("model_entries", len(m.Names)).
+			Msg("naming endpoints by the names file, not by the table the model was mined with")
+	}
+	opts.Names = names
+	return opts, nil
 }
 
 func readModel(path string) (*mining.Model, error) {

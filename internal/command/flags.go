@@ -62,6 +62,7 @@ const (
 	flagEnterpriseNumber = "enterprise-number"
 	flagMetricsListen    = "metrics-listen"
 	flagModel            = "model"
+	flagNames            = "names"
 
 	// store (collect, all-in-one, query, mine, detect)
 	flagMongoURL        = "mongo-url"
@@ -226,10 +227,19 @@ func metricsFlag() []cli.Flag {
 	}
 }
 
-// modelFlag turns on detection in collect and all-in-one.
+// modelFlag turns on detection in collect and all-in-one (with the names
+// table detection names endpoints by).
 func modelFlag() []cli.Flag {
-	return []cli.Flag{
+	return flags([]cli.Flag{
 		&cli.StringFlag{Name: flagModel, EnvVars: []string{"MODEL"}, Usage: "detect with this model (from mission mine) on every stored flow"},
+	}, namesFlag())
+}
+
+// namesFlag names devices by address (mine, detect, and detection in
+// collect and all-in-one).
+func namesFlag() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagNames, EnvVars: []string{"NAMES"}, Usage: "names file: lines \"ADDRESS NAME\" (ADDRESS an IP, IP:PORT or CIDR; # comments) naming CoAP endpoints and MQTT clients without client id; mine records it in the model, detection uses the model's unless this is given"},
 	}
 }
 

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,7 +19,7 @@ func mineCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "mine",
 		Usage: "build the event log of stored flows, export it (XES, CSV), discover the process (DFG) and learn a detection model",
-		Flags: flags(logFlags(), sourceFlags(), storeFlags(), rangeFlags(), enterpriseFlag(), []cli.Flag{
+		Flags: flags(logFlags(), sourceFlags(), storeFlags(), rangeFlags(), enterpriseFlag(), namesFlag(), []cli.Flag{
 			&cli.StringFlag{Name: "out", Value: "mission-mine", Usage: "output directory"},
 			&cli.Float64Flag{Name: "test-fraction", Value: 0.3, Usage: "share of the log (latest cases) held out to measure model quality"},
 			&cli.IntFlag{Name: "min-edge", Usage: "drop directly-follows edges seen fewer times (graph only)"},
@@ -31,13 +32,22 @@ func mineCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			names, err := readNames(c)
+			if err != nil {
+				return err
+			}
 			recs, err := loadFlows(c, log)
 			if err != nil {
 				return err
 			}
-			el := mining.FromRecords(recs)
-			if len(el.Traces()) == 0 {
-				return fmt.Errorf("no PUBLISH flow with a correlation id among %d flows: nothing to mine", len(recs))
+			el := mining.NewEventLog(recs, names)
+			opts := mining.LearnOptions{Noise: c.Float64("noise")}
+			m, err := mining.Learn(el, opts)
+			if errors.Is(err, mining.ErrEmptyLog) {
+				return fmt.Errorf("no PUBLISH flow with a correlation id and no CoAP request among %d flows: nothing to mine", len(recs))
+			}
+			if err != nil {
+				return err
 			}
 			out := c.String("out")
 			if err := os.MkdirAll(out, 0o755); err != nil {
@@ -66,23 +76,18 @@ func mineCommand() *cli.Command {
 				return err
 			}
 			rendered := renderDOT(filepath.Join(out, "dfg.dot"), log)
-			opts := mining.LearnOptions{Noise: c.Float64("noise")}
 			var q *mining.Quality
-			if tf := c.Float64("test-fraction"); tf > 0 && tf < 1 {
+			if tf := c.Float64("test-fraction"); tf > 0 && tf < 1 && len(el.Traces()) > 0 {
 				train, test := el.SplitByTime(1 - tf)
 				if m, err := mining.Learn(train, opts); err == nil {
 					qq := mining.Evaluate(m, test)
 					q = &qq
 				}
 			}
-			m, err := mining.Learn(el, opts)
-			if err != nil {
-				return err
-			}
 			if err := write("model.json", m.WriteJSON); err != nil {
 				return err
 			}
-			report := map[string]any{"flows": len(recs), "cases": len(el.Traces()), "output": out,
+			report := map[string]any{"flows": len(recs), "cases": len(el.Traces()), "activities": len(m.Activities), "output": out,
 				"files": append([]string{"events.xes", "events.csv", "dfg.dot", "model.json"}, rendered...)}
 			if q != nil {
 				report["heldOutQuality"] = q
