@@ -97,6 +97,15 @@ func (d *Detector) rateOf(out []Alert, who [2]string, kind rateKind, r *flow.Rec
 			if c == TotalClient {
 				who = "all clients together"
 			}
+			if kind == rateCoAPErrors {
+				out = d.emit(out, Alert{
+					Check: CheckErrorBurst, Severity: SeverityMedium, Time: r.Start, Client: c,
+					Flows: rc.recent(), Flow: ref(refOf(r)),
+					Message: fmt.Sprintf("burst of CoAP error responses: requests of %s got more than %d 4.xx/5.xx answers in %s (bound from training; resource scanning?)",
+						who, b, time.Duration(d.window)),
+				})
+				continue
+			}
 			out = d.emit(out, Alert{
 				Check: CheckRate, Severity: SeverityHigh, Time: r.Start, Client: c,
 				Flows: rc.recent(), Flow: ref(refOf(r)),

@@ -77,6 +77,13 @@ func coapEvent(c *flow.CoAP) (kind CoAPKind, method, path, topic string) {
 	return CoAPRequest, method, path, CoAPTopic(method, path)
 }
 
+// coapError reports a request (or block) answered with a client or server
+// error (4.xx, 5.xx).
+func coapError(k CoAPKind, c *flow.CoAP) bool {
+	cl := coapparse.Code(c.ResponseCode).Class()
+	return (k == CoAPRequest || k == CoAPBlock) && c.ResponseCode != 0 && (cl == 4 || cl == 5)
+}
+
 // coapMethodName is the method's registered name ("GET"), or its code
 // ("0.08") for an unassigned one.
 func coapMethodName(m uint8) string {

@@ -2,6 +2,7 @@ package mining
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/netip"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mission-ids/mission/coapparse"
@@ -321,6 +323,14 @@ func coapAttacks() []coapAttack {
 					flow.CoAP{Type: uint8(coapparse.Confirmable)}, nil)
 			}
 		}, checks: []Check{CheckRate}, want: [][3]string{{"rate", "10.1.0.2", ""}, {"rate", "*", ""}}},
+		{name: "resource scan", run: func(s *coapSim, t time.Time) {
+			for i := range 20 {
+				s.request(coapController, coapLED, t.Add(time.Duration(i)*100*time.Millisecond), coapparse.GET,
+					"/admin/"+string(rune('a'+i)), coapparse.NotFound, nil)
+			}
+		}, checks: []Check{CheckErrorBurst, CheckUnknownActivity}, want: [][3]string{
+			{"error-burst", "10.1.0.2", ""}, {"error-burst", "*", ""}, {"unknown-activity", "10.1.0.2", "GET /admin/a"},
+		}},
 		{name: "case injection: LED set without reading the motion sensor", cases: true, run: func(s *coapSim, t time.Time) {
 			s.request(coapController, coapLED, t, coapparse.PUT, "/led/state", coapparse.Changed, []byte("deadbeef"))
 		}, checks: []Check{CheckDirectlyFollows, CheckSkeleton}, want: [][3]string{
@@ -449,7 +459,10 @@ func TestCoAPDetectorNamesOverride(t *testing.T) {
 func TestCoAPEVE(t *testing.T) {
 	m := coapModel(t, false, nil)
 	var alerts []Alert
-	for _, at := range coapAttacks()[:3] {
+	for _, at := range coapAttacks() {
+		if at.cases {
+			continue
+		}
 		s := newCoAPSim(9, false)
 		start := s.run(s.start(t0.Add(3000*time.Hour)), 5)
 		at.run(s, start)
@@ -476,9 +489,14 @@ func TestCoAPEVE(t *testing.T) {
 		require.Equal(t, EVESignatures[alerts[i].Check].ID, sid)
 		sigs[sid] = true
 		c := ev["coap"].(map[string]any)
-		require.Equal(t, alerts[i].Flow.CoAP.Method, c["method"])
+		if m := alerts[i].Flow.CoAP.Method; m != "" {
+			require.Equal(t, m, c["method"])
+		} else {
+			require.NotContains(t, c, "method", "a ping has no method")
+		}
 	}
 	require.True(t, sigs[9990012], "unusual-method has its own signature")
+	require.True(t, sigs[9990013], "error-burst has its own signature")
 }
 
 // decodeEVE decodes one EVE line and checks it against the schema.
@@ -501,4 +519,78 @@ func eveInt(t *testing.T, v any) int {
 	n, err := v.(json.Number).Int64()
 	require.NoError(t, err)
 	return int(n)
+}
+
+// The sequencer holds its own copy of a CoAP flow's part: a collector
+// may reuse the record it hands over.
+func TestSequencerCopiesCoAP(t *testing.T) {
+	s := NewSequencer(time.Second, 0)
+	r := coapRec("10.1.0.2:40000", "10.1.0.10:5683", get("/temperature"))
+	r.CoAP.Token = []byte{1, 2}
+	var got []flow.Record
+	s.Push(&r, func(r *flow.Record) { got = append(got, *r) })
+	r.CoAP.URIPath, r.CoAP.Token[0] = "/reused", 9
+	s.Drain(func(r *flow.Record) { got = append(got, *r) })
+	require.Len(t, got, 1)
+	require.Equal(t, "/temperature", got[0].CoAP.URIPath)
+	require.Equal(t, []byte{1, 2}, got[0].CoAP.Token)
+}
+
+// MQTT and CoAP in one log and one model: fresh normal traffic of both
+// raises nothing; a CoAP attack among MQTT traffic raises only its alerts.
+func TestMixedMQTTAndCoAP(t *testing.T) {
+	train := append(normalPlant(1, t0, 600), normalCoAPPlant(1, true, t0, 600)...)
+	m, err := Learn(FromRecords(train), LearnOptions{})
+	require.NoError(t, err)
+	require.Equal(t, len(FromRecords(normalPlant(1, t0, 600)).Traces())+600, m.Trained.Cases, "the MQTT cases and one CoAP case per round")
+
+	start := t0.Add(500 * time.Hour)
+	fresh := append(normalPlant(2, start, 120), normalCoAPPlant(2, true, start, 120)...)
+	slices.SortStableFunc(fresh, func(a, b flow.Record) int { return a.Start.Compare(b.Start) })
+	a, _ := runStream(m, fresh)
+	require.Empty(t, a)
+
+	s := newCoAPSim(7, true)
+	at := s.run(s.start(start), 20)
+	s.request(intruder, coapLED, at, coapparse.DELETE, "/led/state", coapparse.Deleted, nil)
+	mixed := append(normalPlant(3, start, 40), s.sorted()...)
+	slices.SortStableFunc(mixed, func(a, b flow.Record) int { return a.Start.Compare(b.Start) })
+	a, _ = runStream(m, mixed)
+	require.Equal(t, []Check{CheckUnknownActivity, CheckUnknownClient, CheckUnusualMethod}, checksOf(a))
+	for _, al := range a {
+		require.Equal(t, "10.1.0.66", al.Client)
+	}
+}
+
+// A Monitor (the live path of collect and all-in-one --model) with a
+// model of normal CoAP traffic: nothing on more normal traffic, the
+// attack's checks on an attack.
+func TestMonitorCoAP(t *testing.T) {
+	m := coapModel(t, false, nil)
+	for _, tc := range []struct {
+		name   string
+		attack bool
+		want   []Check
+	}{
+		{"normal", false, nil},
+		{"unknown client writes and deletes the LED", true, []Check{CheckUnknownActivity, CheckUnknownClient, CheckUnusualMethod}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newCoAPSim(33, false)
+			at := s.run(s.start(t0.Add(4000*time.Hour)), 40)
+			if tc.attack {
+				coapAttacks()[0].run(s, at.Add(-20*time.Second))
+			}
+			recs := jitteredArrival(s.sorted(), 3)
+			sink := &memSink{}
+			ticks := make(chan time.Time)
+			wall := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			mon := NewMonitor(m, sink, zerolog.Nop(), MonitorOptions{Ticks: ticks, Now: func() time.Time { return wall }, CutOnClose: true})
+			for i := range recs {
+				mon.Observe(&recs[i])
+			}
+			require.NoError(t, mon.Close(context.Background()))
+			require.Equal(t, tc.want, checksOf(sink.snapshot()))
+		})
+	}
 }

@@ -20,6 +20,11 @@ import (
 // that resource (server and path), which saw others.
 const CheckUnusualMethod Check = "unusual-method"
 
+// CheckErrorBurst: more CoAP requests of a client (or of all clients
+// together) answered 4.xx or 5.xx in one rate window than the learned
+// bound (resource scanning).
+const CheckErrorBurst Check = "error-burst"
+
 // coap checks one CoAP flow.
 func (d *Detector) coap(out []Alert, r *flow.Record) []Alert {
 	kind, method, path, topic := coapEvent(r.CoAP)
@@ -50,6 +55,9 @@ func (d *Detector) coap(out []Alert, r *flow.Record) []Alert {
 	}
 	rk := coapRate(kind)
 	out = d.rateOf(out, [2]string{client, TotalClient}, rk, r)
+	if coapError(kind, r.CoAP) {
+		out = d.rateOf(out, [2]string{client, TotalClient}, rateCoAPErrors, r)
+	}
 	if topic == "" {
 		return out // a ping, a reset, a later block: counted, no activity
 	}

@@ -108,7 +108,7 @@ func compile(m *Model, opts *DetectorOptions) compiled {
 	}
 	c.publishers, c.filterOwners = map[string][]string{}, map[string][]string{}
 	for _, a := range m.Activities {
-		if a.Client != Broker && !slices.Contains(c.publishers[a.Topic], a.Client) {
+		if a.Client != Broker && a.Protocol == "" && !slices.Contains(c.publishers[a.Topic], a.Client) {
 			c.publishers[a.Topic] = append(c.publishers[a.Topic], a.Client)
 		}
 	}

@@ -42,6 +42,7 @@ var EVESignatures = map[Check]EVESignature{
 	CheckProtocolAnomaly:        {9990011, "MISSION MQTT protocol anomaly (packet breaking the specification or the session)", "Generic Protocol Command Decode"},
 	CheckUnidentifiedConnection: {9990010, "MISSION MQTT connection picked up midstream, client not identified", "Not Suspicious Traffic"},
 	CheckUnusualMethod:          {9990012, "MISSION CoAP unusual method on a resource (a method never seen on that path)", "Potentially Bad Traffic"},
+	CheckErrorBurst:             {9990013, "MISSION CoAP burst of error responses (resource scanning)", "Attempted Information Leak"},
 }
 
 // evePrivate is the signature of a check missing from EVESignatures.

@@ -49,6 +49,8 @@ type Event struct {
 	CoAP   CoAPKind
 	Method string
 	Path   string
+	// Error: a CoAP request (or block) answered 4.xx or 5.xx.
+	Error bool
 }
 
 // Activity returns "Client → Topic".
@@ -165,6 +167,7 @@ func (n *Namer) Event(r *flow.Record) Event {
 	if c := r.CoAP; c != nil && r.ApplicationProtocol == flow.AppCoAP {
 		e.Client, e.Dst = n.Host(r.SrcAddr, r.SrcPort), n.Host(r.DstAddr, r.DstPort)
 		e.CoAP, e.Method, e.Path, e.Topic = coapEvent(c)
+		e.Error = coapError(e.CoAP, c)
 	} else {
 		e.Client = n.Name(r.SrcClientID, r.SrcAddr, r.SrcPort)
 		e.Dst = n.Name(r.DstClientID, r.DstAddr, r.DstPort)

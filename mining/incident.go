@@ -149,7 +149,7 @@ func NewIncidents(opts IncidentOptions) *Incidents {
 //     bounds of the flooder, the clients it makes busy and all clients
 //     together at once;
 //   - unknown-activity, subscription, missing-correlation,
-//     unsubscribed-delivery, unusual-method: the client;
+//     unsubscribed-delivery, unusual-method, error-burst: the client;
 //   - unidentified-connection: the connection (client end → broker end);
 //   - directly-follows, skeleton, temporal (case checks): the activity the
 //     violation is on (client → topic), so many cases broken the same way
@@ -350,6 +350,8 @@ func (inc *Incident) describe() string {
 	case CheckMissingCorrelation:
 		return fmt.Sprintf("%s published without correlation id to %s (%s)%s", clients,
 			plural(inc.TopicsTotal, "topic"), topics, during)
+	case CheckErrorBurst:
+		return fmt.Sprintf("CoAP error responses above the learned bound for %s%s%s (%s): resource scanning?", clients, from, during, alerts)
 	case CheckUnusualMethod:
 		return fmt.Sprintf("%s used %s on CoAP resources that never saw them in training%s (%s)", clients,
 			plural(inc.TopicsTotal, "method"), during, topics)

@@ -149,7 +149,8 @@ type Temporal struct {
 
 // ClientProfile is what a client did in training: its highest number of
 // PUBLISH, SUBSCRIBE and CONNECT flows (CoAP: requests, notifications,
-// empty messages, later blocks) in one rate window, and its subscriptions.
+// empty messages, later blocks, requests answered with an error) in one
+// rate window, and its subscriptions.
 type ClientProfile struct {
 	Client            string   `json:"client"`
 	Publish           int      `json:"publish"`
@@ -159,6 +160,7 @@ type ClientProfile struct {
 	CoAPNotifications int      `json:"coapNotifications,omitempty"`
 	CoAPEmpty         int      `json:"coapEmpty,omitempty"`
 	CoAPBlocks        int      `json:"coapBlocks,omitempty"`
+	CoAPErrors        int      `json:"coapErrors,omitempty"` // requests answered 4.xx or 5.xx
 	Filters           []string `json:"filters,omitempty"`
 	Wildcard          bool     `json:"wildcard"` // subscribed with + or #
 	Sys               bool     `json:"sys"`      // subscribed to $SYS (or another $ topic)
@@ -410,6 +412,7 @@ const (
 	rateCoAPNotification
 	rateCoAPEmpty
 	rateCoAPBlock
+	rateCoAPErrors // requests answered 4.xx or 5.xx (CheckErrorBurst)
 	numRateKinds
 	rateNone rateKind = 255
 )
@@ -431,6 +434,8 @@ func (k rateKind) String() string {
 		return CoAPEmpty.String()
 	case rateCoAPBlock:
 		return CoAPBlock.String()
+	case rateCoAPErrors:
+		return "CoAP error response"
 	}
 	return ""
 }
@@ -470,6 +475,15 @@ func (e *Event) rateKind() rateKind {
 	return mqttRate(e.Type)
 }
 
+// errorRate is rateCoAPErrors for a CoAP request answered with an error
+// (rateNone otherwise).
+func (e *Event) errorRate() rateKind {
+	if e.Error {
+		return rateCoAPErrors
+	}
+	return rateNone
+}
+
 // field is the profile's learned bound of kind k.
 func (p *ClientProfile) field(k rateKind) *int {
 	switch k {
@@ -487,6 +501,8 @@ func (p *ClientProfile) field(k rateKind) *int {
 		return &p.CoAPEmpty
 	case rateCoAPBlock:
 		return &p.CoAPBlocks
+	case rateCoAPErrors:
+		return &p.CoAPErrors
 	}
 	return nil
 }
@@ -537,17 +553,18 @@ func learnRates(l *EventLog, opts LearnOptions) ([]ClientProfile, ClientProfile)
 				p.Filters = append(p.Filters, f)
 			}
 		}
-		kind := e.rateKind()
-		if kind == rateNone {
-			continue
-		}
 		w := e.Time.UnixNano() / int64(opts.RateWindow)
-		k := key{e.Client, kind, w}
-		counts[k]++
-		p.setRate(kind, counts[k])
-		k.client = TotalClient
-		counts[k]++
-		total.setRate(kind, counts[k])
+		for _, kind := range [2]rateKind{e.rateKind(), e.errorRate()} {
+			if kind == rateNone {
+				continue
+			}
+			k := key{e.Client, kind, w}
+			counts[k]++
+			p.setRate(kind, counts[k])
+			k.client = TotalClient
+			counts[k]++
+			total.setRate(kind, counts[k])
+		}
 	}
 	out := make([]ClientProfile, 0, len(profiles))
 	for _, c := range sortedKeys(profiles) {

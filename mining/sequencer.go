@@ -96,6 +96,11 @@ func (s *Sequencer) Push(r *flow.Record, emit func(*flow.Record)) {
 	c := *r
 	c.CorrelationData = slices.Clone(r.CorrelationData)
 	c.TopicFilters = slices.Clone(r.TopicFilters)
+	if r.CoAP != nil {
+		co := *r.CoAP
+		co.Token = slices.Clone(co.Token)
+		c.CoAP = &co
+	}
 	s.seq++
 	heap.Push(&s.h, seqItem{start: tn, id: r.FlowID, seq: s.seq, rec: &c})
 	for len(s.h) > s.max {
