@@ -1,4 +1,4 @@
-// Package mining is the process-mining core of MQTT intrusion detection:
+// Package mining is the process-mining core of MQTT and CoAP intrusion detection:
 // it turns flow records into an event log, exports it, discovers
 // a directly-follows graph, learns a model of normal behaviour, measures the
 // model on held-out data and checks live flows against it.
@@ -8,7 +8,12 @@
 // client → topic", resource = source client, timestamp = flow start; only
 // PUBLISH flows with a correlation id are in the process view. The broker
 // side (flow.BrokerClientID, or an endpoint that received a CONNECT) is
-// named "broker"; a client without client id is named by address:port.
+// named "broker"; a client without client id is named by a names table
+// (Names, mission --names) or by address:port. CoAP flows (coap.go) are
+// activities "client → METHOD /path" ("server → NOTIFY /path" for an
+// Observe notification), endpoints named by the names table or their IP
+// address without port; they are checked case-free (coapcheck.go) and, with
+// a correlation id, as process events.
 //
 // Typical use:
 //
