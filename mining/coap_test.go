@@ -51,6 +51,14 @@ func TestCoAPEvents(t *testing.T) {
 		return c
 	}
 	unassigned := flow.CoAP{Type: uint8(coapparse.Confirmable), Code: 0x0a, Method: 0x0a, URIPath: "/x"}
+	// A CoAP flow without its CoAP part (a document without coap fields)
+	// is named like one and has no activity; the detector skips it.
+	bare := coapRec("10.1.0.2:40123", "10.1.0.10:5683", get("/x"))
+	bare.CoAP = nil
+	e := NewNamer().Event(&bare)
+	require.Equal(t, "10.1.0.2", e.Client)
+	require.False(t, e.HasActivity())
+	require.Empty(t, NewDetector(coapModel(t, false, nil), DetectorOptions{}).Observe(&bare))
 	for _, tc := range []struct {
 		name             string
 		rec              flow.Record
@@ -592,5 +600,28 @@ func TestMonitorCoAP(t *testing.T) {
 			require.NoError(t, mon.Close(context.Background()))
 			require.Equal(t, tc.want, checksOf(sink.snapshot()))
 		})
+	}
+}
+
+// BenchmarkDetectorObserveCoAP: normal CoAP plant traffic, named by a
+// names table, through a detector (case-free model).
+func BenchmarkDetectorObserveCoAP(b *testing.B) {
+	names, err := ReadNamesFile(filepath.Join("testdata", "names", "plant.names"))
+	require.NoError(b, err)
+	m, err := Learn(NewEventLog(normalCoAPPlant(1, false, t0, 600), names), LearnOptions{})
+	require.NoError(b, err)
+	recs := normalCoAPPlant(21, false, t0.Add(24*time.Hour), 600)
+	d := NewDetector(m, DetectorOptions{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%len(recs) == 0 {
+			b.StopTimer()
+			d = NewDetector(m, DetectorOptions{}) // the same flows again: a fresh state
+			b.StartTimer()
+		}
+		if a := d.Observe(&recs[i%len(recs)]); a != nil {
+			b.Fatalf("alert on normal traffic: %v", a)
+		}
 	}
 }

@@ -173,7 +173,10 @@ func (d *Detector) Observe(r *flow.Record) (out []Alert) {
 		out = d.settle(out, h)
 		out = d.expire(out, h)
 	}()
-	if isCoAP(r) {
+	if r.ApplicationProtocol == flow.AppCoAP {
+		if r.CoAP == nil {
+			return out // a CoAP flow without its CoAP part: nothing to check it by
+		}
 		return d.coap(out, r)
 	}
 	if unnamed(r) {

@@ -164,10 +164,12 @@ func (n *Namer) Event(r *flow.Record) Event {
 		Type:   r.ControlType,
 		Case:   flow.CorrelationText(r.CorrelationData),
 	}
-	if c := r.CoAP; c != nil && r.ApplicationProtocol == flow.AppCoAP {
+	if r.ApplicationProtocol == flow.AppCoAP {
 		e.Client, e.Dst = n.Host(r.SrcAddr, r.SrcPort), n.Host(r.DstAddr, r.DstPort)
-		e.CoAP, e.Method, e.Path, e.Topic = coapEvent(c)
-		e.Error = coapError(e.CoAP, c)
+		if c := r.CoAP; c != nil {
+			e.CoAP, e.Method, e.Path, e.Topic = coapEvent(c)
+			e.Error = coapError(e.CoAP, c)
+		}
 	} else {
 		e.Client = n.Name(r.SrcClientID, r.SrcAddr, r.SrcPort)
 		e.Dst = n.Name(r.DstClientID, r.DstAddr, r.DstPort)
