@@ -189,13 +189,13 @@ func (d *Detector) publish(out []Alert, client string, r *flow.Record, blind boo
 // missing correlation id and, for its case, the order-free skeleton
 // checks (case length, occurrences, never-together); the order-dependent
 // ones are queued (reorder.go). A blind PUBLISH (by an unidentified
-// client) only joins its case, which is then not checked. A CoAP flow is
-// in a case only if the model has CoAP cases.
+// client) only joins its case, which is then not checked. A CoAP request
+// is in a case only if the model has CoAP cases; a notification never.
 func (d *Detector) activity(out []Alert, client, topic string, r *flow.Record, blind bool) []Alert {
 	t := r.Start
 	coap := isCoAP(r)
 	corr := r.CorrelationData
-	if coap && !d.coapCases {
+	if coap && (!d.coapCases || caseFree(r.CoAP)) {
 		corr = nil
 	}
 	act, known := d.actID[actKey{client, topic}]

@@ -17,7 +17,11 @@ import (
 //     /path". The server sends it, unasked: it is the server's act, like a
 //     broker's delivery in MQTT, and it must neither count as a request of
 //     the client (a notification stream would look like a GET flood) nor
-//     share the registration's activity (a case would show the GET twice);
+//     share the registration's activity (a case would show the GET twice).
+//     It is case-free even with a correlation id: the probe gives a
+//     notification its registration's case key, so every notification of
+//     an observation would join one case that grows as long as the
+//     observation lasts;
 //   - an empty message (a ping: empty CON and its RST; or a flow opened by
 //     a RST): no activity; it counts towards the client's rate of empty
 //     messages only, like an MQTT PINGREQ carries no process step;
@@ -76,6 +80,10 @@ func coapEvent(c *flow.CoAP) (kind CoAPKind, method, path, topic string) {
 	}
 	return CoAPRequest, method, path, CoAPTopic(method, path)
 }
+
+// caseFree reports a CoAP flow that is in no case whatever its
+// correlation id: an Observe notification (it carries its registration's).
+func caseFree(c *flow.CoAP) bool { return coapparse.Code(c.Code).IsResponse() }
 
 // coapError reports a request (or block) answered with a client or server
 // error (4.xx, 5.xx).

@@ -116,7 +116,10 @@ func TestCoAPEvents(t *testing.T) {
 				if tc.activity != "" {
 					require.Equal(t, tc.activity, e.Activity())
 				}
-				require.Equal(t, corr != nil && tc.activity != "", e.InProcess(), "in process with correlation id %q", corr)
+				require.Equal(t, corr != nil && tc.kind == CoAPRequest, e.InProcess(), "in process with correlation id %q", corr)
+				if tc.kind == CoAPNotification {
+					require.Empty(t, e.Case, "a notification carries its registration's case key: case-free")
+				}
 			}
 		})
 	}
@@ -354,17 +357,26 @@ func TestCoAPDetection(t *testing.T) {
 	models := map[bool]*Model{false: coapModel(t, false, nil), true: coapModel(t, true, nil)}
 	t.Run("case-based model", func(t *testing.T) {
 		m := models[true]
-		require.Equal(t, 600, m.Trained.Cases)
-		require.Equal(t, []Count{{Activity: "10.1.0.2 → GET /motion", Count: 600}}, m.Start)
-		require.Equal(t, []Count{{Activity: "10.1.0.2 → PUT /led/state", Count: 600}}, m.End)
-		require.Equal(t, []string{"GET /motion", "PUT /led/state"}, m.CorrelatedTopics)
+		// A case per round, and the registration's own (its notifications
+		// repeat its case key but are case-free).
+		require.Equal(t, 601, m.Trained.Cases)
+		require.Equal(t, []Count{{Activity: "10.1.0.2 → GET /door", Count: 1}, {Activity: "10.1.0.2 → GET /motion", Count: 600}}, m.Start)
+		require.Equal(t, []Count{{Activity: "10.1.0.2 → GET /door", Count: 1}, {Activity: "10.1.0.2 → PUT /led/state", Count: 600}}, m.End)
+		require.Equal(t, []string{"GET /door", "GET /motion", "PUT /led/state"}, m.CorrelatedTopics)
+		for _, a := range m.Activities {
+			if strings.Contains(a.Activity, NotifyMethod) {
+				require.Zero(t, a.Cases, a.Activity)
+			}
+		}
 	})
 	for _, cases := range []bool{false, true} {
 		for _, seed := range []uint64{2, 3} {
-			// Fresh normal traffic (other ports, tokens, timing), started
-			// at a round's middle: no alert, sorted or in collector order.
+			// Fresh normal traffic (other ports, tokens, timing), longer
+			// than training (the observation's notifications outlast the
+			// trained ones), started at a round's middle: no alert, sorted
+			// or in collector order.
 			s := newCoAPSim(seed, cases)
-			s.run(s.start(t0.Add(1000*time.Hour)), 300)
+			s.run(s.start(t0.Add(1000*time.Hour)), 700)
 			recs := s.sorted()
 			recs = recs[3:] // the capture starts after the first round's GET /motion: its case lacks its start
 			a, incs := runStream(models[cases], recs)
@@ -550,7 +562,7 @@ func TestMixedMQTTAndCoAP(t *testing.T) {
 	train := append(normalPlant(1, t0, 600), normalCoAPPlant(1, true, t0, 600)...)
 	m, err := Learn(FromRecords(train), LearnOptions{})
 	require.NoError(t, err)
-	require.Equal(t, len(FromRecords(normalPlant(1, t0, 600)).Traces())+600, m.Trained.Cases, "the MQTT cases and one CoAP case per round")
+	require.Equal(t, len(FromRecords(normalPlant(1, t0, 600)).Traces())+601, m.Trained.Cases, "the MQTT cases, one CoAP case per round and the registration's")
 
 	start := t0.Add(500 * time.Hour)
 	fresh := append(normalPlant(2, start, 120), normalCoAPPlant(2, true, start, 120)...)

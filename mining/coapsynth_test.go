@@ -21,7 +21,8 @@ import (
 // (Block2, three blocks), and pings the lock (empty CON, RST).
 //
 // With cases, the controller's GET /motion and PUT /led/state of a round
-// share a correlation id (as the probe's --coap-case-option copies it).
+// share a correlation id (as the probe's --coap-case-option copies it),
+// and the door's registration has one that every notification repeats.
 
 var (
 	coapController = netip.MustParseAddr("10.1.0.2")
@@ -86,11 +87,22 @@ func (s *coapSim) corr() []byte {
 
 var observePort = uint16(40001)
 
+// observeCase is the case key of the door observation (with cases): the
+// probe gives every notification its registration's.
+var observeCase = []byte("observe-door")
+
+func (s *coapSim) observeCase() []byte {
+	if !s.cases {
+		return nil
+	}
+	return observeCase
+}
+
 // start registers the controller's observation of the door.
 func (s *coapSim) start(t time.Time) time.Time {
 	s.exchange(netip.AddrPortFrom(coapController, observePort), server(coapDoor), t,
 		flow.CoAP{Type: uint8(coapparse.Confirmable), Code: uint8(coapparse.GET), Method: uint8(coapparse.GET),
-			URIPath: "/door", ResponseCode: uint8(coapparse.Content), Observe: 0, HasObserve: true, Token: []byte{0xd0}}, nil)
+			URIPath: "/door", ResponseCode: uint8(coapparse.Content), Observe: 0, HasObserve: true, Token: []byte{0xd0}}, s.observeCase())
 	return t.Add(100 * time.Millisecond)
 }
 
@@ -105,7 +117,7 @@ func (s *coapSim) round(i int, t time.Time) {
 	t = t.Add(s.dur(5*time.Millisecond, 20*time.Millisecond))
 	s.exchange(server(coapDoor), netip.AddrPortFrom(coapController, observePort), t,
 		flow.CoAP{Type: uint8(coapparse.NonConfirmable), Code: uint8(coapparse.Content), Method: uint8(coapparse.GET),
-			URIPath: "/door", ResponseCode: uint8(coapparse.Content), Observe: uint32(i + 2), HasObserve: true, Token: []byte{0xd0}}, nil)
+			URIPath: "/door", ResponseCode: uint8(coapparse.Content), Observe: uint32(i + 2), HasObserve: true, Token: []byte{0xd0}}, s.observeCase())
 	if i%5 == 0 {
 		t = t.Add(s.dur(5*time.Millisecond, 20*time.Millisecond))
 		r := s.request(coapDashboard, coapLED, t, coapparse.GET, "/led/state", coapparse.Content, nil)

@@ -42,7 +42,7 @@ type Event struct {
 	// Filters are the topic filters of a SUBSCRIBE or UNSUBSCRIBE.
 	Filters []string
 	// Case is the text form of the correlation id (flow.CorrelationText);
-	// "" when the flow carries none.
+	// "" when the flow carries none, and for a CoAP notification (coap.go).
 	Case string
 	// CoAP is the kind of a CoAP flow (0 for MQTT); Method and Path are
 	// its request's (a notification: the registration's).
@@ -169,6 +169,9 @@ func (n *Namer) Event(r *flow.Record) Event {
 		if c := r.CoAP; c != nil {
 			e.CoAP, e.Method, e.Path, e.Topic = coapEvent(c)
 			e.Error = coapError(e.CoAP, c)
+			if caseFree(c) {
+				e.Case = "" // a notification carries its registration's case key
+			}
 		}
 	} else {
 		e.Client = n.Name(r.SrcClientID, r.SrcAddr, r.SrcPort)
