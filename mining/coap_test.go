@@ -408,6 +408,11 @@ func TestCoAPDetection(t *testing.T) {
 				}
 				require.NotEmpty(t, incs)
 				require.LessOrEqual(t, len(incs), len(at.checks)+1, "%v", incs)
+				for _, inc := range incs {
+					if inc.Check == CheckUnknownActivity {
+						require.Contains(t, inc.Message, " sent ", "a CoAP incident says what was sent")
+					}
+				}
 			}
 		})
 	}

@@ -44,6 +44,7 @@ type Incident struct {
 	sets   [4]countedSet
 	flowIn map[uint64]struct{}
 	types  map[string]int // rate: flow types
+	coap   bool           // its alerts are on CoAP flows
 	lastAt int64
 }
 
@@ -226,6 +227,7 @@ func (inc *Incident) add(a *Alert, o *IncidentOptions) {
 			inc.sets[3].add(a.Flow.Src.Addr().String(), &inc.Sources, o.MaxSet)
 		}
 		inc.types[a.Flow.Type]++
+		inc.coap = inc.coap || a.Flow.CoAP != nil
 	}
 	inc.ClientsTotal, inc.TopicsTotal, inc.CasesTotal, inc.SourcesTotal = inc.sets[0].total, inc.sets[1].total, inc.sets[2].total, inc.sets[3].total
 	for _, id := range a.Flows {
@@ -342,6 +344,10 @@ func (inc *Incident) describe() string {
 		return fmt.Sprintf("%s flood%s: learned rate bound passed by %s%s (%s, %s)", typ, from,
 			plural(inc.ClientsTotal, "client"), during, clients, alerts)
 	case CheckUnknownActivity:
+		if inc.coap {
+			return fmt.Sprintf("%s sent %s never seen from it in training%s (%s)", clients,
+				plural(inc.TopicsTotal, "CoAP request"), during, topics)
+		}
 		return fmt.Sprintf("%s published to %s never seen with it in training%s (%s)", clients,
 			plural(inc.TopicsTotal, "topic"), during, topics)
 	case CheckSubscription:
