@@ -165,6 +165,12 @@ func TestMineAndDetectCoAPWithNames(t *testing.T) {
 	require.Equal(t, []string{"unknown-activity", "unknown-client", "unusual-method"}, checks)
 	require.Equal(t, map[string]bool{"10.1.0.66": true}, clients)
 
+	// The same from the probe's JSON lines of the capture.
+	jsonl := filepath.Join(dir, "attack.jsonl")
+	require.NoError(t, os.WriteFile(jsonl, []byte(run(t, "probe", "--read", filepath.Join(dir, "attack.pcap"), "--stdout")), 0o644))
+	checks, _ = alertChecks(t, run(t, "detect", "--jsonl", jsonl, "--model", model))
+	require.Equal(t, []string{"unknown-activity", "unknown-client", "unusual-method"}, checks)
+
 	// --names replaces the model's table: here the intruder's address is
 	// named controller (as if the controller had been renumbered), so
 	// only what the controller never did remains.
