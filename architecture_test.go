@@ -27,7 +27,7 @@ func TestArchitecture(t *testing.T) {
 		deps[strings.TrimPrefix(p.ImportPath, module)] = p.Deps
 	}
 	roles := []string{"probe", "collector", "store", "mining"}
-	testHelpers := []string{"internal/plant", "internal/mqtttest", "internal/fixtures"}
+	testHelpers := []string{"internal/plant", "internal/coapplant", "internal/mqtttest", "internal/fixtures"}
 	never := map[string][]string{
 		"mqttparse":        append(append([]string{"flow", "ipfix", "internal/metrics", "internal/command"}, roles...), "go.mongodb.org/mongo-driver", "github.com/rs/zerolog"),
 		"ipfix":            append(append([]string{"flow", "mqttparse", "internal/metrics", "internal/command"}, roles...), "go.mongodb.org/mongo-driver", "github.com/rs/zerolog"),
