@@ -72,7 +72,7 @@ func (p *Plant) Attack(ctx context.Context, cfg AttackConfig) (AttackReport, err
 				if method == coapparse.PUT {
 					payload = []byte(`{"on":true}`)
 				}
-				x, err := p.request(ep, cfg.Name, method, "/actuators/"+a, ep.token(4), payload, ContentJSON, false)
+				x, err := p.send(ep, cfg.Name, request{method: method, path: "/actuators/" + a, payload: payload, observe: -1})
 				rep.Exchanges = append(rep.Exchanges, x)
 				errs = append(errs, err)
 				if r < cfg.Rounds-1 || a != p.cfg.Actuators[len(p.cfg.Actuators)-1] || method != coapparse.DELETE {

@@ -106,7 +106,6 @@ type Plant struct {
 	end     context.CancelFunc
 	loops   context.Context // the devices' request loops; canceled by Stop
 	stop    context.CancelFunc
-	began   time.Time
 	server  *Server
 	devices []Device
 	eps     []*endpoint // the devices' endpoints
@@ -126,7 +125,6 @@ type observerDevice struct {
 	mu       sync.Mutex
 	tokens   map[string]string // token → sensor name
 	received map[string]int    // sensor name → notifications received
-	lastSeq  map[string]uint32
 }
 
 // Start starts the server and every device: the observer registers its
@@ -137,9 +135,10 @@ func Start(ctx context.Context, cfg Config) (*Plant, error) {
 	life, end := context.WithCancel(context.WithoutCancel(ctx))
 	loops, stop := context.WithCancel(ctx)
 	if cfg.Duration > 0 {
+		stop()
 		loops, stop = context.WithTimeout(ctx, cfg.Duration)
 	}
-	p := &Plant{cfg: cfg, life: life, end: end, loops: loops, stop: stop, began: time.Now()}
+	p := &Plant{cfg: cfg, life: life, end: end, loops: loops, stop: stop}
 	srv, err := StartServer(life, ServerConfig{
 		Address: netip.AddrPortFrom(cfg.host(1), cfg.Port), Sensors: cfg.Sensors, Actuators: cfg.Actuators,
 		ObserveCONEvery: cfg.ObserveCONEvery, Timing: cfg.Timing, Seed: cfg.Seed, Loss: cfg.Loss, Record: p.record,
@@ -183,7 +182,7 @@ func refuse(_ netip.AddrPort, m *coapparse.Message) ([]byte, func()) {
 }
 
 func (p *Plant) startDevices() error {
-	o := &observerDevice{tokens: map[string]string{}, received: map[string]int{}, lastSeq: map[string]uint32{}}
+	o := &observerDevice{tokens: map[string]string{}, received: map[string]int{}}
 	ep, err := p.open(ObserverName, RoleObserver, 2, o.handle)
 	if err != nil {
 		return err
@@ -196,7 +195,7 @@ func (p *Plant) startDevices() error {
 		o.mu.Lock()
 		o.tokens[string(tok)] = s
 		o.mu.Unlock()
-		x, err := p.request(ep, ObserverName, coapparse.GET, "/sensors/"+s+"/reading", tok, nil, 0, true)
+		x, err := p.send(ep, ObserverName, request{method: coapparse.GET, path: "/sensors/" + s + "/reading", observe: 0, token: tok})
 		if err != nil {
 			return err
 		}
@@ -217,24 +216,24 @@ func (p *Plant) startDevices() error {
 		sensors = append(sensors, ep)
 	}
 	for i, s := range p.cfg.Sensors {
-		p.loop(s, p.cfg.ReadingInterval, p.rng(uint64(100+i)), func(rng *rand.Rand) {
+		p.loop(p.cfg.ReadingInterval, p.rng(uint64(100+i)), func(rng *rand.Rand) {
 			v, _ := json.Marshal(map[string]float64{"value": float64(int(rng.Float64()*1000)) / 10})
-			p.request(sensors[i], s, coapparse.POST, "/sensors/"+s+"/reading", sensors[i].token(4), v, ContentJSON, false)
+			_, _ = p.send(sensors[i], s, request{method: coapparse.POST, path: "/sensors/" + s + "/reading", payload: v, observe: -1})
 		})
 	}
-	p.roundRobin(ObserverName, p.cfg.GetInterval, p.rng(200), func(a string, _ *rand.Rand) {
-		p.request(ep, ObserverName, coapparse.GET, "/actuators/"+a, ep.token(4), nil, 0, false)
+	p.roundRobin(p.cfg.GetInterval, p.rng(200), func(a string, _ *rand.Rand) {
+		_, _ = p.send(ep, ObserverName, request{method: coapparse.GET, path: "/actuators/" + a, observe: -1})
 	})
-	p.roundRobin(ControllerName, p.cfg.PutInterval, p.rng(300), func(a string, rng *rand.Rand) {
+	p.roundRobin(p.cfg.PutInterval, p.rng(300), func(a string, rng *rand.Rand) {
 		v, _ := json.Marshal(map[string]bool{"on": rng.IntN(2) == 1})
-		p.request(ctl, ControllerName, coapparse.PUT, "/actuators/"+a, ctl.token(4), v, ContentJSON, false)
+		_, _ = p.send(ctl, ControllerName, request{method: coapparse.PUT, path: "/actuators/" + a, payload: v, observe: -1})
 	})
 	return nil
 }
 
 // loop runs do once per interval, starting at a random phase, until the
 // plant's loops end.
-func (p *Plant) loop(name string, every time.Duration, rng *rand.Rand, do func(*rand.Rand)) {
+func (p *Plant) loop(every time.Duration, rng *rand.Rand, do func(*rand.Rand)) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -253,9 +252,9 @@ func (p *Plant) loop(name string, every time.Duration, rng *rand.Rand, do func(*
 
 // roundRobin runs do on one actuator per interval, each once per cycle in
 // a random order.
-func (p *Plant) roundRobin(name string, every time.Duration, rng *rand.Rand, do func(string, *rand.Rand)) {
+func (p *Plant) roundRobin(every time.Duration, rng *rand.Rand, do func(string, *rand.Rand)) {
 	var order []string
-	p.loop(name, every, rng, func(rng *rand.Rand) {
+	p.loop(every, rng, func(rng *rand.Rand) {
 		if len(order) == 0 {
 			order = append(order, p.cfg.Actuators...)
 			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
@@ -266,35 +265,45 @@ func (p *Plant) roundRobin(name string, every time.Duration, rng *rand.Rand, do 
 	})
 }
 
-// request sends a CON request from ep and records the exchange. observe:
-// with Observe 0 (register) when register, else none.
-func (p *Plant) request(ep *endpoint, from string, method coapparse.Code, path string, token, payload []byte, format int, register bool) (Exchange, error) {
-	return p.requestObserve(ep, from, method, path, token, payload, format, register, 0)
+// request is what a device asks the server.
+type request struct {
+	method  coapparse.Code
+	path    string
+	payload []byte // sent as application/json when not nil
+	// observe is the Observe option: -1 none, 0 register, 1 cancel.
+	observe int
+	token   []byte // nil: a fresh one
 }
 
-func (p *Plant) requestObserve(ep *endpoint, from string, method coapparse.Code, path string, token, payload []byte, format int, hasObserve bool, observe uint32) (Exchange, error) {
+// send sends r from ep as a CON request, waits for the response and
+// records the exchange.
+func (p *Plant) send(ep *endpoint, from string, r request) (Exchange, error) {
 	var m coapparse.Message
-	m.Code, m.Token, m.Payload = method, token, payload
-	if hasObserve {
-		_ = m.AddUint(coapparse.Observe, observe)
+	m.Code, m.Token, m.Payload = r.method, r.token, r.payload
+	if m.Token == nil {
+		m.Token = ep.token(4)
 	}
-	if err := m.AddURIPath(path); err != nil {
-		return Exchange{}, fmt.Errorf("coapplant: path %s: %w", path, err)
+	if r.observe >= 0 {
+		_ = m.AddUint(coapparse.Observe, uint32(r.observe))
 	}
-	if payload != nil {
-		_ = m.AddUint(coapparse.ContentFormat, uint32(format))
+	if err := m.AddURIPath(r.path); err != nil {
+		return Exchange{}, fmt.Errorf("coapplant: path %s: %w", r.path, err)
+	}
+	if r.payload != nil {
+		_ = m.AddUint(coapparse.ContentFormat, ContentJSON)
 	}
 	x := Exchange{From: from, FromAddr: ep.addr, To: p.server.Address(), Kind: KindRequest, Type: "CON",
-		Method: method.Name(), Path: path, Observe: observe, HasObserve: hasObserve, Start: time.Now()}
+		Method: r.method.Name(), Path: r.path, Observe: uint32(max(r.observe, 0)), HasObserve: r.observe >= 0, Start: time.Now()}
 	a, retr, err := ep.confirm(p.life, p.server.Address(), &m)
 	x.Retransmissions = retr
-	if err != nil {
-		x.Err = fmt.Errorf("coapplant: %s %s %s: %w", from, x.Method, path, err)
-	} else {
+	switch {
+	case err != nil:
+		x.Err = fmt.Errorf("coapplant: %s %s %s: %w", from, x.Method, r.path, err)
+	case r.observe == 0 && !a.hasObserve:
 		x.Response = a.code.String()
-		if hasObserve && observe == 0 && !a.hasObserve {
-			x.Err = fmt.Errorf("coapplant: %s observes %s: response %s without Observe", from, path, x.Response)
-		}
+		x.Err = fmt.Errorf("coapplant: %s observes %s: response %s without Observe", from, r.path, x.Response)
+	default:
+		x.Response = a.code.String()
 	}
 	p.record(x)
 	return x, x.Err
@@ -316,9 +325,6 @@ func (o *observerDevice) handle(from netip.AddrPort, m *coapparse.Message) ([]by
 	s, ok := o.tokens[string(m.Token)]
 	if ok && m.Code.IsResponse() {
 		o.received[s]++
-		if seq, has := m.Observe(); has {
-			o.lastSeq[s] = seq
-		}
 	}
 	o.mu.Unlock()
 	if !ok || !m.Code.IsResponse() {
@@ -377,7 +383,7 @@ func (p *Plant) Stop(ctx context.Context) (*Report, error) {
 		for _, s := range p.cfg.Sensors {
 			for t, ts := range tokens {
 				if ts == s {
-					_, _ = p.requestObserve(o.ep, ObserverName, coapparse.GET, "/sensors/"+s+"/reading", []byte(t), nil, 0, true, 1)
+					_, _ = p.send(o.ep, ObserverName, request{method: coapparse.GET, path: "/sensors/" + s + "/reading", observe: 1, token: []byte(t)})
 				}
 			}
 		}
