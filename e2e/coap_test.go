@@ -30,6 +30,14 @@ const (
 	coapAttackAt  = 4 * time.Second
 )
 
+// The plant runs in its own /24, apart from internal/coapplant's tests
+// (127.0.1.0/24), which may run at the same time: the capture takes only
+// the server's address and port.
+var (
+	coapNetwork = netip.MustParseAddr("127.0.3.0")
+	coapServer  = netip.MustParseAddr("127.0.3.1")
+)
+
 // coapRun is one live recording of the CoAP plant by `mission all-in-one`.
 type coapRun struct {
 	dataDir string
@@ -52,7 +60,7 @@ type coapRun struct {
 func TestCoAPEndToEnd(t *testing.T) {
 	mqtttest.RequireRoot(t)
 	began := time.Now()
-	port := freeUDPPort(t, "127.0.1.1")
+	port := freeUDPPort(t, coapServer.String())
 
 	learn := recordCoAPRun(t, port, 1, coapLearnFor, "", false)
 	checkCoAPFlows(t, "learning", learn)
@@ -118,7 +126,7 @@ func recordCoAPRun(t *testing.T, port int, seed uint64, d time.Duration, model s
 		waitLog(t, m.logs, m.exited, "detection enabled", 5*time.Second)
 	}
 
-	p, err := coapplant.Start(ctx, coapplant.Config{Port: uint16(port), Duration: d, Seed: seed})
+	p, err := coapplant.Start(ctx, coapplant.Config{Network: coapNetwork, Port: uint16(port), Duration: d, Seed: seed})
 	if err != nil {
 		t.Fatalf("plant: %v", err)
 	}
@@ -148,7 +156,7 @@ func recordCoAPRun(t *testing.T, port int, seed uint64, d time.Duration, model s
 func startLiveCoAPMission(t *testing.T, ctx context.Context, port int, dataDir string, extra ...string) *liveMission {
 	t.Helper()
 	args := append([]string{"--log-format", "json", "all-in-one", "--interface", "lo",
-		"--filter", fmt.Sprintf("udp port %d", port), "--protocol", "coap", "--coap-ports", strconv.Itoa(port), "--data-dir", dataDir}, extra...)
+		"--filter", fmt.Sprintf("host %s and udp port %d", coapServer, port), "--protocol", "coap", "--coap-ports", strconv.Itoa(port), "--data-dir", dataDir}, extra...)
 	cmd := exec.CommandContext(ctx, missionBin, args...)
 	cmd.WaitDelay = 5 * time.Second
 	m := &liveMission{cmd: cmd, logs: &lockedBuffer{}, exited: make(chan error, 1)}
