@@ -50,10 +50,11 @@ func (p *Plant) Attack(ctx context.Context, cfg AttackConfig) (AttackReport, err
 		cfg.Over = time.Second
 	}
 	addr := netip.AddrFrom4([4]byte{127, 0, 2, cfg.Host})
-	ep, err := listen(netip.AddrPortFrom(addr, 0), p.cfg.Timing, p.rng(uint64(1000+int(cfg.Host))), refuse)
+	ep, err := listen(netip.AddrPortFrom(addr, 0), p.cfg.Timing, p.rng(uint64(1000+int(cfg.Host))), refuse, nil)
 	if err != nil {
 		return AttackReport{}, fmt.Errorf("coapplant: attacker: %w", err)
 	}
+	ep.start()
 	dev := Device{cfg.Name, RoleAttacker, addr}
 	p.mu.Lock()
 	p.devices = append(p.devices, dev)

@@ -70,8 +70,9 @@ type endpoint struct {
 	addr   netip.AddrPort
 	timing Timing
 	handle handler
-	// drop, if set, is asked for every incoming CON or NON that is not a
-	// duplicate: true discards it unseen (simulated loss).
+	// drop, if set, is asked (by the read loop only) for every incoming
+	// CON or NON that is not a duplicate: true discards it unseen
+	// (simulated loss).
 	drop func() bool
 
 	mu      sync.Mutex
@@ -89,20 +90,26 @@ type endpoint struct {
 // plant's rates it spans far more than EXCHANGE_LIFETIME.
 const maxSeen = 4096
 
-func listen(addr netip.AddrPort, timing Timing, rng *rand.Rand, h handler) (*endpoint, error) {
+// listen opens an endpoint on addr (drop may be nil); start makes it
+// receive.
+func listen(addr netip.AddrPort, timing Timing, rng *rand.Rand, h handler, drop func() bool) (*endpoint, error) {
 	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		return nil, fmt.Errorf("coapplant: listen on %s: %w", addr, err)
 	}
 	timing.defaults()
 	e := &endpoint{
-		conn: conn, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), timing: timing, handle: h,
+		conn: conn, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), timing: timing, handle: h, drop: drop,
 		rng: rng, nextMID: uint16(rng.Uint32()),
 		waiting: map[midKey]chan answer{}, seen: map[midKey][]byte{}, done: make(chan struct{}),
 	}
+	return e, nil
+}
+
+// start runs the read loop, which calls the handler, until close.
+func (e *endpoint) start() {
 	e.wg.Add(1)
 	go e.readLoop()
-	return e, nil
 }
 
 // close stops the endpoint and waits for its goroutines.
@@ -122,13 +129,6 @@ func (e *endpoint) token(n int) []byte {
 		b[i] = byte(e.rng.Uint32())
 	}
 	return b
-}
-
-// float returns a random number in [0, 1).
-func (e *endpoint) float() float64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.rng.Float64()
 }
 
 func (e *endpoint) mid() uint16 {

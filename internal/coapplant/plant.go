@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -119,11 +120,12 @@ type Plant struct {
 }
 
 // observerDevice is the observer device's state: its endpoint and its
-// observations by token.
+// observations.
 type observerDevice struct {
 	ep       *endpoint
 	mu       sync.Mutex
 	tokens   map[string]string // token → sensor name
+	order    [][]byte          // the tokens in registration order
 	received map[string]int    // sensor name → notifications received
 }
 
@@ -164,10 +166,11 @@ func (p *Plant) open(name string, role Role, n byte, h handler) (*endpoint, erro
 	if h == nil {
 		h = refuse
 	}
-	ep, err := listen(netip.AddrPortFrom(p.cfg.host(n), 0), p.cfg.Timing, p.rng(uint64(n)), h)
+	ep, err := listen(netip.AddrPortFrom(p.cfg.host(n), 0), p.cfg.Timing, p.rng(uint64(n)), h, nil)
 	if err != nil {
 		return nil, fmt.Errorf("coapplant: %s: %w", name, err)
 	}
+	ep.start()
 	p.eps = append(p.eps, ep)
 	p.devices = append(p.devices, Device{name, role, ep.addr.Addr()})
 	return ep, nil
@@ -194,6 +197,7 @@ func (p *Plant) startDevices() error {
 		tok := ep.token(4)
 		o.mu.Lock()
 		o.tokens[string(tok)] = s
+		o.order = append(o.order, tok)
 		o.mu.Unlock()
 		x, err := p.send(ep, ObserverName, request{method: coapparse.GET, path: "/sensors/" + s + "/reading", observe: 0, token: tok})
 		if err != nil {
@@ -360,8 +364,10 @@ func (p *Plant) Run(ctx context.Context) error {
 // Stop ends the request loops, lets the last exchanges complete, cancels
 // the observations (GET with Observe 1), closes every endpoint and
 // returns the report. Errors of exchanges are in the report and joined in
-// the error.
+// the error. If ctx ends first, the exchanges under way are abandoned.
 func (p *Plant) Stop(ctx context.Context) (*Report, error) {
+	release := context.AfterFunc(ctx, p.end)
+	defer release()
 	p.stop()
 	p.wg.Wait()
 	p.mu.Lock()
@@ -375,17 +381,11 @@ func (p *Plant) Stop(ctx context.Context) (*Report, error) {
 	time.Sleep(100 * time.Millisecond)
 	if o := p.obs; o != nil {
 		o.mu.Lock()
-		tokens := make(map[string]string, len(o.tokens))
-		for t, s := range o.tokens {
-			tokens[t] = s
-		}
+		order := slices.Clone(o.order)
 		o.mu.Unlock()
-		for _, s := range p.cfg.Sensors {
-			for t, ts := range tokens {
-				if ts == s {
-					_, _ = p.send(o.ep, ObserverName, request{method: coapparse.GET, path: "/sensors/" + s + "/reading", observe: 1, token: []byte(t)})
-				}
-			}
+		for _, tok := range order {
+			s := o.tokens[string(tok)] // written only before the loops started
+			_, _ = p.send(o.ep, ObserverName, request{method: coapparse.GET, path: "/sensors/" + s + "/reading", observe: 1, token: tok})
 		}
 	}
 	p.end()

@@ -91,15 +91,17 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	for _, n := range cfg.Actuators {
 		s.actuators[n] = []byte(`{"on":false}`)
 	}
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5e))
-	ep, err := listen(cfg.Address, cfg.Timing, rng, s.handle)
+	var drop func() bool
+	if cfg.Loss > 0 {
+		loss := rand.New(rand.NewPCG(cfg.Seed, 0x1055)) // used by the read loop only
+		drop = func() bool { return loss.Float64() < cfg.Loss }
+	}
+	ep, err := listen(cfg.Address, cfg.Timing, rand.New(rand.NewPCG(cfg.Seed, 0x5e)), s.handle, drop)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Loss > 0 {
-		ep.drop = func() bool { return ep.float() < cfg.Loss }
-	}
 	s.ep = ep
+	ep.start()
 	return s, nil
 }
 
