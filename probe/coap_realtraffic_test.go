@@ -3,44 +3,38 @@ package probe
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/mission-ids/mission/coapparse"
-	"github.com/mission-ids/mission/flow"
 	"github.com/mission-ids/mission/internal/mqtttest"
+	"github.com/mission-ids/mission/probe/coaptrack"
 )
 
-// TestCoAPRealTraffic drives libcoap's coap-server with coap-client (every
-// method, CON and NON, a 4.04, Observe with notifications, a Block1
-// upload and a Block2 download of 4 KiB), captures the loopback with
-// dumpcap, runs the probe over the capture and compares its CoAP flows
-// with a reference built from tshark's dissection of the same capture:
-// one flow per request (with the response tshark pairs with it,
-// coap.response_in), per notification and per ping.
+// TestCoAPRealTraffic drives libcoap's coap-server with coap-client over
+// IPv4 and IPv6 (every method, CON and NON, piggybacked and separate
+// responses, a 4.04, Observe with notifications and deregistration, pings,
+// Block1 uploads and Block2 downloads of 4 KiB), captures the loopback
+// with dumpcap, runs the probe over the capture and compares every CoAP
+// flow, field by field (packets, octets, start and end time, block,
+// content format, Observe, retransmissions, payload length, response
+// code, end reason), with a reference built from tshark's dissection of
+// the same capture (coapReference).
 func TestCoAPRealTraffic(t *testing.T) {
 	mqtttest.RequireTools(t, "coap-server-notls", "coap-client-notls", "tshark", "dumpcap")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	port := freeUDP(t)
-	srv := exec.CommandContext(ctx, "coap-server-notls", "-A", "127.0.0.1", "-p", strconv.Itoa(port), "-d", "8")
-	var srvOut bytes.Buffer
-	srv.Stdout, srv.Stderr = &srvOut, &srvOut
-	require.NoError(t, srv.Start())
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-
+	port := freeUDP6(t)
+	startCoAPServer(t, ctx, "::", port) // both families
 	file := filepath.Join(dir, "coap.pcap")
 	capt := mqtttest.StartCapture(t, "", "lo", fmt.Sprintf("udp port %d", port), file)
 	capt.WaitCapturing(t, func() {
@@ -50,7 +44,8 @@ func TestCoAPRealTraffic(t *testing.T) {
 			_ = c.Close()
 		}
 	})
-	base := fmt.Sprintf("coap://127.0.0.1:%d", port)
+	v4 := fmt.Sprintf("coap://127.0.0.1:%d", port)
+	v6 := fmt.Sprintf("coap://[::1]:%d", port)
 	big := filepath.Join(dir, "big.txt")
 	require.NoError(t, os.WriteFile(big, bytes.Repeat([]byte("0123456789abcdef"), 256), 0o644)) // 4 KiB
 	client := func(args ...string) {
@@ -58,51 +53,77 @@ func TestCoAPRealTraffic(t *testing.T) {
 		out, err := exec.CommandContext(ctx, "coap-client-notls", append([]string{"-B", "3"}, args...)...).CombinedOutput()
 		require.NoError(t, err, "coap-client %v: %s", args, out)
 	}
-	client(base + "/time")
-	client("-N", base+"/time")
-	client("-m", "put", "-b", "64", "-f", big, base+"/example_data") // Block1 upload
-	client("-b", "64", base+"/example_data")                         // Block2 download
-	client("-m", "post", "-e", "x", base+"/example_data")
-	client("-m", "put", "-e", "new", base+"/dyn")
-	client("-m", "delete", base+"/dyn")
-	client("-N", "-m", "put", "-e", "non", base+"/example_data")
-	client(base + "/nothing/here")  // 4.04
-	client("-s", "4", base+"/time") // Observe
+	for _, base := range []string{v4, v6} {
+		client(base + "/time")                                           // CON GET, piggybacked 2.05
+		client("-N", base+"/time")                                       // NON GET, NON 2.05
+		client(base + "/async?1")                                        // empty ACK, then a separate CON 2.05
+		client("-N", base+"/async?1")                                    // NON GET, separate NON 2.05
+		client("-m", "put", "-b", "64", "-f", big, base+"/example_data") // Block1 upload
+		client("-b", "64", base+"/example_data")                         // Block2 download
+		client("-m", "post", "-e", "x", base+"/example_data")
+		client("-m", "put", "-t", "50", "-e", "{}", base+"/dyn") // Content-Format
+		client("-m", "delete", base+"/dyn")
+		client("-N", "-m", "put", "-e", "non", base+"/example_data")
+		client(base + "/nothing/here")               // 4.04
+		client("-A", "40", base+"/.well-known/core") // a response with Content-Format
+	}
+	client("-s", "4", v4+"/time")                               // Observe: notifications, deregistration
+	client("-B", "4", "-s", "3", "-K", "1", v6+"/example_data") // an idle observation: pings, RST
 	capt.Stop(t)
 
 	exp := &collectExporter{}
-	p, err := New(Config{ReadFile: file, Protocols: []string{"coap"}, CoAPPorts: []uint16{uint16(port)}}, exp)
+	p, err := New(Config{ReadFile: file, Protocols: []string{"coap"}, CoAPPorts: []uint16{uint16(port)},
+		CoAP: coaptrack.Config{IdleTimeout: 10 * time.Minute}}, exp)
 	require.NoError(t, err)
 	require.NoError(t, p.Run(context.Background()))
 	st := p.Stats()
-	var got []string
+	want, ref := coapReference(t, tsharkCoAPFrames(t, ctx, file, port))
+	requireSameCoAPFlows(t, want, exp.records())
+	require.Equal(t, ref, coapRefStats{Retransmissions: int(st.CoAP.Retransmissions), Duplicates: int(st.CoAP.Duplicates),
+		Unmatched: int(st.CoAP.Unmatched), Ignored: int(st.CoAP.Ignored)}, "probe stats %+v", st.CoAP)
+
 	kinds := map[string]int{}
-	for _, r := range exp.records() {
-		require.Equal(t, flow.AppCoAP, r.ApplicationProtocol)
-		require.NotNil(t, r.CoAP)
-		got = append(got, coapLine(&r))
+	for _, x := range want {
+		k := x.kind
 		switch {
-		case r.CoAP.Code == 0:
-			kinds["ping"]++
-		case r.CoAP.Code>>5 != 0:
-			kinds["notification"]++
-		default:
-			kinds["request "+coapparse.Code(r.CoAP.Method).Name()]++
-			if r.CoAP.BlockOption != flow.BlockNone {
-				kinds["block"]++
+		case x.kind == "request":
+			k = fmt.Sprintf("%s %s", [...]string{"CON", "NON"}[x.first.typ], coapparse.Code(x.method).Name())
+			if x.block != "-" {
+				kinds[x.block[:2]]++
 			}
+			if x.resp == int(coapparse.NotFound) {
+				kinds["4.04"]++
+			}
+			if x.first.src.Addr().Is6() {
+				kinds["IPv6"]++
+			}
+		case x.kind == "notification" && x.hasObs:
+			kinds["notification with Observe"]++
+		}
+		kinds[k]++
+		if x.respMid != nil && x.kind == "request" {
+			kinds["separate "+[...]string{"CON", "NON"}[x.first.typ]]++
 		}
 	}
-	want := tsharkCoAPFlows(t, ctx, file, port)
-	slices.Sort(got)
-	slices.Sort(want)
-	require.Equal(t, want, got, "probe flows vs tshark reference (stats %+v)", st.CoAP)
-	t.Logf("%d flows: %v; coap stats %+v", len(got), kinds, st.CoAP)
-	for _, k := range []string{"request GET", "request PUT", "request POST", "request DELETE", "notification", "block"} {
+	separate := 0
+	for _, x := range want {
+		if x.kind == "request" && x.path == "/async" && x.hasResp {
+			separate++
+		}
+	}
+	for _, x := range want {
+		if x.block == "-" {
+			t.Log(x.line())
+		}
+	}
+	t.Logf("%d flows: %v; reference %+v; coap stats %+v", len(want), kinds, ref, st.CoAP)
+	for _, k := range []string{"CON GET", "NON GET", "CON PUT", "NON PUT", "CON POST", "CON DELETE", "ping", "4.04", "IPv6", "separate CON"} {
 		require.Positive(t, kinds[k], k)
 	}
-	require.GreaterOrEqual(t, kinds["notification"], 2, "several notifications")
-	require.GreaterOrEqual(t, kinds["block"], 2*4096/64, "a flow per block both ways")
+	require.Equal(t, 4, separate, "separate responses: /async over CON and NON, both families")
+	require.GreaterOrEqual(t, kinds["notification with Observe"], 2, "several notifications")
+	require.GreaterOrEqual(t, kinds["B1"], 2*4096/64, "a flow per Block1 block, both families")
+	require.GreaterOrEqual(t, kinds["B2"], 2*4096/64, "a flow per Block2 block, both families")
 }
 
 func freeUDP(t *testing.T) int {
@@ -113,95 +134,21 @@ func freeUDP(t *testing.T) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-// coapLine renders what the probe and the reference both know of a flow.
-func coapLine(r *flow.Record) string {
-	c := r.CoAP
-	resp := "-"
-	if c.ResponseCode != 0 {
-		resp = coapparse.Code(c.ResponseCode).String()
-	}
-	obs := "-"
-	if c.HasObserve && c.Code>>5 != 0 {
-		obs = strconv.FormatUint(uint64(c.Observe), 10)
-	}
-	return fmt.Sprintf("%s:%d>%s:%d %s %s mid=%d tok=%s path=%q resp=%s obs=%s",
-		r.SrcAddr, r.SrcPort, r.DstAddr, r.DstPort, coapparse.Type(c.Type), coapparse.Code(c.Code), c.MessageID,
-		hex.EncodeToString(c.Token), c.URIPath, resp, obs)
+// freeUDP6 returns a UDP port that was free on the IPv6 (and IPv4)
+// wildcard address.
+func freeUDP6(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6unspecified})
+	require.NoError(t, err)
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-// tsharkCoAPFlows builds the reference from tshark's fields alone: a flow
-// per request (not a retransmission) with the code of the frame tshark
-// names as its response; a flow per Empty CON (ping); a flow per
-// response that no request names (a notification), with the URI of the
-// registration (the request with its token).
-func tsharkCoAPFlows(t *testing.T, ctx context.Context, file string, port int) []string {
+// startCoAPServer runs libcoap's example server on addr and port until the
+// test ends.
+func startCoAPServer(t *testing.T, ctx context.Context, addr string, port int) {
 	t.Helper()
-	fields := []string{"frame.number", "ip.src", "udp.srcport", "ip.dst", "udp.dstport", "coap.type", "coap.code",
-		"coap.mid", "coap.token", "coap.response_in", "coap.opt.uri_path", "coap.opt.observe", "coap.retransmitted"}
-	args := []string{"-2", "-r", file, "-d", fmt.Sprintf("udp.port==%d,coap", port), "-Y", "coap", "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"}
-	for _, f := range fields {
-		args = append(args, "-e", f)
-	}
-	out, err := exec.CommandContext(ctx, "tshark", args...).Output()
-	require.NoError(t, err)
-	type frame map[string]string
-	var frames []frame
-	byNum := map[string]frame{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		vals := strings.Split(line, "\t")
-		f := frame{}
-		for i, name := range fields {
-			if i < len(vals) {
-				f[name] = vals[i]
-			}
-		}
-		frames = append(frames, f)
-		byNum[f["frame.number"]] = f
-	}
-	typeNames := []string{"CON", "NON", "ACK", "RST"}
-	code := func(s string) coapparse.Code { v, _ := strconv.Atoi(s); return coapparse.Code(v) }
-	tok := func(s string) string { return strings.ReplaceAll(s, ":", "") }
-	answered := map[string]bool{}
-	paths := map[string]string{} // token → path of its request
-	var want []string
-	for _, f := range frames {
-		ty, _ := strconv.Atoi(f["coap.type"])
-		c := code(f["coap.code"])
-		if f["coap.retransmitted"] != "" || ty > 1 && !(c.IsResponse()) {
-			continue
-		}
-		src := f["ip.src"] + ":" + f["udp.srcport"] + ">" + f["ip.dst"] + ":" + f["udp.dstport"]
-		mid := f["coap.mid"]
-		switch {
-		case c.IsEmpty() && ty == 0:
-			want = append(want, fmt.Sprintf("%s CON 0.00 mid=%s tok= path=\"\" resp=- obs=-", src, mid))
-		case c.IsRequest():
-			path := ""
-			if p := f["coap.opt.uri_path"]; p != "" {
-				path = "/" + strings.ReplaceAll(p, ",", "/")
-			}
-			paths[tok(f["coap.token"])] = path
-			resp := "-"
-			if r := byNum[f["coap.response_in"]]; r != nil {
-				resp = code(r["coap.code"]).String()
-				answered[r["frame.number"]] = true
-			}
-			want = append(want, fmt.Sprintf("%s %s %s mid=%s tok=%s path=%q resp=%s obs=-", src, typeNames[ty], c, mid, tok(f["coap.token"]), path, resp))
-		}
-	}
-	for _, f := range frames {
-		ty, _ := strconv.Atoi(f["coap.type"])
-		c := code(f["coap.code"])
-		if !c.IsResponse() || answered[f["frame.number"]] || ty > 1 || f["coap.retransmitted"] != "" {
-			continue
-		}
-		src := f["ip.src"] + ":" + f["udp.srcport"] + ">" + f["ip.dst"] + ":" + f["udp.dstport"]
-		obs := f["coap.opt.observe"]
-		if obs == "" {
-			obs = "-"
-		}
-		want = append(want, fmt.Sprintf("%s %s %s mid=%s tok=%s path=%q resp=%s obs=%s", src, typeNames[ty], c, f["coap.mid"],
-			tok(f["coap.token"]), paths[tok(f["coap.token"])], c, obs))
-	}
-	return want
+	srv := exec.CommandContext(ctx, "coap-server-notls", "-A", addr, "-p", strconv.Itoa(port), "-d", "8")
+	require.NoError(t, srv.Start())
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
 }
