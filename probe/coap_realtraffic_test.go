@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,4 +152,78 @@ func startCoAPServer(t *testing.T, ctx context.Context, addr string, port int) {
 	srv := exec.CommandContext(ctx, "coap-server-notls", "-A", addr, "-p", strconv.Itoa(port), "-d", "8")
 	require.NoError(t, srv.Start())
 	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+}
+
+// TestCoAPLossyLink runs a handful of exchanges through a UDP relay that
+// drops every third datagram each way, so libcoap retransmits its CON
+// messages (ACK_TIMEOUT 2 s, random factor 1.5), and checks the probe's
+// flows against the tshark reference. One capture holds both legs of the
+// relay, and the reference (like the probe) reads both, because each
+// shows a different half of the loss: the client leg (client ↔ relay)
+// has everything the client sent, so a request or ACK lost after it
+// shows up as a retransmission that joins its open exchange; the server
+// leg (relay ↔ server) has everything the server sent, so when its
+// answer is lost the client's retransmission reaches it after the
+// exchange completed there, a duplicate that must not open a flow.
+func TestCoAPLossyLink(t *testing.T) {
+	mqtttest.RequireTools(t, "coap-server-notls", "coap-client-notls", "tshark", "dumpcap")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	began := time.Now()
+	port := freeUDP(t)
+	startCoAPServer(t, ctx, "127.0.0.1", port)
+	relay := newLossyRelay(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), 3)
+	file := filepath.Join(t.TempDir(), "lossy.pcap")
+	capt := mqtttest.StartCapture(t, "", "lo", fmt.Sprintf("udp port %d or udp port %d", port, relay.port()), file)
+	capt.WaitCapturing(t, func() {
+		c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			_, _ = c.Write(nil) // an empty datagram: not CoAP, no flow
+			_ = c.Close()
+		}
+	})
+	base := fmt.Sprintf("coap://127.0.0.1:%d", relay.port())
+	client := func(wait string, args ...string) {
+		t.Helper()
+		// A lost NON or a CON lost too often fails the client; the
+		// capture is what is compared, so only log it.
+		out, err := exec.CommandContext(ctx, "coap-client-notls", append([]string{"-B", wait}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Logf("coap-client %v: %v: %s", args, err, out)
+		}
+	}
+	client("15", base+"/time")
+	client("15", "-m", "put", "-e", "lossy", base+"/example_data")
+	client("15", base+"/async?1") // separate CON response: the server retransmits it too
+	client("15", "-m", "post", "-e", "x", base+"/example_data")
+	client("15", base+"/nothing/here")
+	client("3", "-N", base+"/time")
+	client("15", "-m", "put", "-b", "16", "-e", "0123456789abcdef0123456789abcdef", base+"/example_data") // 2 Block1 blocks
+	capt.Stop(t)
+	seen, dropped := relay.counts()
+	relay.close()
+
+	exp := &collectExporter{}
+	p, err := New(Config{ReadFile: file, Protocols: []string{"coap"}, CoAPPorts: []uint16{uint16(port), uint16(relay.port())},
+		CoAP: coaptrack.Config{IdleTimeout: 10 * time.Minute}}, exp)
+	require.NoError(t, err)
+	require.NoError(t, p.Run(context.Background()))
+	st := p.Stats()
+	want, ref := coapReference(t, tsharkCoAPFrames(t, ctx, file, port, relay.port()))
+	requireSameCoAPFlows(t, want, exp.records())
+	require.Equal(t, ref, coapRefStats{Retransmissions: int(st.CoAP.Retransmissions), Duplicates: int(st.CoAP.Duplicates),
+		Unmatched: int(st.CoAP.Unmatched), Ignored: int(st.CoAP.Ignored)}, "probe stats %+v", st.CoAP)
+	retransmitted := 0
+	for _, x := range want {
+		if x.retrans > 0 {
+			retransmitted++
+		}
+		t.Log(x.line())
+	}
+	t.Logf("%d flows in %v; relay seen %v dropped %v; reference %+v; coap stats %+v", len(want), time.Since(began).Round(time.Second),
+		seen, dropped, ref, st.CoAP)
+	require.Positive(t, dropped[toServer], "datagrams dropped on the way to the server")
+	require.Positive(t, dropped[toClient], "datagrams dropped on the way to the clients")
+	require.Positive(t, retransmitted, "flows with retransmissions")
+	require.Positive(t, ref.Duplicates, "duplicates of completed exchanges")
 }
