@@ -423,7 +423,8 @@ func (t *Tracker) forget(o *observation) {
 // reply handles an ACK or RST: it answers the CON (or NON) with its
 // message id sent the other way.
 func (t *Tracker) reply(d *app.Datagram, m *coapparse.Message, n uint64) {
-	x := t.mid[midKey{d.Dst, d.Src, m.MessageID}]
+	k := midKey{d.Dst, d.Src, m.MessageID}
+	x := t.mid[k]
 	if x == nil {
 		t.stats.Unmatched++
 		return
@@ -444,7 +445,13 @@ func (t *Tracker) reply(d *app.Datagram, m *coapparse.Message, n uint64) {
 	}
 	// ACK.
 	switch {
-	case x.st == stWaitAck, x.kind != KindRequest:
+	case x.st == stWaitAck:
+		// Only the client's ACK of the separate response ends it; the
+		// server's ACK of a retransmitted request is one more message.
+		if k.from == x.key.server {
+			t.end(x, flow.EndOfFlow)
+		}
+	case x.kind != KindRequest:
 		t.end(x, flow.EndOfFlow)
 	case m.Code.IsResponse():
 		t.answer(x, m) // piggybacked

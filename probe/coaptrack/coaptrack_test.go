@@ -133,3 +133,84 @@ func FuzzDatagrams(f *testing.F) {
 		require.LessOrEqual(t, len(out.flows), n)
 	})
 }
+
+// TestLossyExchanges: what a lossy link makes of an exchange (copies,
+// late ACKs, retransmitted responses) joins its flow while it is open and
+// is a duplicate after; each case is a sequence libcoap produced through
+// the lossy relay of the probe package's TestCoAPLossyLink or one it can.
+func TestLossyExchanges(t *testing.T) {
+	type dgram struct {
+		fromClient bool
+		b          []byte
+	}
+	tests := []struct {
+		name       string
+		dgrams     func(t *testing.T) []dgram
+		packets    uint64 // of the one flow
+		last       int    // index of the flow's last datagram
+		retrans    uint32
+		duplicates uint64
+		end        flow.EndReason
+	}{
+		// Bug: the server's empty ACK of the retransmitted request (sent
+		// because the first empty ACK and the separate response were
+		// lost) ended the exchange, and the client's ACK of the response
+		// became a duplicate.
+		{"separate CON response: the server's ACK of a retransmitted request does not end it", func(t *testing.T) []dgram {
+			req := msg(t, coapparse.Confirmable, coapparse.GET, 2, "b2", "/async")
+			return []dgram{
+				{true, req},
+				{false, msg(t, coapparse.Acknowledgement, 0, 2, "", "")},                 // lost on the way to the client
+				{false, msg(t, coapparse.Confirmable, coapparse.Content, 900, "b2", "")}, // lost too
+				{true, req}, // retransmitted
+				{false, msg(t, coapparse.Acknowledgement, 0, 2, "", "")},                 // ACK of the copy
+				{false, msg(t, coapparse.Confirmable, coapparse.Content, 900, "b2", "")}, // retransmitted
+				{true, msg(t, coapparse.Acknowledgement, 0, 900, "", "")},
+			}
+		}, 7, 6, 2, 0, flow.EndOfFlow},
+		{"separate CON response retransmitted after the client's ACK: duplicates", func(t *testing.T) []dgram {
+			resp := msg(t, coapparse.Confirmable, coapparse.Content, 901, "b3", "")
+			ack := msg(t, coapparse.Acknowledgement, 0, 901, "", "")
+			return []dgram{
+				{true, msg(t, coapparse.Confirmable, coapparse.GET, 3, "b3", "/async")},
+				{false, msg(t, coapparse.Acknowledgement, 0, 3, "", "")},
+				{false, resp}, {true, ack}, // the ACK is lost after this point
+				{false, resp}, {true, ack},
+			}
+		}, 4, 3, 0, 2, flow.EndOfFlow},
+		{"piggybacked ACK lost: the retransmitted request and the second ACK are duplicates", func(t *testing.T) []dgram {
+			req := msg(t, coapparse.Confirmable, coapparse.GET, 4, "c4", "/time")
+			ack := msg(t, coapparse.Acknowledgement, coapparse.Content, 4, "c4", "")
+			return []dgram{{true, req}, {false, ack}, {true, req}, {false, ack}}
+		}, 2, 1, 0, 2, flow.EndOfFlow},
+		{"request lost once: the copy joins", func(t *testing.T) []dgram {
+			req := msg(t, coapparse.Confirmable, coapparse.PUT, 5, "d5", "/a")
+			return []dgram{{true, req}, {true, req}, {false, msg(t, coapparse.Acknowledgement, coapparse.Changed, 5, "d5", "")}}
+		}, 3, 2, 1, 0, flow.EndOfFlow},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := &collect{}
+			tr := New(Config{}, out)
+			ts := int64(1_800_000_000_000_000_000)
+			at := func(i int) int64 { return ts + int64(i)*int64(2*time.Second) }
+			for i, d := range tt.dgrams(t) {
+				src, dst := client, server
+				if !d.fromClient {
+					src, dst = server, client
+				}
+				tr.Datagram(&app.Datagram{Src: src, Dst: dst, Payload: d.b, Time: at(i)})
+			}
+			tr.FlushAll()
+			require.Len(t, out.flows, 1)
+			f := out.flows[0]
+			got := tr.Stats()
+			require.Equal(t, tt.end, f.EndReason)
+			require.Equal(t, tt.packets, f.Packets)
+			require.Equal(t, at(tt.last), f.End.UnixNano())
+			require.Equal(t, tt.retrans, f.CoAP.Retransmissions)
+			require.Equal(t, tt.duplicates, got.Duplicates, "%+v", got)
+			require.Zero(t, got.Unmatched, "%+v", got)
+		})
+	}
+}
