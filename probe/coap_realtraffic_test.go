@@ -172,9 +172,23 @@ func TestCoAPLossyLink(t *testing.T) {
 	began := time.Now()
 	port := freeUDP(t)
 	startCoAPServer(t, ctx, "127.0.0.1", port)
-	relay := newLossyRelay(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), 3)
+	srvAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+	relay := newLossyRelay(t, srvAddr, everyNth(3))
+	// A burst: the empty ACK and the separate response both lost, so the
+	// client retransmits its request after the server sent the response.
+	burst := newLossyRelay(t, srvAddr, func(dir, n int) bool { return dir == toClient && n <= 2 })
+	// The piggybacked response lost: the client's copy of the request and
+	// the server's second ACK reach the server leg after the exchange
+	// completed there (duplicates).
+	ackLost := newLossyRelay(t, srvAddr, func(dir, n int) bool { return dir == toClient && n == 1 })
+	relays := []*lossyRelay{relay, burst, ackLost}
+	filter, ports := fmt.Sprintf("udp port %d", port), []int{port}
+	for _, r := range relays {
+		filter += fmt.Sprintf(" or udp port %d", r.port())
+		ports = append(ports, r.port())
+	}
 	file := filepath.Join(t.TempDir(), "lossy.pcap")
-	capt := mqtttest.StartCapture(t, "", "lo", fmt.Sprintf("udp port %d or udp port %d", port, relay.port()), file)
+	capt := mqtttest.StartCapture(t, "", "lo", filter, file)
 	capt.WaitCapturing(t, func() {
 		c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
@@ -192,38 +206,57 @@ func TestCoAPLossyLink(t *testing.T) {
 			t.Logf("coap-client %v: %v: %s", args, err, out)
 		}
 	}
+	client("15", fmt.Sprintf("coap://127.0.0.1:%d/async?1", burst.port()))
+	client("15", fmt.Sprintf("coap://127.0.0.1:%d/time", ackLost.port()))
 	client("15", base+"/time")
 	client("15", "-m", "put", "-e", "lossy", base+"/example_data")
-	client("15", base+"/async?1") // separate CON response: the server retransmits it too
-	client("15", "-m", "post", "-e", "x", base+"/example_data")
+	client("15", base+"/async?1") // separate CON response
 	client("15", base+"/nothing/here")
 	client("3", "-N", base+"/time")
 	client("15", "-m", "put", "-b", "16", "-e", "0123456789abcdef0123456789abcdef", base+"/example_data") // 2 Block1 blocks
+	client("15", "-s", "3", base+"/time")                                                                 // notifications, some lost
 	capt.Stop(t)
 	seen, dropped := relay.counts()
-	relay.close()
+	for _, r := range relays {
+		r.close()
+	}
 
 	exp := &collectExporter{}
-	p, err := New(Config{ReadFile: file, Protocols: []string{"coap"}, CoAPPorts: []uint16{uint16(port), uint16(relay.port())},
+	var coapPorts []uint16
+	for _, p := range ports {
+		coapPorts = append(coapPorts, uint16(p))
+	}
+	p, err := New(Config{ReadFile: file, Protocols: []string{"coap"}, CoAPPorts: coapPorts,
 		CoAP: coaptrack.Config{IdleTimeout: 10 * time.Minute}}, exp)
 	require.NoError(t, err)
 	require.NoError(t, p.Run(context.Background()))
 	st := p.Stats()
-	want, ref := coapReference(t, tsharkCoAPFrames(t, ctx, file, port, relay.port()))
+	want, ref := coapReference(t, tsharkCoAPFrames(t, ctx, file, ports...))
 	requireSameCoAPFlows(t, want, exp.records())
 	require.Equal(t, ref, coapRefStats{Retransmissions: int(st.CoAP.Retransmissions), Duplicates: int(st.CoAP.Duplicates),
 		Unmatched: int(st.CoAP.Unmatched), Ignored: int(st.CoAP.Ignored)}, "probe stats %+v", st.CoAP)
-	retransmitted := 0
+	var retransmitted, burstServer, ackLostClient []string
 	for _, x := range want {
-		if x.retrans > 0 {
-			retransmitted++
+		switch {
+		case x.retrans > 0:
+			retransmitted = append(retransmitted, x.line())
 		}
-		t.Log(x.line())
+		switch {
+		case x.path == "/async" && x.src.Addr() == x.dst.Addr() && x.dst.Port() == uint16(port) && x.packets == 7:
+			burstServer = append(burstServer, x.line()) // req, ACK, resp, req copy, ACK, resp copy, ACK
+		case x.dst.Port() == uint16(ackLost.port()) && x.retrans == 1 && x.packets == 3:
+			ackLostClient = append(ackLostClient, x.line()) // req, req copy, ACK
+		}
 	}
-	t.Logf("%d flows in %v; relay seen %v dropped %v; reference %+v; coap stats %+v", len(want), time.Since(began).Round(time.Second),
-		seen, dropped, ref, st.CoAP)
+	t.Logf("%d flows in %v; every-third relay seen %v dropped %v; reference %+v; coap stats %+v", len(want),
+		time.Since(began).Round(time.Second), seen, dropped, ref, st.CoAP)
+	for _, l := range retransmitted {
+		t.Log("retransmitted: ", l)
+	}
 	require.Positive(t, dropped[toServer], "datagrams dropped on the way to the server")
 	require.Positive(t, dropped[toClient], "datagrams dropped on the way to the clients")
-	require.Positive(t, retransmitted, "flows with retransmissions")
-	require.Positive(t, ref.Duplicates, "duplicates of completed exchanges")
+	require.NotEmpty(t, retransmitted, "flows with retransmissions")
+	require.Len(t, burstServer, 1, "the burst: the server's ACK of the request copy does not end the exchange")
+	require.Len(t, ackLostClient, 1, "the lost piggybacked ACK: the request copy joins on the client leg")
+	require.GreaterOrEqual(t, ref.Duplicates, 2, "the lost piggybacked ACK: duplicates on the server leg")
 }

@@ -11,13 +11,13 @@ import (
 )
 
 // lossyRelay forwards UDP datagrams between clients and a server like a
-// NAT (one back socket per client address) and drops every n-th datagram
-// in each direction, counted per direction: the same sequence of
-// datagrams loses the same ones on every run.
+// NAT (one back socket per client address) and drops the datagrams its
+// rule names by direction and number (counted per direction from 1): the
+// same sequence of datagrams loses the same ones on every run.
 type lossyRelay struct {
 	front  *net.UDPConn
 	server netip.AddrPort
-	every  int
+	rule   func(dir, n int) bool
 
 	mu      sync.Mutex
 	backs   map[netip.AddrPort]*net.UDPConn
@@ -32,11 +32,14 @@ const (
 	toClient = 1
 )
 
-func newLossyRelay(t *testing.T, server netip.AddrPort, every int) *lossyRelay {
+// everyNth drops every n-th datagram in each direction.
+func everyNth(n int) func(dir, i int) bool { return func(_, i int) bool { return i%n == 0 } }
+
+func newLossyRelay(t *testing.T, server netip.AddrPort, rule func(dir, n int) bool) *lossyRelay {
 	t.Helper()
 	front, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(server.Addr(), 0)))
 	require.NoError(t, err)
-	r := &lossyRelay{front: front, server: server, every: every, backs: map[netip.AddrPort]*net.UDPConn{}}
+	r := &lossyRelay{front: front, server: server, rule: rule, backs: map[netip.AddrPort]*net.UDPConn{}}
 	r.wg.Add(1)
 	go r.serveFront()
 	t.Cleanup(r.close)
@@ -50,7 +53,7 @@ func (r *lossyRelay) drop(dir int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seen[dir]++
-	if r.seen[dir]%r.every != 0 {
+	if !r.rule(dir, r.seen[dir]) {
 		return false
 	}
 	r.dropped[dir]++
