@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,7 +24,8 @@ import (
 // TestCoAPRealTraffic drives libcoap's coap-server with coap-client over
 // IPv4 and IPv6 (every method, CON and NON, piggybacked and separate
 // responses, a 4.04, Observe with notifications and deregistration, pings,
-// Block1 uploads and Block2 downloads of 4 KiB), captures the loopback
+// Block1 uploads and Block2 downloads of 4 KiB, a block-wise
+// notification), captures the loopback
 // with dumpcap, runs the probe over the capture and compares every CoAP
 // flow, field by field (packets, octets, start and end time, block,
 // content format, Observe, retransmissions, payload length, response
@@ -70,6 +72,13 @@ func TestCoAPRealTraffic(t *testing.T) {
 	}
 	client("-s", "4", v4+"/time")                               // Observe: notifications, deregistration
 	client("-B", "4", "-s", "3", "-K", "1", v6+"/example_data") // an idle observation: pings, RST
+	// A notification caused by another client's PUT, too big for one
+	// message: Block2, the observer fetches the rest.
+	observer := exec.CommandContext(ctx, "coap-client-notls", "-B", "5", "-s", "3", v4+"/example_data")
+	require.NoError(t, observer.Start())
+	time.Sleep(time.Second)
+	client("-m", "put", "-b", "1024", "-f", big, v4+"/example_data")
+	require.NoError(t, observer.Wait())
 	capt.Stop(t)
 
 	exp := &collectExporter{}
@@ -100,6 +109,9 @@ func TestCoAPRealTraffic(t *testing.T) {
 			}
 		case x.kind == "notification" && x.hasObs:
 			kinds["notification with Observe"]++
+			if strings.HasPrefix(x.block, "B2:0/1/") {
+				kinds["notification, first of its blocks"]++
+			}
 		}
 		kinds[k]++
 		if x.respMid != nil && x.kind == "request" {
@@ -123,6 +135,7 @@ func TestCoAPRealTraffic(t *testing.T) {
 	}
 	require.Equal(t, 4, separate, "separate responses: /async over CON and NON, both families")
 	require.GreaterOrEqual(t, kinds["notification with Observe"], 2, "several notifications")
+	require.Positive(t, kinds["notification, first of its blocks"], "a block-wise notification")
 	require.GreaterOrEqual(t, kinds["B1"], 2*4096/64, "a flow per Block1 block, both families")
 	require.GreaterOrEqual(t, kinds["B2"], 2*4096/64, "a flow per Block2 block, both families")
 }
