@@ -260,6 +260,7 @@ type coapRefFlow struct {
 	end      int64
 	done     bool
 	reason   flow.EndReason
+	msgs     []*tsharkCoAP // the messages counted in packets
 }
 
 type coapMidKey struct {
@@ -311,6 +312,7 @@ func coapReference(t *testing.T, frames []tsharkCoAP) ([]*coapRefFlow, coapRefSt
 	)
 	add := func(x *coapRefFlow, f *tsharkCoAP) {
 		x.packets++
+		x.msgs = append(x.msgs, f)
 		x.octets += f.size
 		x.end = max(x.end, f.ns)
 	}
@@ -478,6 +480,21 @@ func coapReference(t *testing.T, frames []tsharkCoAP) ([]*coapRefFlow, coapRefSt
 	}
 	t.Logf("reference: %d CoAP messages, %d exchanges, %d copies (%d of them marked retransmitted by tshark)", len(frames), len(flows), len(repeat), marked)
 	return flows, st
+}
+
+// ackedCopyAfterResponse says whether x has the server's ACK of a copy of
+// the request after a separate CON response, before the exchange ended.
+func (x *coapRefFlow) ackedCopyAfterResponse() bool {
+	resp := false
+	for _, f := range x.msgs {
+		switch {
+		case f.typ == 0 && f.code>>5 == 2 && f.src == x.dst:
+			resp = true
+		case resp && f.typ == 2 && f.src == x.dst && f.mid == x.first.mid:
+			return true
+		}
+	}
+	return false
 }
 
 // line renders what the probe and the reference both know of a flow.
