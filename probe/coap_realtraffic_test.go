@@ -88,8 +88,10 @@ func TestCoAPRealTraffic(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, p.Run(context.Background()))
 	st := p.Stats()
-	want, ref := coapReference(t, tsharkCoAPFrames(t, ctx, file, port))
+	frames := tsharkCoAPFrames(t, ctx, file, port)
+	want, ref := coapReference(t, frames)
 	requireSameCoAPFlows(t, want, exp.records())
+	requireCoAPAccounting(t, len(frames), st.CoAP, exp.records())
 	require.Equal(t, ref, coapRefStats{Retransmissions: int(st.CoAP.Retransmissions), Duplicates: int(st.CoAP.Duplicates),
 		Unmatched: int(st.CoAP.Unmatched), Ignored: int(st.CoAP.Ignored)}, "probe stats %+v", st.CoAP)
 
@@ -253,8 +255,10 @@ func TestCoAPLossyLink(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, p.Run(context.Background()))
 	st := p.Stats()
-	want, ref := coapReference(t, tsharkCoAPFrames(t, ctx, file, ports...))
+	frames := tsharkCoAPFrames(t, ctx, file, ports...)
+	want, ref := coapReference(t, frames)
 	requireSameCoAPFlows(t, want, exp.records())
+	requireCoAPAccounting(t, len(frames), st.CoAP, exp.records())
 	require.Equal(t, ref, coapRefStats{Retransmissions: int(st.CoAP.Retransmissions), Duplicates: int(st.CoAP.Duplicates),
 		Unmatched: int(st.CoAP.Unmatched), Ignored: int(st.CoAP.Ignored)}, "probe stats %+v", st.CoAP)
 	var retransmitted, burstServer, ackLostClient []string

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mission-ids/mission/flow"
+	"github.com/mission-ids/mission/probe/coaptrack"
 )
 
 // The reference for the CoAP flow tests: tshark's two-pass JSON
@@ -587,4 +588,18 @@ func firstLines(l []string) string {
 		s += fmt.Sprintf("\n… %d more", len(l)-n)
 	}
 	return s
+}
+
+// requireCoAPAccounting checks that the probe decoded as many CoAP
+// messages as tshark dissected, and that each is in a flow's packets or
+// in one of the counters of messages that join none.
+func requireCoAPAccounting(t *testing.T, tsharkMessages int, st coaptrack.Stats, flows []flow.Record) {
+	t.Helper()
+	require.Equal(t, uint64(tsharkMessages), st.Datagrams-st.Malformed, "CoAP messages: tshark vs probe (%+v)", st)
+	var packets uint64
+	for _, f := range flows {
+		packets += f.Packets
+	}
+	require.Equal(t, st.Datagrams-st.Malformed, packets+st.Duplicates+st.Unmatched+st.Ignored,
+		"messages in flows and counted apart (%+v)", st)
 }

@@ -111,7 +111,8 @@ func TestExchanges(t *testing.T) {
 }
 
 // FuzzDatagrams: arbitrary datagrams in both directions never panic, and
-// every flow comes from at least one datagram.
+// every datagram is in exactly one place: a flow's packets or one of the
+// counters of those that join none.
 func FuzzDatagrams(f *testing.F) {
 	f.Add([]byte{0x40, 0x01, 0x00, 0x01, 0xb1, 'a'}, []byte{0x60, 0x45, 0x00, 0x01})
 	f.Add([]byte{0x42, 0x01, 0x00, 0x02, 't', 'k'}, []byte{0x70, 0x00, 0x00, 0x02})
@@ -131,6 +132,7 @@ func FuzzDatagrams(f *testing.F) {
 		}
 		tr.FlushAll()
 		require.LessOrEqual(t, len(out.flows), n)
+		requireEveryDatagramCounted(t, tr.Stats(), out.flows)
 	})
 }
 
@@ -211,6 +213,18 @@ func TestLossyExchanges(t *testing.T) {
 			require.Equal(t, tt.retrans, f.CoAP.Retransmissions)
 			require.Equal(t, tt.duplicates, got.Duplicates, "%+v", got)
 			require.Zero(t, got.Unmatched, "%+v", got)
+			requireEveryDatagramCounted(t, got, out.flows)
 		})
 	}
+}
+
+// requireEveryDatagramCounted checks that the datagrams given equal the
+// packets of the flows plus those counted as joining none.
+func requireEveryDatagramCounted(t *testing.T, st Stats, flows []flow.Record) {
+	t.Helper()
+	var packets uint64
+	for _, f := range flows {
+		packets += f.Packets
+	}
+	require.Equal(t, st.Datagrams, packets+st.Malformed+st.Duplicates+st.Unmatched+st.Ignored, "%d flows, %+v", len(flows), st)
 }
