@@ -288,10 +288,12 @@ type coapRefStats struct {
 }
 
 // coapReference groups tshark's messages into exchanges (docs/coap.md,
-// "Flows"): a request with its response (tshark's pairing for a
-// piggybacked or NON response; the endpoint pair and token for a separate
-// one, which tshark does not pair), ended by the response, or by the
-// client's ACK of a CON response, or by a RST; a ping ended by its RST; an
+// "Flows"): a request with its response (by message id for a piggybacked
+// one, by endpoint pair and token for a separate or NON one; wherever
+// tshark pairs a response with its request, coap.response_to, the two must
+// agree; it does not pair separate CON responses), ended by the response,
+// or by the client's ACK of a CON response, or by a RST; a ping ended by
+// its RST; an
 // Observe notification (a response on the token of a registration that
 // got a 2.xx with Observe) ended by its ACK or RST, or at once when NON.
 // A CON or NON with the sender, receiver, message id and token of one
