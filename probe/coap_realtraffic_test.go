@@ -26,7 +26,7 @@ import (
 // IPv4 and IPv6 (every method, CON and NON, piggybacked and separate
 // responses, a 4.04, Observe with notifications and deregistration, pings,
 // Block1 uploads and Block2 downloads of 4 KiB, a block-wise
-// notification), captures the loopback
+// notification, NON notifications), captures the loopback
 // with dumpcap, runs the probe over the capture and compares every CoAP
 // flow, field by field (packets, octets, start and end time, block,
 // content format, Observe, retransmissions, payload length, response
@@ -39,8 +39,10 @@ func TestCoAPRealTraffic(t *testing.T) {
 	dir := t.TempDir()
 	port := freeUDP6(t)
 	startCoAPServer(t, ctx, "::", port) // both families
+	nonPort := freeUDP(t)
+	startCoAPServer(t, ctx, "127.0.0.1", nonPort, "-N") // NON notifications, every fifth CON
 	file := filepath.Join(dir, "coap.pcap")
-	capt := mqtttest.StartCapture(t, "", "lo", fmt.Sprintf("udp port %d", port), file)
+	capt := mqtttest.StartCapture(t, "", "lo", fmt.Sprintf("udp port %d or udp port %d", port, nonPort), file)
 	capt.WaitCapturing(t, func() {
 		c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
@@ -57,6 +59,11 @@ func TestCoAPRealTraffic(t *testing.T) {
 		out, err := exec.CommandContext(ctx, "coap-client-notls", append([]string{"-B", "3"}, args...)...).CombinedOutput()
 		require.NoError(t, err, "coap-client %v: %s", args, out)
 	}
+	// Beside the rest, on its own server: an observation with NON notifications.
+	var nonOut bytes.Buffer
+	nonObserver := exec.CommandContext(ctx, "coap-client-notls", "-B", "9", "-s", "7", fmt.Sprintf("coap://127.0.0.1:%d/time", nonPort))
+	nonObserver.Stdout, nonObserver.Stderr = &nonOut, &nonOut
+	require.NoError(t, nonObserver.Start())
 	for _, base := range []string{v4, v6} {
 		client(base + "/time")                                           // CON GET, piggybacked 2.05
 		client("-N", base+"/time")                                       // NON GET, NON 2.05
@@ -80,15 +87,16 @@ func TestCoAPRealTraffic(t *testing.T) {
 	time.Sleep(time.Second)
 	client("-m", "put", "-b", "1024", "-f", big, v4+"/example_data")
 	require.NoError(t, observer.Wait())
+	require.NoError(t, nonObserver.Wait(), "coap-client: %s", &nonOut)
 	capt.Stop(t)
 
 	exp := &collectExporter{}
-	p, err := New(Config{ReadFile: file, Protocols: []string{"coap"}, CoAPPorts: []uint16{uint16(port)},
+	p, err := New(Config{ReadFile: file, Protocols: []string{"coap"}, CoAPPorts: []uint16{uint16(port), uint16(nonPort)},
 		CoAP: coaptrack.Config{IdleTimeout: 10 * time.Minute}}, exp)
 	require.NoError(t, err)
 	require.NoError(t, p.Run(context.Background()))
 	st := p.Stats()
-	frames := tsharkCoAPFrames(t, ctx, file, port)
+	frames := tsharkCoAPFrames(t, ctx, file, port, nonPort)
 	want, ref := coapReference(t, frames)
 	requireSameCoAPFlows(t, want, exp.records())
 	requireCoAPAccounting(t, len(frames), st.CoAP, exp.records())
@@ -112,6 +120,7 @@ func TestCoAPRealTraffic(t *testing.T) {
 			}
 		case x.kind == "notification" && x.hasObs:
 			kinds["notification with Observe"]++
+			kinds[[...]string{"CON", "NON"}[x.first.typ]+" notification"]++
 			if strings.HasPrefix(x.block, "B2:0/1/") {
 				kinds["notification, first of its blocks"]++
 			}
@@ -138,6 +147,8 @@ func TestCoAPRealTraffic(t *testing.T) {
 	}
 	require.Equal(t, 4, separate, "separate responses: /async over CON and NON, both families")
 	require.GreaterOrEqual(t, kinds["notification with Observe"], 2, "several notifications")
+	require.GreaterOrEqual(t, kinds["NON notification"], 2, "NON notifications")
+	require.Positive(t, kinds["CON notification"], "CON notifications")
 	require.Positive(t, kinds["notification, first of its blocks"], "a block-wise notification")
 	require.GreaterOrEqual(t, kinds["B1"], 2*4096/64, "a flow per Block1 block, both families")
 	require.GreaterOrEqual(t, kinds["B2"], 2*4096/64, "a flow per Block2 block, both families")
@@ -163,9 +174,9 @@ func freeUDP6(t *testing.T) int {
 
 // startCoAPServer runs libcoap's example server on addr and port until the
 // test ends.
-func startCoAPServer(t *testing.T, ctx context.Context, addr string, port int) {
+func startCoAPServer(t *testing.T, ctx context.Context, addr string, port int, args ...string) {
 	t.Helper()
-	srv := exec.CommandContext(ctx, "coap-server-notls", "-A", addr, "-p", strconv.Itoa(port), "-d", "8")
+	srv := exec.CommandContext(ctx, "coap-server-notls", append([]string{"-A", addr, "-p", strconv.Itoa(port), "-d", "8"}, args...)...)
 	require.NoError(t, srv.Start())
 	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
 }
