@@ -106,7 +106,7 @@ func tsharkCoAPFrames(t *testing.T, ctx context.Context, file string, ports ...i
 		require.Len(t, trees, len(names), "frame %d: options", f.num)
 		var path, query []string
 		for i, name := range names {
-			_, name, _ = strings.Cut(name, ": ") // "#2: Uri-Path"
+			_, name, _ = strings.Cut(name, ": ") // tshark: the option's index, ": ", its name
 			o := trees[i]
 			switch name {
 			case "Uri-Host":
