@@ -242,8 +242,9 @@ func (f *CoAPFields) coap() *CoAP {
 }
 
 // CoAPDocument is the stored form of a CoAP flow without the mqtt*
-// fields: what JSON lines hold for it (Document.CoAPView); it reads back
-// as a Document.
+// fields but the correlation fields of its case key: what JSON lines hold
+// for it (Document.CoAPView) and, field for field, what the store writes;
+// it reads back as a Document.
 type CoAPDocument struct {
 	ID string `bson:"_id,omitempty" json:"_id,omitempty"`
 
@@ -268,12 +269,18 @@ type CoAPDocument struct {
 
 	CoAPFields `bson:",inline"`
 
+	// The case key (docs/coap.md, "Case key"), in MQTT's correlation
+	// fields; all three are absent from a flow without one.
+	MQTTCorrelationData    string `bson:"mqttCorrelationData,omitempty" json:"mqttCorrelationData,omitempty"`
+	MQTTCorrelationDataRaw []byte `bson:"mqttCorrelationDataRaw,omitempty" json:"mqttCorrelationDataRaw,omitempty"`
+	MQTTCorrelationSource  string `bson:"mqttCorrelationSource,omitempty" json:"mqttCorrelationSource,omitempty"`
+
 	ExporterAddress      string     `bson:"exporterAddress,omitempty" json:"exporterAddress,omitempty"`
 	ObservationDomainID  uint32     `bson:"observationDomainId" json:"observationDomainId"`
 	CollectorReceiveTime *time.Time `bson:"collectorReceiveTime,omitempty" json:"collectorReceiveTime,omitempty"`
 }
 
-// CoAPView returns d without its mqtt* fields.
+// CoAPView returns d without its mqtt* fields but the correlation fields.
 func (d *Document) CoAPView() CoAPDocument {
 	return CoAPDocument{
 		ID: d.ID, SourceIPv4Address: d.SourceIPv4Address, DestinationIPv4Address: d.DestinationIPv4Address,
@@ -283,6 +290,7 @@ func (d *Document) CoAPView() CoAPDocument {
 		FlowDurationMicroseconds: d.FlowDurationMicroseconds, PacketDeltaCount: d.PacketDeltaCount,
 		OctetDeltaCount: d.OctetDeltaCount, FlowEndReason: d.FlowEndReason, FlowID: d.FlowID,
 		ApplicationProtocol: d.ApplicationProtocol, CoAPFields: d.CoAPFields,
+		MQTTCorrelationData: d.MQTTCorrelationData, MQTTCorrelationDataRaw: d.MQTTCorrelationDataRaw, MQTTCorrelationSource: d.MQTTCorrelationSource,
 		ExporterAddress: d.ExporterAddress, ObservationDomainID: d.ObservationDomainID, CollectorReceiveTime: d.CollectorReceiveTime,
 	}
 }

@@ -224,7 +224,9 @@ func (d *Document) Record() (Record, error) {
 	}
 	r.ApplicationProtocol = ParseAppProtocol(d.ApplicationProtocol)
 	if r.ApplicationProtocol == AppCoAP {
-		r.ControlType, r.CorrelationSource, r.IdentitySource = 0, CorrelationNone, IdentityUnknown
+		// The correlation fields are the only mqtt* fields a CoAP
+		// document has (its case key, see coapDocument).
+		r.ControlType, r.IdentitySource = 0, IdentityUnknown
 		r.CoAP = d.CoAPFields.coap()
 		if r.CoAP == nil {
 			r.CoAP = &CoAP{}
@@ -260,7 +262,10 @@ func (d *Document) Record() (Record, error) {
 }
 
 // coapDocument is ToDocument of a CoAP flow: the common fields and the
-// CoAP fields, no mqtt* field (the encoders omit them, see IsCoAP).
+// CoAP fields; of the mqtt* fields only the correlation fields
+// (mqttCorrelationData, mqttCorrelationDataRaw, mqttCorrelationSource),
+// and only when the flow has a case key (the encoders omit the others,
+// see IsCoAP).
 func (r *Record) coapDocument() Document {
 	d := Document{
 		SourceTransportPort:      r.SrcPort,
@@ -283,6 +288,13 @@ func (r *Record) coapDocument() Document {
 		c = &CoAP{}
 	}
 	d.CoAPFields = c.fields()
+	if len(r.CorrelationData) > 0 {
+		// The case key (--coap-case-option) in the fields MQTT's
+		// correlation data uses, so mining and the index find it there.
+		d.MQTTCorrelationData = CorrelationText(r.CorrelationData)
+		d.MQTTCorrelationDataRaw = r.CorrelationData
+		d.MQTTCorrelationSource = r.CorrelationSource.String()
+	}
 	setAddr(r.SrcAddr, &d.SourceIPv4Address, &d.SourceIPv6Address)
 	setAddr(r.DstAddr, &d.DestinationIPv4Address, &d.DestinationIPv6Address)
 	if r.Exporter.IsValid() {
@@ -296,7 +308,7 @@ func (r *Record) coapDocument() Document {
 }
 
 // IsCoAP reports a CoAP document: its stored forms (BSON, JSON lines)
-// leave out the mqtt* fields.
+// leave out the mqtt* fields but the correlation fields of a case key.
 func (d *Document) IsCoAP() bool { return d.ApplicationProtocol == "coap" }
 
 // docTime is the nanosecond twin when set, else the date.
@@ -335,7 +347,7 @@ func parseEndReason(s string) EndReason {
 }
 
 func parseCorrelationSource(s string) CorrelationSource {
-	for _, c := range [...]CorrelationSource{CorrelationData, CorrelationTraceparent} {
+	for _, c := range [...]CorrelationSource{CorrelationData, CorrelationTraceparent, CorrelationCoAPOption} {
 		if c.String() == s {
 			return c
 		}

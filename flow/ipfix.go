@@ -160,9 +160,7 @@ func (e *Encoder) Encode(r *Record) (*ipfix.Template, []byte, error) {
 	enc.PutString(r.Topic)
 	enc.PutString(r.SrcClientID)
 	enc.PutString(r.DstClientID)
-	e.corrBuf = AppendCorrelationText(e.corrBuf[:0], r.CorrelationData)
-	enc.PutBytes(e.corrBuf)
-	enc.PutBytes(r.CorrelationData)
+	e.putCorrelationData(r)
 	enc.PutString(r.Username)
 	enc.PutString(r.ResponseTopic)
 	enc.PutStringList(ipfix.SemanticOrdered, e.pen, ipfix.MQTTTopicFilter, r.TopicFilters)
@@ -170,6 +168,21 @@ func (e *Encoder) Encode(r *Record) (*ipfix.Template, []byte, error) {
 	enc.PutUint(uint64(r.Anomalies))
 	b, err := enc.Bytes()
 	return t, b, err
+}
+
+// putCorrelation encodes mqttCorrelationSource, mqttCorrelationData and
+// mqttCorrelationDataRaw, in this order (the CoAP templates' case key).
+func (e *Encoder) putCorrelation(r *Record) {
+	e.enc.PutUint(uint64(r.CorrelationSource))
+	e.putCorrelationData(r)
+}
+
+// putCorrelationData encodes mqttCorrelationData (the text form) and
+// mqttCorrelationDataRaw.
+func (e *Encoder) putCorrelationData(r *Record) {
+	e.corrBuf = AppendCorrelationText(e.corrBuf[:0], r.CorrelationData)
+	e.enc.PutBytes(e.corrBuf)
+	e.enc.PutBytes(r.CorrelationData)
 }
 
 // putCommon encodes the fields every template starts with.
@@ -235,6 +248,10 @@ func coapTemplateSpecs(pen uint32, v6 bool) []ipfix.FieldSpec {
 		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPURIHost, Length: v},
 		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPURIPath, Length: v},
 		ipfix.FieldSpec{PEN: pen, ID: ipfix.CoAPURIQuery, Length: v},
+		// The case key, in the elements of MQTT's correlation data.
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTCorrelationSource, Length: 1},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTCorrelationData, Length: v},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTCorrelationDataRaw, Length: v},
 	)
 }
 
@@ -273,6 +290,7 @@ func (e *Encoder) encodeCoAP(r *Record, v6 bool) (*ipfix.Template, []byte, error
 	enc.PutString(c.URIHost)
 	enc.PutString(c.URIPath)
 	enc.PutString(c.URIQuery)
+	e.putCorrelation(r)
 	b, err := enc.Bytes()
 	return t, b, err
 }

@@ -85,6 +85,10 @@ const (
 	CorrelationNone        CorrelationSource = 0
 	CorrelationData        CorrelationSource = 1 // MQTT v5 Correlation Data property
 	CorrelationTraceparent CorrelationSource = 2 // trace id of a W3C traceparent user property
+	// CorrelationCoAPOption: the value of the CoAP option the probe was
+	// told carries the case id (--coap-case-option), in the exchange's
+	// request (a notification: in its registration).
+	CorrelationCoAPOption CorrelationSource = 3
 )
 
 // String names the correlation source as stored in documents.
@@ -94,6 +98,8 @@ func (s CorrelationSource) String() string {
 		return "correlationData"
 	case CorrelationTraceparent:
 		return "traceparent"
+	case CorrelationCoAPOption:
+		return "coapOption"
 	default:
 		return "none"
 	}

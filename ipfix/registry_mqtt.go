@@ -79,6 +79,7 @@ const (
 	CorrelationNone        uint8 = 0
 	CorrelationData        uint8 = 1 // MQTT v5 Correlation Data property
 	CorrelationTraceparent uint8 = 2 // trace id of a W3C traceparent user property
+	CorrelationCoAPOption  uint8 = 3 // value of the CoAP case-key option (CoAP templates)
 )
 
 // AppendCorrelationText appends the text form of MQTT correlation data used
