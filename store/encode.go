@@ -24,7 +24,9 @@ import (
 // that unsigned 64-bit integers, which BSON lacks, are written as the int64
 // with the same bits: values up to 2^63−1 are unchanged (the probe's flow
 // ids stay below), larger ones read back negative (add 2^64 to recover
-// them), and all stay distinct.
+// them), and all stay distinct. A CoAP document (Document.IsCoAP) is
+// written as bson.Marshal writes its flow.CoAPDocument (Document.CoAPView):
+// no mqtt* field but the correlation fields of a case key.
 func AppendBSON(dst []byte, d *flow.Document) ([]byte, error) {
 	idx, dst := bsoncore.AppendDocumentStart(dst)
 	str := func(k, v string, omitEmpty bool) {
@@ -57,9 +59,19 @@ func AppendBSON(dst []byte, d *flow.Document) ([]byte, error) {
 	}
 	str("applicationProtocol", d.ApplicationProtocol, true)
 	if d.IsCoAP() {
-		// A CoAP document: its fields instead of the MQTT ones, in the
-		// order of flow.CoAPDocument.
+		// A CoAP document: its fields instead of the MQTT ones, then the
+		// correlation fields of its case key, in the order of
+		// flow.CoAPDocument.
 		dst = appendCoAP(dst, &d.CoAPFields)
+		if d.MQTTCorrelationData != "" {
+			dst = bsoncore.AppendStringElement(dst, "mqttCorrelationData", d.MQTTCorrelationData)
+		}
+		if len(d.MQTTCorrelationDataRaw) > 0 {
+			dst = bsoncore.AppendBinaryElement(dst, "mqttCorrelationDataRaw", 0, d.MQTTCorrelationDataRaw)
+		}
+		if d.MQTTCorrelationSource != "" {
+			dst = bsoncore.AppendStringElement(dst, "mqttCorrelationSource", d.MQTTCorrelationSource)
+		}
 	} else {
 		var err error
 		if dst, err = appendMQTT(dst, d); err != nil {
