@@ -27,6 +27,7 @@ const (
 	flagTLSPorts          = "tls-ports"
 	flagCoAPPorts         = "coap-ports"
 	flagCoAPSPorts        = "coaps-ports"
+	flagCoAPCaseOption    = "coap-case-option"
 	flagPromiscuous       = "promiscuous"
 	flagIdleTimeout       = "idle-timeout"
 	flagConnectionTimeout = "connection-timeout"
@@ -146,6 +147,7 @@ func captureFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagTLSPorts, Value: "8883", EnvVars: []string{"TLS_PORTS"}, Usage: "comma-separated ports of MQTT over TLS (counted, not decoded)"},
 		&cli.StringFlag{Name: flagCoAPPorts, Value: "5683", EnvVars: []string{"COAP_PORTS"}, Usage: "comma-separated UDP ports carrying CoAP"},
 		&cli.StringFlag{Name: flagCoAPSPorts, Value: "5684", EnvVars: []string{"COAPS_PORTS"}, Usage: "comma-separated UDP ports of CoAP over DTLS (counted, not decoded)"},
+		&cli.UintFlag{Name: flagCoAPCaseOption, EnvVars: []string{"COAP_CASE_OPTION"}, Usage: "CoAP option number whose value in a request is the flow's case id (correlation data); 0: none"},
 		&cli.BoolFlag{Name: flagPromiscuous, EnvVars: []string{"PROMISCUOUS"}, Usage: "put the interface in promiscuous mode (needs CAP_NET_ADMIN)"},
 		&cli.DurationFlag{Name: flagIdleTimeout, Value: defaultIdleTimeout, EnvVars: []string{"IDLE_TIMEOUT"}, Usage: "end an unfinished MQTT transaction after this long without packets"},
 		&cli.DurationFlag{Name: flagConnectionTimeout, Value: defaultConnTimeout, EnvVars: []string{"CONNECTION_TIMEOUT"}, Usage: "forget a TCP connection after this long without packets"},

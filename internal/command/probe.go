@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/mission-ids/mission/coapparse"
 	"github.com/mission-ids/mission/internal/metrics"
 	"github.com/mission-ids/mission/probe"
 	"github.com/mission-ids/mission/probe/capture"
@@ -21,6 +22,9 @@ import (
 	"github.com/mission-ids/mission/probe/reassembly"
 	"github.com/mission-ids/mission/probe/tracker"
 )
+
+// errOptionNumber: a CoAP option number is 0–65535 (RFC 7252 §5.4.6).
+var errOptionNumber = errors.New("not a CoAP option number (0-65535)")
 
 func probeCommand() *cli.Command {
 	return &cli.Command{
@@ -73,6 +77,10 @@ func probeConfig(c *cli.Context, log zerolog.Logger) (probe.Config, error) {
 	if coapsPorts == nil {
 		coapsPorts = []uint16{}
 	}
+	caseOption := c.Uint(flagCoAPCaseOption)
+	if caseOption > 0xffff {
+		return probe.Config{}, fmt.Errorf("--%s %d: %w", flagCoAPCaseOption, caseOption, errOptionNumber)
+	}
 	mqttPorts, err := parsePorts(c.String(flagMQTTPorts))
 	if err != nil {
 		return probe.Config{}, fmt.Errorf("--%s: %w", flagMQTTPorts, err)
@@ -104,7 +112,8 @@ func probeConfig(c *cli.Context, log zerolog.Logger) (probe.Config, error) {
 			MaxBufferedAll: c.Int(flagMaxBuffer),
 			IdleTimeout:    c.Duration(flagConnectionTimeout),
 		},
-		CoAP: coaptrack.Config{IdleTimeout: c.Duration(flagIdleTimeout), MaxExchanges: c.Int(flagMaxTransactions)},
+		CoAP: coaptrack.Config{IdleTimeout: c.Duration(flagIdleTimeout), MaxExchanges: c.Int(flagMaxTransactions),
+			CaseOption: coapparse.OptionNumber(caseOption)},
 		Tracker: tracker.Config{
 			IdleTimeout:     c.Duration(flagIdleTimeout),
 			MaxTransactions: c.Int(flagMaxTransactions),

@@ -29,7 +29,8 @@ func captureView(cfg probe.Config) map[string]any {
 		"interface": cfg.Interface, "read": cfg.ReadFile, "filter": cfg.Filter,
 		"mqttPorts": cfg.MQTTPorts, "tlsPorts": cfg.TLSPorts, "promiscuous": cfg.Promiscuous,
 		"protocols": cfg.Protocols, "coapPorts": cfg.CoAPPorts, "coapsPorts": cfg.CoAPSPorts,
-		"idleTimeout": cfg.Tracker.IdleTimeout.String(), "connectionTimeout": cfg.Reassembly.IdleTimeout.String(),
+		"coapCaseOption": cfg.CoAP.CaseOption,
+		"idleTimeout":    cfg.Tracker.IdleTimeout.String(), "connectionTimeout": cfg.Reassembly.IdleTimeout.String(),
 		"queueSize": cfg.QueueSize, "flushInterval": cfg.FlushInterval.String(), "stateFile": cfg.StateFile,
 	}
 }

@@ -15,6 +15,11 @@
 //   - A Block exchange (RFC 7959) is a request with its response, so
 //     every block is a flow carrying its block number.
 //
+// With Config.CaseOption set, the value of that option in a request is
+// its flow's case id (Record.CorrelationData, source
+// CorrelationCoAPOption), and every notification of an observation
+// carries the registration's (docs/coap.md, "Case key").
+//
 // A flow ends with flowEndReason "end of flow" when its exchange is
 // complete, "idle timeout" after IdleTimeout of capture time without a
 // message, "forced end" at FlushAll (shutdown) or when a new request
@@ -50,6 +55,11 @@ type Config struct {
 	ObserveTimeout  time.Duration // forget an observation without notifications for this long; default 10 min
 	MaxExchanges    int           // open and lingering at once; default 1,000,000
 	MaxObservations int           // default 100,000
+	// CaseOption, when not 0, is the number of a CoAP option whose value
+	// in a request is the exchange's case id: the flow's CorrelationData
+	// (CorrelationCoAPOption); a notification takes its registration's.
+	// A request without the option (or with an empty value) has none.
+	CaseOption coapparse.OptionNumber
 	// FlowIDs generates flow ids; default: a random 23-bit prefix and a
 	// 40-bit counter.
 	FlowIDs func() uint64
@@ -155,7 +165,8 @@ type exch struct {
 	mids    [2]midKey
 	nmids   uint8 // entries of mids in Tracker.mid
 	hasResp bool
-	observe bool // the request registers an observation (Observe 0)
+	observe bool   // the request registers an observation (Observe 0)
+	caseKey []byte // value of Config.CaseOption in the request (a notification: the registration's)
 	first   int64
 	last    int64
 	packets uint64
@@ -170,6 +181,7 @@ type observation struct {
 	last              int64
 	method            uint8
 	host, path, query string
+	caseKey           []byte
 }
 
 // Tracker implements app.DatagramTracker.
@@ -311,6 +323,11 @@ func (t *Tracker) request(d *app.Datagram, m *coapparse.Message, mk midKey, n ui
 	x.hasTok = true
 	t.tok[key] = x
 	t.addMID(x, mk)
+	if t.cfg.CaseOption != 0 {
+		if v, ok := m.Get(t.cfg.CaseOption); ok && len(v) > 0 {
+			x.caseKey = t.token(v)
+		}
+	}
 	c := &x.c
 	c.Method = uint8(m.Code)
 	c.URIHost = t.names.get(m.Get(coapparse.URIHost))
@@ -356,6 +373,7 @@ func (t *Tracker) response(d *app.Datagram, m *coapparse.Message, mk midKey, n u
 	x.key = key
 	c := &x.c
 	c.Method, c.URIHost, c.URIPath, c.URIQuery = o.method, o.host, o.path, o.query
+	x.caseKey = o.caseKey
 	c.PayloadLength, c.HasContentFormat, c.ContentFormat = 0, false, 0 // answer sets them
 	t.answer(x, m)
 	t.addMID(x, mk)
@@ -409,7 +427,7 @@ func (t *Tracker) register(x *exch) {
 		t.obsLRU.MoveToBack(&o.node)
 	}
 	c := &x.c
-	o.last, o.method, o.host, o.path, o.query = x.last, c.Method, c.URIHost, c.URIPath, c.URIQuery
+	o.last, o.method, o.host, o.path, o.query, o.caseKey = x.last, c.Method, c.URIHost, c.URIPath, c.URIQuery, x.caseKey
 }
 
 func (t *Tracker) forget(o *observation) {
@@ -572,6 +590,9 @@ func (t *Tracker) emit(x *exch, reason flow.EndReason) {
 	*c = x.c
 	c.Token = t.token(x.key.tok[:x.key.n])
 	r.CoAP = c
+	if len(x.caseKey) > 0 {
+		r.CorrelationData, r.CorrelationSource = x.caseKey, flow.CorrelationCoAPOption
+	}
 	t.stats.Flows[x.kind]++
 	if int(reason) < len(t.stats.FlowsByEnd) {
 		t.stats.FlowsByEnd[reason]++
@@ -579,7 +600,7 @@ func (t *Tracker) emit(x *exch, reason flow.EndReason) {
 	t.out.Flow(r)
 }
 
-// token returns a copy of b cut from a shared chunk (only appended to:
+// token returns a copy of b (a token or a case key) cut from a shared chunk (only appended to:
 // a copy stays valid as long as a record holds it).
 func (t *Tracker) token(b []byte) []byte {
 	if len(b) == 0 {
