@@ -392,3 +392,61 @@ func TestIPFIXFuzzCorpusHasCoAP(t *testing.T) {
 	slices.Sort(templates)
 	require.Equal(t, []uint16{TemplateCoAPIPv4, TemplateCoAPIPv6}, templates, "CoAP records of both templates in the seed")
 }
+
+func TestEncodeCoAPAllocatesNothing(t *testing.T) {
+	enc, err := NewEncoder(ipfix.DefaultMQTTPEN)
+	require.NoError(t, err)
+	for _, c := range coapRecords() {
+		r := c.rec
+		_, _, _ = enc.Encode(&r)
+		allocs := testing.AllocsPerRun(50, func() {
+			if _, _, err := enc.Encode(&r); err != nil {
+				t.Fatal(err)
+			}
+		})
+		require.Zero(t, allocs, c.name)
+	}
+}
+
+// BenchmarkEncodeCoAP: a piggybacked GET with a case key.
+func BenchmarkEncodeCoAP(b *testing.B) {
+	enc, _ := NewEncoder(ipfix.DefaultMQTTPEN)
+	r := coapRecords()[14].rec
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := enc.Encode(&r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeCoAP decodes a UDP message of CoAP data records of every
+// shape (templates known), as the collector does.
+func BenchmarkDecodeCoAP(b *testing.B) {
+	var recs []Record
+	for range 10 {
+		for _, c := range coapRecords() {
+			recs = append(recs, c.rec)
+		}
+	}
+	msgs := exportMessages(b, ipfix.UDP, recs)
+	require.Greater(b, len(msgs), 1)
+	sess := ipfix.NewSession(ipfix.Config{Registry: ipfix.NewRegistry(ipfix.DefaultMQTTPEN)}, ipfix.SessionKey{Transport: ipfix.UDP})
+	dec := NewDecoder(ipfix.DefaultMQTTPEN)
+	var r Record
+	n := 0
+	decode := func(rec ipfix.Record) error {
+		n++
+		_, err := dec.DecodeRecord(rec, &r, time.Time{})
+		return err
+	}
+	require.NoError(b, sess.Decode(msgs[0], decode)) // the templates
+	n = 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := sess.Decode(msgs[1], decode); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/record")
+}

@@ -63,7 +63,7 @@ type Document struct {
 	MQTTAnomalies []string `bson:"mqttAnomalies,omitempty" json:"mqttAnomalies,omitempty"`
 
 	// CoAPFields are set in CoAP documents only; a CoAP document has no
-	// mqtt* field.
+	// mqtt* field but the three mqttCorrelation* fields of a case key.
 	CoAPFields `bson:",inline"`
 
 	// IPFIXFields holds every field of a record that is not an MQTT flow

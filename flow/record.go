@@ -200,7 +200,10 @@ type Record struct {
 	// ProtocolVersion came from.
 	IdentitySource IdentitySource
 
-	CorrelationData   []byte // exact bytes
+	// CorrelationData is the flow's case id, exact bytes: MQTT v5
+	// Correlation Data, a traceparent's trace id, or a CoAP flow's case
+	// key (CorrelationCoAPOption).
+	CorrelationData   []byte
 	CorrelationSource CorrelationSource
 
 	// Anomalies are the protocol anomalies of the flow's packets

@@ -176,3 +176,15 @@ func TestStoreCoAPAndMQTT(t *testing.T) {
 	require.True(t, slices.Contains(keys, "flowStartNanoseconds"))
 	require.NoError(t, client.Disconnect(ctx))
 }
+
+// BenchmarkAppendBSONCoAP: a CoAP document with a case key.
+func BenchmarkAppendBSONCoAP(b *testing.B) {
+	r := coapSamples()[1]
+	d := r.ToDocument()
+	d.ID = "0123456789abcdef0123456789abcdef"
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = AppendBSON(buf[:0], &d)
+	}
+}
