@@ -282,3 +282,26 @@ func TestAllInOneCoAP(t *testing.T) {
 		require.NotContains(t, line, `"coap`)
 	}
 }
+
+// TestCoAPCaseOptionFlag: the environment variable sets the case option
+// like the flag; option numbers above 65535 are refused.
+func TestCoAPCaseOptionFlag(t *testing.T) {
+	file, err := filepath.Abs("../../testdata/coap.pcap")
+	require.NoError(t, err)
+	t.Setenv("COAP_CASE_OPTION", coapCaseOption)
+	keys := map[string]int{}
+	for _, l := range parseCoAPLines(t, run(t, "probe", "--read", file, "--stdout")) {
+		if l.Case != "" {
+			keys[l.Case]++
+		}
+	}
+	require.Equal(t, 2, keys["case-v4-dyn"], "the PUT and the DELETE of one case")
+	require.Len(t, keys, 6)
+
+	for _, v := range []string{"65536", "-1"} {
+		_, err := runAll(t, "probe", "--read", file, "--stdout", "--coap-case-option", v)
+		require.Error(t, err, v)
+	}
+	_, err = runAll(t, "probe", "--read", file, "--stdout", "--coap-case-option", "65536")
+	require.ErrorIs(t, err, errOptionNumber)
+}
