@@ -2,19 +2,25 @@ package command
 
 import (
 	"bufio"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mission-ids/mission/coapparse"
+	"github.com/mission-ids/mission/flow"
 	"github.com/mission-ids/mission/internal/mqtttest"
+	"github.com/mission-ids/mission/store"
 )
 
 // coapCaseOption is the option testdata/coap.pcap carries its case keys
@@ -42,6 +48,15 @@ type coapLine struct {
 	CaseSrc  string  `json:"mqttCorrelationSource"`
 	Topic    *string `json:"mqttTopic"`
 	CtlType  *string `json:"mqttControlTypeName"`
+}
+
+// recordKey is coapLine.key of a record.
+func recordKey(r *flow.Record) string {
+	mid := -1
+	if r.CoAP != nil {
+		mid = int(r.CoAP.MessageID)
+	}
+	return fmt.Sprintf("%s:%d>%s:%d mid=%d", r.SrcAddr, r.SrcPort, r.DstAddr, r.DstPort, mid)
 }
 
 // key names a flow by its initiating message: sender, receiver, message id.
@@ -235,6 +250,33 @@ func TestAllInOneCoAP(t *testing.T) {
 
 	summary := run(t, "all-in-one", "--read", coapFile, "--data-dir", data, "--coap-case-option", coapCaseOption)
 	require.Contains(t, summary, "mission all-in-one: "+strconv.Itoa(nCoAP)+" flows from")
+
+	// Field by field, what was stored (probe → IPFIX → collector → store)
+	// is what the probe prints (JSON lines), but for the flow id (random
+	// per run) and the collector's fields.
+	direct := map[string]flow.Record{}
+	require.NoError(t, flow.ReadJSONLines(strings.NewReader(run(t, "probe", "--read", coapFile, "--stdout", "--coap-case-option", coapCaseOption)),
+		func(r *flow.Record) error { direct[recordKey(r)] = *r; return nil }))
+	rd, err := store.OpenReader(context.Background(), store.ReaderConfig{DataDir: data}, zerolog.Nop())
+	require.NoError(t, err)
+	stored := map[string]flow.Record{}
+	require.NoError(t, rd.Records(context.Background(), store.Query{Protocol: "coap"}, func(r *flow.Record) error {
+		require.True(t, r.Exporter.IsValid())
+		require.False(t, r.Received.IsZero())
+		r.Exporter, r.Received, r.ObservationDomain = netip.AddrPort{}, time.Time{}, 0
+		stored[recordKey(r)] = *r
+		return nil
+	}))
+	require.NoError(t, rd.Close())
+	require.Len(t, stored, nCoAP)
+	require.Len(t, direct, nCoAP)
+	for k, want := range direct {
+		got, ok := stored[k]
+		require.True(t, ok, k)
+		require.NotZero(t, got.FlowID)
+		want.FlowID, got.FlowID, want.ObservationDomain = 0, 0, 0
+		require.Equal(t, want, got, k)
+	}
 	require.Equal(t, nCoAP, count())
 	require.Equal(t, nCoAP, count("--protocol", "coap"))
 	require.Equal(t, 0, count("--protocol", "mqtt"))
@@ -264,9 +306,9 @@ func TestAllInOneCoAP(t *testing.T) {
 
 	// The stored CoAP documents are the exchanges tshark finds, with their
 	// case keys, and carry no MQTT field but those.
-	stored := parseCoAPLines(t, run(t, "query", "--data-dir", data, "--protocol", "coap", "--limit", "0"))
+	queried := parseCoAPLines(t, run(t, "query", "--data-dir", data, "--protocol", "coap", "--limit", "0"))
 	got := map[string]string{}
-	for _, l := range stored {
+	for _, l := range queried {
 		require.Equal(t, "coap", l.Protocol)
 		require.Nil(t, l.Topic)
 		got[l.key()] = l.Case
