@@ -41,6 +41,8 @@ func (p *Probe) Metrics(e metrics.Emitter) {
 	c("coap_unmatched_total", "ACK, RST or responses with no exchange or observation to join.", k.Unmatched)
 	c("coap_ignored_total", "Messages that start nothing (NON Empty, reserved codes).", k.Ignored)
 	c("coap_superseded_total", "Open exchanges ended by a new request with their token.", k.Superseded)
+	c("coap_case_keys_total", "Requests with the case option (--coap-case-option), by result.", k.CaseKeys, "result", "taken")
+	c("coap_case_keys_total", "Requests with the case option (--coap-case-option), by result.", k.CaseKeysTooLong, "result", "too_long")
 	c("coap_evicted_total", "Exchanges and observations dropped by a table bound, by table.", k.Evicted, "table", "open")
 	c("coap_evicted_total", "Exchanges and observations dropped by a table bound, by table.", k.LingerEvicted, "table", "ended")
 	c("coap_evicted_total", "Exchanges and observations dropped by a table bound, by table.", k.ObservationsEvicted, "table", "observations")

@@ -1,6 +1,7 @@
 package coaptrack
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -53,13 +54,15 @@ func TestCaseKey(t *testing.T) {
 		option coapparse.OptionNumber
 		dgrams func(t *testing.T) []dgram
 		want   []string // CorrelationData of each flow, in emit order ("" none)
+		taken  uint64   // Stats.CaseKeys
+		long   uint64   // Stats.CaseKeysTooLong
 	}{
 		{"not configured: no key", 0, func(t *testing.T) []dgram {
 			return []dgram{{true, optMsg(t, con, coapparse.GET, 1, "a", path, "s", caseOpt, "case-1")}, {false, optMsg(t, ack, coapparse.Content, 1, "a")}}
-		}, []string{""}},
+		}, []string{""}, 0, 0},
 		{"piggybacked", caseOpt, func(t *testing.T) []dgram {
 			return []dgram{{true, optMsg(t, con, coapparse.GET, 1, "a", path, "s", caseOpt, "case-1")}, {false, optMsg(t, ack, coapparse.Content, 1, "a")}}
-		}, []string{"case-1"}},
+		}, []string{"case-1"}, 1, 0},
 		{"separate response", caseOpt, func(t *testing.T) []dgram {
 			return []dgram{
 				{true, optMsg(t, con, coapparse.POST, 2, "b", caseOpt, "case-2")},
@@ -67,28 +70,34 @@ func TestCaseKey(t *testing.T) {
 				{false, optMsg(t, con, coapparse.Created, 900, "b")},
 				{true, optMsg(t, ack, 0, 900, "")},
 			}
-		}, []string{"case-2"}},
+		}, []string{"case-2"}, 1, 0},
 		{"NON, binary value", caseOpt, func(t *testing.T) []dgram {
 			return []dgram{{true, optMsg(t, non, coapparse.PUT, 3, "c", caseOpt, []byte{0x00, 0xff, 0x10})}, {false, optMsg(t, non, coapparse.Changed, 901, "c")}}
-		}, []string{"\x00\xff\x10"}},
+		}, []string{"\x00\xff\x10"}, 1, 0},
 		{"request without the option", caseOpt, func(t *testing.T) []dgram {
 			return []dgram{{true, optMsg(t, con, coapparse.GET, 4, "d", path, "s")}, {false, optMsg(t, ack, coapparse.Content, 4, "d", caseOpt, "from-response")}}
-		}, []string{""}},
+		}, []string{""}, 0, 0},
 		{"empty value", caseOpt, func(t *testing.T) []dgram {
 			return []dgram{{true, optMsg(t, con, coapparse.GET, 5, "e", caseOpt, "")}, {false, optMsg(t, ack, coapparse.Content, 5, "e")}}
-		}, []string{""}},
+		}, []string{""}, 0, 0},
 		{"repeated option: the first value", caseOpt, func(t *testing.T) []dgram {
 			return []dgram{{true, optMsg(t, con, coapparse.GET, 6, "f", caseOpt, "first", caseOpt, "second")}, {false, optMsg(t, ack, coapparse.Content, 6, "f")}}
-		}, []string{"first"}},
+		}, []string{"first"}, 1, 0},
 		{"a registered option: Uri-Query", coapparse.URIQuery, func(t *testing.T) []dgram {
 			return []dgram{{true, optMsg(t, con, coapparse.GET, 7, "g", path, "s", coapparse.URIQuery, "case=7", coapparse.URIQuery, "x=1")}, {false, optMsg(t, ack, coapparse.Content, 7, "g")}}
-		}, []string{"case=7"}},
+		}, []string{"case=7"}, 1, 0},
 		{"another option than configured", caseOpt + 2, func(t *testing.T) []dgram {
 			return []dgram{{true, optMsg(t, con, coapparse.GET, 8, "h", caseOpt, "case-8")}, {false, optMsg(t, ack, coapparse.Content, 8, "h")}}
-		}, []string{""}},
+		}, []string{""}, 0, 0},
+		{"longest key taken, longer refused", caseOpt, func(t *testing.T) []dgram {
+			return []dgram{
+				{true, optMsg(t, con, coapparse.GET, 12, "i", caseOpt, strings.Repeat("k", 128))}, {false, optMsg(t, ack, coapparse.Content, 12, "i")},
+				{true, optMsg(t, con, coapparse.GET, 13, "j", caseOpt, strings.Repeat("k", 129))}, {false, optMsg(t, ack, coapparse.Content, 13, "j")},
+			}
+		}, []string{strings.Repeat("k", 128), ""}, 1, 1},
 		{"ping has none", caseOpt, func(t *testing.T) []dgram {
 			return []dgram{{true, optMsg(t, con, 0, 9, "")}, {false, optMsg(t, coapparse.Reset, 0, 9, "")}}
-		}, []string{""}},
+		}, []string{""}, 0, 0},
 		{"Observe: notifications carry the registration's key", caseOpt, func(t *testing.T) []dgram {
 			return []dgram{
 				{true, optMsg(t, con, coapparse.GET, 10, "o", coapparse.Observe, uint32(0), path, "time", caseOpt, "case-obs")},
@@ -100,7 +109,7 @@ func TestCaseKey(t *testing.T) {
 				{true, optMsg(t, con, coapparse.GET, 11, "p", caseOpt, "case-other")},
 				{false, optMsg(t, ack, coapparse.Content, 11, "p")},
 			}
-		}, []string{"case-obs", "case-obs", "case-obs", "case-other"}},
+		}, []string{"case-obs", "case-obs", "case-obs", "case-other"}, 2, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,6 +135,9 @@ func TestCaseKey(t *testing.T) {
 				}
 			}
 			require.Equal(t, tt.want, got)
+			st := tr.Stats()
+			require.Equal(t, tt.taken, st.CaseKeys, "requests whose key was taken")
+			require.Equal(t, tt.long, st.CaseKeysTooLong)
 		})
 	}
 }

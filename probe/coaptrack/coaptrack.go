@@ -60,6 +60,10 @@ type Config struct {
 	// (CorrelationCoAPOption); a notification takes its registration's.
 	// A request without the option (or with an empty value) has none.
 	CaseOption coapparse.OptionNumber
+	// MaxCaseKey bounds a case key in bytes (default 128): a longer value
+	// is no case key (Stats.CaseKeysTooLong), so the keys of MaxExchanges
+	// exchanges stay bounded.
+	MaxCaseKey int
 	// FlowIDs generates flow ids; default: a random 23-bit prefix and a
 	// 40-bit counter.
 	FlowIDs func() uint64
@@ -80,6 +84,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxObservations <= 0 {
 		c.MaxObservations = 100_000
+	}
+	if c.MaxCaseKey <= 0 {
+		c.MaxCaseKey = 128
 	}
 	if c.FlowIDs == nil {
 		var b [8]byte
@@ -126,6 +133,8 @@ type Stats struct {
 	Evicted             uint64    // open exchanges ended by the MaxExchanges bound
 	LingerEvicted       uint64    // ended exchanges forgotten early by the MaxExchanges bound
 	ObservationsEvicted uint64    // observations forgotten by the MaxObservations bound
+	CaseKeys            uint64    // requests whose case key (Config.CaseOption) was taken
+	CaseKeysTooLong     uint64    // requests whose case option was longer than MaxCaseKey: no case key
 	Flows               [numKinds]uint64
 	FlowsByEnd          [6]uint64 // by flowEndReason
 	Open                int       // open exchanges now
@@ -324,7 +333,12 @@ func (t *Tracker) request(d *app.Datagram, m *coapparse.Message, mk midKey, n ui
 	t.tok[key] = x
 	t.addMID(x, mk)
 	if t.cfg.CaseOption != 0 {
-		if v, ok := m.Get(t.cfg.CaseOption); ok && len(v) > 0 {
+		switch v, ok := m.Get(t.cfg.CaseOption); {
+		case !ok || len(v) == 0:
+		case len(v) > t.cfg.MaxCaseKey:
+			t.stats.CaseKeysTooLong++
+		default:
+			t.stats.CaseKeys++
 			x.caseKey = t.token(v)
 		}
 	}
