@@ -156,3 +156,44 @@ func TestCaseKeyOutlivesDatagram(t *testing.T) {
 	require.Len(t, out.flows, 1)
 	require.Equal(t, "case-1", string(out.flows[0].CorrelationData))
 }
+
+// FuzzCaseKey: arbitrary datagrams both ways with a case option never
+// panic; every flow's key is at most MaxCaseKey bytes, with the CoAP
+// option source exactly when there is one.
+func FuzzCaseKey(f *testing.F) {
+	build := func(typ coapparse.Type, code coapparse.Code, mid uint16, token string, obs bool, key string) []byte {
+		var m coapparse.Message
+		m.Reset()
+		m.Type, m.Code, m.MessageID, m.Token = typ, code, mid, []byte(token)
+		if obs {
+			_ = m.AddUint(coapparse.Observe, 0)
+		}
+		if key != "" {
+			_ = m.AddOption(caseOpt, []byte(key))
+		}
+		b, _ := coapparse.AppendMessage(nil, &m)
+		return b
+	}
+	f.Add(build(coapparse.Confirmable, coapparse.GET, 1, "t", false, "k1"), build(coapparse.Acknowledgement, coapparse.Content, 1, "t", false, ""))
+	f.Add(build(coapparse.Confirmable, coapparse.GET, 2, "tk", true, "toolong"), build(coapparse.NonConfirmable, coapparse.Content, 9, "tk", true, ""))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		out := &collect{}
+		tr := New(Config{MaxExchanges: 64, MaxObservations: 16, CaseOption: caseOpt, MaxCaseKey: 4}, out)
+		for i := 0; i < 8; i++ {
+			p, src, dst := a, client, server
+			if i%2 == 1 {
+				p, src, dst = b, server, client
+			}
+			tr.Datagram(&app.Datagram{Src: src, Dst: dst, Payload: p, Time: int64(i) * int64(time.Second)})
+		}
+		tr.FlushAll()
+		for _, fl := range out.flows {
+			if len(fl.CorrelationData) > 4 {
+				t.Fatalf("case key of %d bytes", len(fl.CorrelationData))
+			}
+			if (len(fl.CorrelationData) > 0) != (fl.CorrelationSource == flow.CorrelationCoAPOption) {
+				t.Fatalf("key %q with source %v", fl.CorrelationData, fl.CorrelationSource)
+			}
+		}
+	})
+}
