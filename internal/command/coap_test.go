@@ -112,8 +112,9 @@ func tsharkCoAPExchanges(t *testing.T, file string) map[string]string {
 		frames = append(frames, f)
 	}
 	caseOf := func(f frame) string {
-		// tshark names unknown options "#3: Unknown Option (65000)" and
-		// lists their values, in order, in coap.opt.unknown.
+		// tshark names an unknown option by its position and number
+		// (ending in "Unknown Option (65000)") and lists the values of
+		// unknown options, in order, in coap.opt.unknown.
 		values := strings.Split(f["coap.opt.unknown"], ";")
 		for _, name := range strings.Split(f["coap.opt.name"], ";") {
 			if !strings.Contains(name, "Unknown Option (") {
