@@ -147,7 +147,16 @@ func TestCoAPExportInterop(t *testing.T) {
 			}
 			require.Positive(t, cases, "CoAP flows with case keys reach detection")
 			st := c.Stats()
-			require.EqualValues(t, len(in), st.MQTTFlows, "the probe's flows, both protocols")
+			coap := 0
+			for i := range in {
+				if in[i].ApplicationProtocol == flow.AppCoAP {
+					coap++
+				}
+			}
+			require.Positive(t, coap)
+			require.EqualValues(t, coap, st.CoAPFlows, "the probe's CoAP flows")
+			require.EqualValues(t, len(in)-coap, st.MQTTFlows, "the probe's MQTT flows")
+			require.EqualValues(t, len(in), st.Records)
 			require.Zero(t, st.OtherFlows)
 		})
 	}

@@ -165,7 +165,7 @@ type Collector struct {
 	ready     chan struct{}
 
 	totals struct {
-		messages, records, mqtt, other, options, malformed, denied, storeErrors atomic.Uint64
+		messages, records, mqtt, coap, other, options, malformed, denied, storeErrors atomic.Uint64
 	}
 	tcp     tcpCounters
 	tcpOpen atomic.Int64
@@ -180,8 +180,9 @@ type Collector struct {
 // ExporterStats are the counters of one exporter (by address).
 type ExporterStats struct {
 	Messages        uint64
-	Records         uint64 // data records decoded (MQTT and other flows)
+	Records         uint64 // data records decoded (MQTT, CoAP and other flows)
 	MQTTFlows       uint64
+	CoAPFlows       uint64
 	OtherFlows      uint64 // third-party standard flows
 	OptionsRecords  uint64 // options data (exporter statistics), not stored
 	Malformed       uint64 // messages rejected as malformed
@@ -236,13 +237,13 @@ func (c *Collector) Exporters() map[netip.Addr]ExporterStats {
 
 // Stats are the collector-wide counters (ExporterStats has them per exporter).
 type Stats struct {
-	Messages, Records, MQTTFlows, OtherFlows, OptionsRecords, Malformed, Denied, StoreErrors uint64
+	Messages, Records, MQTTFlows, CoAPFlows, OtherFlows, OptionsRecords, Malformed, Denied, StoreErrors uint64
 }
 
 // Stats returns the collector-wide counters.
 func (c *Collector) Stats() Stats {
 	t := &c.totals
-	return Stats{t.messages.Load(), t.records.Load(), t.mqtt.Load(), t.other.Load(), t.options.Load(),
+	return Stats{t.messages.Load(), t.records.Load(), t.mqtt.Load(), t.coap.Load(), t.other.Load(), t.options.Load(),
 		t.malformed.Load(), t.denied.Load(), t.storeErrors.Load()}
 }
 
@@ -406,7 +407,7 @@ type handler struct {
 	emit    func(r *flow.Record, mqtt bool) error
 	emitErr error
 	// counters accumulated per message, merged into the exporter's
-	mqtt, other, options, invalid uint64
+	mqtt, coap, other, options, invalid uint64 // mqtt, coap: flows of our templates by protocol
 	invalidReason                 flow.InvalidReason // of the last invalid record
 	invalidTemplate               uint16
 	// sysInit holds exporters' systemInitTimeMilliseconds by session and
@@ -469,7 +470,11 @@ func (h *handler) record(rec ipfix.Record) error {
 	r.Exporter = h.from
 	r.Received = h.now
 	if mqtt {
-		h.mqtt++
+		if r.ApplicationProtocol == flow.AppCoAP {
+			h.coap++
+		} else {
+			h.mqtt++
+		}
 		if r.ApplicationProtocol != flow.AppCoAP {
 			// MQTT sessions only: a CoAP flow has no client id to learn or fill.
 			h.c.ids.observe(r)
@@ -519,15 +524,17 @@ func (h *handler) message(sess *ipfix.Session, msg []byte) error {
 
 	c := h.c
 	c.totals.messages.Add(1)
-	c.totals.records.Add(h.mqtt + h.other)
+	c.totals.records.Add(h.mqtt + h.coap + h.other)
 	c.totals.mqtt.Add(h.mqtt)
+	c.totals.coap.Add(h.coap)
 	c.totals.other.Add(h.other)
 	c.totals.options.Add(h.options)
 	c.mu.Lock()
 	s := c.exporter(h.from.Addr())
 	s.Messages++
-	s.Records += h.mqtt + h.other
+	s.Records += h.mqtt + h.coap + h.other
 	s.MQTTFlows += h.mqtt
+	s.CoAPFlows += h.coap
 	s.OtherFlows += h.other
 	s.OptionsRecords += h.options
 	s.TemplateMisses += after.DataSetsDropped - before.DataSetsDropped
@@ -545,7 +552,7 @@ func (h *handler) message(sess *ipfix.Session, msg []byte) error {
 			Uint16("template", h.invalidTemplate).Str("exporter", h.from.String()).
 			Msg("data records that are not valid flows dropped")
 	}
-	h.mqtt, h.other, h.options, h.invalid = 0, 0, 0, 0
+	h.mqtt, h.coap, h.other, h.options, h.invalid = 0, 0, 0, 0, 0
 	c.logEvictions()
 
 	switch {

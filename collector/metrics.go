@@ -13,6 +13,7 @@ func (c *Collector) Metrics(e metrics.Emitter) {
 	t := c.Stats()
 	e.Counter("mission_collector_messages_total", "IPFIX messages received.", float64(t.Messages))
 	e.Counter("mission_collector_records_total", "Flow records decoded, by kind.", float64(t.MQTTFlows), "kind", "mqtt")
+	e.Counter("mission_collector_records_total", "Flow records decoded, by kind.", float64(t.CoAPFlows), "kind", "coap")
 	e.Counter("mission_collector_records_total", "Flow records decoded, by kind.", float64(t.OtherFlows), "kind", "other")
 	e.Counter("mission_collector_options_records_total", "Options data records (exporter statistics), not stored.", float64(t.OptionsRecords))
 	e.Counter("mission_collector_malformed_messages_total", "IPFIX messages rejected as malformed.", float64(t.Malformed))

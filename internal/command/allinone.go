@@ -123,7 +123,7 @@ func allInOneCommand() *cli.Command {
 			runErr := p.Run(c.Context)
 			// Let the collector take in everything the probe sent.
 			deadline := time.Now().Add(10 * time.Second)
-			for col.Stats().MQTTFlows < p.Stats().FlowsExported && time.Now().Before(deadline) {
+			for ours(col.Stats()) < p.Stats().FlowsExported && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			stopCol()
@@ -176,3 +176,6 @@ func (e *laterExporter) ExportStats() probe.ExportStats {
 	}
 	return probe.ExportStats{}
 }
+
+// ours is the number of flows of our templates the collector decoded.
+func ours(s collector.Stats) uint64 { return s.MQTTFlows + s.CoAPFlows }

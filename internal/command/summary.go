@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mission-ids/mission/coapparse"
 	"github.com/mission-ids/mission/collector"
 	"github.com/mission-ids/mission/flow"
 	"github.com/mission-ids/mission/probe"
@@ -25,11 +26,20 @@ type summary struct {
 	corrs    map[string]bool
 	versions map[uint8]int
 	total    int
+	mqtt     int // MQTT flows (the fields above)
+
+	// CoAP flows: by kind (method, "notification", "ping", "reset"), their
+	// clients (addresses) and resources (paths).
+	coap        int
+	coapKinds   map[string]int
+	coapClients map[string]bool
+	coapPaths   map[string]bool
 }
 
 func newSummary() *summary {
 	return &summary{byType: map[flow.ControlType]int{}, clients: map[string]bool{}, topics: map[string]bool{},
-		corrs: map[string]bool{}, versions: map[uint8]int{}}
+		corrs: map[string]bool{}, versions: map[uint8]int{}, coapKinds: map[string]int{}, coapClients: map[string]bool{},
+		coapPaths: map[string]bool{}}
 }
 
 const summaryLimit = 100_000 // distinct names kept; beyond, only counted
@@ -38,6 +48,11 @@ func (s *summary) add(r *flow.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.total++
+	if r.ApplicationProtocol == flow.AppCoAP && r.CoAP != nil {
+		s.addCoAP(r)
+		return
+	}
+	s.mqtt++
 	s.byType[r.ControlType]++
 	if r.ControlType == flow.Publish && r.QoS < 3 {
 		s.pubQoS[r.QoS]++
@@ -53,6 +68,34 @@ func (s *summary) add(r *flow.Record) {
 	}
 	if len(r.CorrelationData) > 0 && len(s.corrs) < summaryLimit {
 		s.corrs[string(r.CorrelationData)] = true
+	}
+}
+
+func (s *summary) addCoAP(r *flow.Record) {
+	s.coap++
+	c := r.CoAP
+	code := coapparse.Code(c.Code)
+	kind := code.Name()
+	switch {
+	case coapparse.Type(c.Type) == coapparse.Reset:
+		kind = "reset"
+	case c.Code == 0:
+		kind = "ping"
+	case code.Class() >= 2:
+		kind = "notification"
+	case kind == "":
+		kind = code.String()
+	}
+	s.coapKinds[kind]++
+	client := r.SrcAddr.String()
+	if kind == "notification" {
+		client = r.DstAddr.String() // the observer
+	}
+	if len(s.coapClients) < summaryLimit {
+		s.coapClients[client] = true
+	}
+	if c.URIPath != "" && len(s.coapPaths) < summaryLimit {
+		s.coapPaths[c.URIPath] = true
 	}
 }
 
@@ -99,14 +142,41 @@ func (s *summary) print(w io.Writer, in summaryInfo) {
 		parts = append(parts, p)
 	}
 	ps, tr := in.probe, in.probe.Tracker
-	fmt.Fprintf(w, "mission all-in-one: %d flows from %s (%d packets, %d MQTT packets) in %.2f s\n",
-		s.total, in.file, ps.Packets, sumPackets(tr.Packets), in.elapsed.Seconds())
-	fmt.Fprintf(w, "  flows by type   %s\n", strings.Join(parts, " · "))
-	fmt.Fprintf(w, "  clients (%d)    %s\n", len(s.clients), list(s.clients, namesShown))
-	fmt.Fprintf(w, "  topics (%d)     %s\n", len(s.topics), list(s.topics, namesShown))
-	fmt.Fprintf(w, "  correlation ids %d distinct\n", len(s.corrs))
-	fmt.Fprintf(w, "  not stored      export queue full %d · export errors %d · store dropped %d · malformed MQTT %d · TCP gaps %d · responses without request %d\n",
+	coapMsgs := ps.CoAP.Messages[0] + ps.CoAP.Messages[1] + ps.CoAP.Messages[2] + ps.CoAP.Messages[3]
+	packets := fmt.Sprintf("%d packets, %d MQTT packets", ps.Packets, sumPackets(tr.Packets))
+	if s.coap > 0 || coapMsgs > 0 {
+		packets += fmt.Sprintf(", %d CoAP messages", coapMsgs)
+	}
+	fmt.Fprintf(w, "mission all-in-one: %d flows from %s (%s) in %.2f s\n", s.total, in.file, packets, in.elapsed.Seconds())
+	if s.mqtt > 0 || s.coap == 0 {
+		fmt.Fprintf(w, "  flows by type   %s\n", strings.Join(parts, " · "))
+		fmt.Fprintf(w, "  clients (%d)    %s\n", len(s.clients), list(s.clients, namesShown))
+		fmt.Fprintf(w, "  topics (%d)     %s\n", len(s.topics), list(s.topics, namesShown))
+		fmt.Fprintf(w, "  correlation ids %d distinct\n", len(s.corrs))
+	}
+	if s.coap > 0 {
+		kinds := make([]string, 0, len(s.coapKinds))
+		for k := range s.coapKinds {
+			kinds = append(kinds, k)
+		}
+		sort.Slice(kinds, func(i, j int) bool {
+			a, b := s.coapKinds[kinds[i]], s.coapKinds[kinds[j]]
+			return a > b || a == b && kinds[i] < kinds[j]
+		})
+		var cp []string
+		for _, k := range kinds {
+			cp = append(cp, fmt.Sprintf("%s %d", k, s.coapKinds[k]))
+		}
+		fmt.Fprintf(w, "  CoAP flows      %d: %s\n", s.coap, strings.Join(cp, " · "))
+		fmt.Fprintf(w, "  CoAP clients (%d) %s\n", len(s.coapClients), list(s.coapClients, namesShown))
+		fmt.Fprintf(w, "  resources (%d)  %s\n", len(s.coapPaths), list(s.coapPaths, namesShown))
+	}
+	notStored := fmt.Sprintf("export queue full %d · export errors %d · store dropped %d · malformed MQTT %d · TCP gaps %d · responses without request %d",
 		ps.FlowsDropped, ps.FlowsLost, in.store.Dropped, tr.Malformed, ps.Reassembly.Gaps, sumPackets(tr.Unmatched))
+	if s.coap > 0 || coapMsgs > 0 {
+		notStored += fmt.Sprintf(" · not CoAP %d · CoAP replies without request %d", ps.CoAP.Malformed, ps.CoAP.Unmatched)
+	}
+	fmt.Fprintf(w, "  not stored      %s\n", notStored)
 	where := fmt.Sprintf("database %q, collection %q", in.database, in.collection)
 	if in.url != "" {
 		url := store.RedactURL(in.url)
@@ -115,6 +185,10 @@ func (s *summary) print(w io.Writer, in summaryInfo) {
 		return
 	}
 	fmt.Fprintf(w, "  stored          %d documents in %s of the embedded store in %s\n", in.store.Inserted+in.store.Duplicates, where, in.dataDir)
+	if s.mqtt == 0 && s.coap > 0 {
+		fmt.Fprintf(w, "  query           mission query --data-dir %s --protocol coap --limit 5\n", in.dataDir)
+		return
+	}
 	fmt.Fprintf(w, "  query           mission query --data-dir %s --limit 5 '{\"mqttControlTypeName\": \"PUBLISH\"}'\n", in.dataDir)
 }
 

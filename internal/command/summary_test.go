@@ -3,6 +3,7 @@ package command
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -67,4 +68,35 @@ func TestSummaryBoundsDistinctNames(t *testing.T) {
 	}
 	require.Len(t, s.topics, summaryLimit)
 	require.Equal(t, summaryLimit+10, s.total, "all flows counted")
+}
+
+// A CoAP run is summarised by kind, client and resource, and the query
+// hint selects CoAP flows; MQTT lines appear only with MQTT flows.
+func TestSummaryCoAP(t *testing.T) {
+	s := newSummary()
+	client, server := netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.1")
+	add := func(n int, c flow.CoAP, src, dst netip.Addr) {
+		for i := 0; i < n; i++ {
+			cc := c
+			s.add(&flow.Record{ApplicationProtocol: flow.AppCoAP, CoAP: &cc, SrcAddr: src, DstAddr: dst})
+		}
+	}
+	add(3, flow.CoAP{Type: 0, Code: 0x02, Method: 0x02, URIPath: "/sensors/a"}, client, server)   // CON POST
+	add(2, flow.CoAP{Type: 1, Code: 0x01, Method: 0x01, URIPath: "/actuators/b"}, client, server) // NON GET
+	add(4, flow.CoAP{Type: 1, Code: 0x45, Method: 0x01, URIPath: "/sensors/a"}, server, client)   // 2.05 notification
+	add(1, flow.CoAP{Type: 0, Code: 0}, netip.MustParseAddr("10.0.0.3"), server)                  // ping
+	var ps probe.Stats
+	ps.CoAP.Messages = [4]uint64{10, 6, 4, 1}
+	ps.CoAP.Malformed = 2
+	var out bytes.Buffer
+	s.print(&out, summaryInfo{file: "c.pcap", elapsed: time.Second, probe: ps, database: "mission", collection: "mqtt", dataDir: "/d"})
+	got := out.String()
+	require.Contains(t, got, "10 flows from c.pcap (0 packets, 0 MQTT packets, 21 CoAP messages)")
+	require.Contains(t, got, "CoAP flows      10: notification 4 · POST 3 · GET 2 · ping 1\n")
+	require.Contains(t, got, "CoAP clients (2) 10.0.0.2, 10.0.0.3\n", "a notification's client is its observer")
+	require.Contains(t, got, "resources (2)  /actuators/b, /sensors/a\n")
+	require.Contains(t, got, "not CoAP 2")
+	require.Contains(t, got, "mission query --data-dir /d --protocol coap --limit 5\n")
+	require.NotContains(t, got, "flows by type", "no MQTT flows")
+	require.NotContains(t, got, "PUBLISH")
 }
