@@ -129,6 +129,39 @@ func (r *Record) ToDocument() Document {
 	if r.ApplicationProtocol == AppCoAP {
 		return r.coapDocument()
 	}
+	d := r.commonDocument()
+	d.ApplicationProtocol = r.ApplicationProtocol.String()
+	d.MQTTTopic = r.Topic
+	d.MQTTPacketID = r.PacketID
+	d.MQTTQoS = r.QoS
+	d.MQTTControlType = uint8(r.ControlType)
+	d.MQTTControlTypeName = r.ControlType.String()
+	d.MQTTSrcClientID = r.SrcClientID
+	d.MQTTDstClientID = r.DstClientID
+	d.MQTTCorrelationData = CorrelationText(r.CorrelationData)
+	d.MQTTCorrelationSource = r.CorrelationSource.String()
+	d.MQTTProtocolVersion = r.ProtocolVersion
+	d.MQTTRetain = r.Retain
+	d.MQTTDup = r.Dup
+	d.MQTTPayloadLength = r.PayloadLength
+	d.MQTTTopicFilters = r.TopicFilters
+	d.MQTTResponseTopic = r.ResponseTopic
+	d.MQTTUsername = r.Username
+	d.MQTTIdentitySource = r.IdentitySource.String()
+	d.MQTTAnomalies = r.Anomalies.Names()
+	if len(r.CorrelationData) > 0 {
+		d.MQTTCorrelationDataRaw = r.CorrelationData
+	}
+	if r.HasReasonCode {
+		rc := r.ReasonCode
+		d.MQTTReasonCode = &rc
+	}
+	return d
+}
+
+// commonDocument is a Document with the fields every protocol's flow has
+// (endpoints, times, counters, end reason, flow id, collector fields).
+func (r *Record) commonDocument() Document {
 	d := Document{
 		SourceTransportPort:      r.SrcPort,
 		DestinationTransportPort: r.DstPort,
@@ -142,33 +175,7 @@ func (r *Record) ToDocument() Document {
 		OctetDeltaCount:          r.Octets,
 		FlowEndReason:            r.EndReason.String(),
 		FlowID:                   r.FlowID,
-		MQTTTopic:                r.Topic,
-		MQTTPacketID:             r.PacketID,
-		MQTTQoS:                  r.QoS,
-		MQTTControlType:          uint8(r.ControlType),
-		MQTTControlTypeName:      r.ControlType.String(),
-		MQTTSrcClientID:          r.SrcClientID,
-		MQTTDstClientID:          r.DstClientID,
-		MQTTCorrelationData:      CorrelationText(r.CorrelationData),
-		MQTTCorrelationSource:    r.CorrelationSource.String(),
-		MQTTProtocolVersion:      r.ProtocolVersion,
-		MQTTRetain:               r.Retain,
-		MQTTDup:                  r.Dup,
-		MQTTPayloadLength:        r.PayloadLength,
-		MQTTTopicFilters:         r.TopicFilters,
-		MQTTResponseTopic:        r.ResponseTopic,
-		MQTTUsername:             r.Username,
-		MQTTIdentitySource:       r.IdentitySource.String(),
-		MQTTAnomalies:            r.Anomalies.Names(),
 		ObservationDomainID:      r.ObservationDomain,
-		ApplicationProtocol:      r.ApplicationProtocol.String(),
-	}
-	if len(r.CorrelationData) > 0 {
-		d.MQTTCorrelationDataRaw = r.CorrelationData
-	}
-	if r.HasReasonCode {
-		rc := r.ReasonCode
-		d.MQTTReasonCode = &rc
 	}
 	setAddr(r.SrcAddr, &d.SourceIPv4Address, &d.SourceIPv6Address)
 	setAddr(r.DstAddr, &d.DestinationIPv4Address, &d.DestinationIPv6Address)
@@ -267,22 +274,8 @@ func (d *Document) Record() (Record, error) {
 // and only when the flow has a case key (the encoders omit the others,
 // see IsCoAP).
 func (r *Record) coapDocument() Document {
-	d := Document{
-		SourceTransportPort:      r.SrcPort,
-		DestinationTransportPort: r.DstPort,
-		Protocol:                 r.Protocol,
-		FlowStart:                r.Start.UTC(),
-		FlowEnd:                  r.End.UTC(),
-		FlowStartNs:              unixNano(r.Start),
-		FlowEndNs:                unixNano(r.End),
-		FlowDurationMicroseconds: r.Duration().Microseconds(),
-		PacketDeltaCount:         r.Packets,
-		OctetDeltaCount:          r.Octets,
-		FlowEndReason:            r.EndReason.String(),
-		FlowID:                   r.FlowID,
-		ApplicationProtocol:      AppCoAP.String(),
-		ObservationDomainID:      r.ObservationDomain,
-	}
+	d := r.commonDocument()
+	d.ApplicationProtocol = AppCoAP.String()
 	c := r.CoAP
 	if c == nil {
 		c = &CoAP{}
@@ -294,15 +287,6 @@ func (r *Record) coapDocument() Document {
 		d.MQTTCorrelationData = CorrelationText(r.CorrelationData)
 		d.MQTTCorrelationDataRaw = r.CorrelationData
 		d.MQTTCorrelationSource = r.CorrelationSource.String()
-	}
-	setAddr(r.SrcAddr, &d.SourceIPv4Address, &d.SourceIPv6Address)
-	setAddr(r.DstAddr, &d.DestinationIPv4Address, &d.DestinationIPv6Address)
-	if r.Exporter.IsValid() {
-		d.ExporterAddress = r.Exporter.String()
-	}
-	if !r.Received.IsZero() {
-		t := r.Received.UTC()
-		d.CollectorReceiveTime = &t
 	}
 	return d
 }

@@ -46,46 +46,31 @@ const (
 	ieSystemInitTimeMilliseconds = 160
 )
 
-// templateSpecs lists the fields of the flow template, in order.
+// templateSpecs lists the fields of the MQTT flow template, in order:
+// the common fields, then MQTT's.
 func templateSpecs(pen uint32, v6 bool) []ipfix.FieldSpec {
-	src, dst, alen := uint16(ieSourceIPv4Address), uint16(ieDestinationIPv4Address), uint16(4)
-	if v6 {
-		src, dst, alen = ieSourceIPv6Address, ieDestinationIPv6Address, 16
-	}
 	v := ipfix.VarLen
-	return []ipfix.FieldSpec{
-		{ID: ieFlowID, Length: 8},
-		{ID: src, Length: alen},
-		{ID: dst, Length: alen},
-		{ID: ieSourceTransportPort, Length: 2},
-		{ID: ieDestinationTransportPort, Length: 2},
-		{ID: ieProtocolIdentifier, Length: 1},
-		{ID: ieFlowStartNanoseconds, Length: 8},
-		{ID: ieFlowEndNanoseconds, Length: 8},
-		{ID: ieFlowDurationMicroseconds, Length: 4},
-		{ID: iePacketDeltaCount, Length: 8},
-		{ID: ieOctetDeltaCount, Length: 8},
-		{ID: ieFlowEndReason, Length: 1},
-		{PEN: pen, ID: ipfix.MQTTControlType, Length: 2},
-		{PEN: pen, ID: ipfix.MQTTQoS, Length: 2},
-		{PEN: pen, ID: ipfix.MQTTPacketID, Length: 2},
-		{PEN: pen, ID: ipfix.MQTTProtocolVersion, Length: 1},
-		{PEN: pen, ID: ipfix.MQTTReasonCode, Length: 1},
-		{PEN: pen, ID: ipfix.MQTTRetain, Length: 1},
-		{PEN: pen, ID: ipfix.MQTTDup, Length: 1},
-		{PEN: pen, ID: ipfix.MQTTPayloadLength, Length: 4},
-		{PEN: pen, ID: ipfix.MQTTCorrelationSource, Length: 1},
-		{PEN: pen, ID: ipfix.MQTTTopic, Length: v},
-		{PEN: pen, ID: ipfix.MQTTSrcClientID, Length: v},
-		{PEN: pen, ID: ipfix.MQTTDstClientID, Length: v},
-		{PEN: pen, ID: ipfix.MQTTCorrelationData, Length: v},
-		{PEN: pen, ID: ipfix.MQTTCorrelationDataRaw, Length: v},
-		{PEN: pen, ID: ipfix.MQTTUsername, Length: v},
-		{PEN: pen, ID: ipfix.MQTTResponseTopic, Length: v},
-		{PEN: pen, ID: ipfix.MQTTTopicFilters, Length: v},
-		{PEN: pen, ID: ipfix.MQTTIdentitySource, Length: 1},
-		{PEN: pen, ID: ipfix.MQTTAnomalies, Length: 8},
-	}
+	return append(commonSpecs(v6),
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTControlType, Length: 2},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTQoS, Length: 2},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTPacketID, Length: 2},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTProtocolVersion, Length: 1},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTReasonCode, Length: 1},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTRetain, Length: 1},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTDup, Length: 1},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTPayloadLength, Length: 4},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTCorrelationSource, Length: 1},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTTopic, Length: v},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTSrcClientID, Length: v},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTDstClientID, Length: v},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTCorrelationData, Length: v},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTCorrelationDataRaw, Length: v},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTUsername, Length: v},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTResponseTopic, Length: v},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTTopicFilters, Length: v},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTIdentitySource, Length: 1},
+		ipfix.FieldSpec{PEN: pen, ID: ipfix.MQTTAnomalies, Length: 8},
+	)
 }
 
 // Encoder turns Records into IPFIX data records of the flow templates.
