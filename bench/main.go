@@ -8,6 +8,8 @@
 //	go run ./bench            # full run, under 10 minutes
 //	go run ./bench -quick     # CI: a few rates, short steps, under 2 minutes
 //	go run ./bench -offline [-pcap FILE]   # probe alone on a capture vs tshark
+//	go run ./bench -coap-capture FILE [-messages N] [-seed N]   # write a synthetic CoAP capture
+//	go run ./bench -offline-coap [-pcap FILE] [-rounds N]       # mission probe --protocol coap vs tshark -Y coap
 //	go run ./bench -soak 10m [-seed N]     # soak: the plant for 10 minutes while the collector and its database are killed at random
 //
 // Needs root (live capture), mosquitto and tshark (apt-get install
@@ -51,6 +53,11 @@ type config struct {
 	keep       bool
 	refine     int // extra steps per QoS between the last rate that kept pace end to end and the first that did not
 	command    string
+
+	coapCapture string // -coap-capture: write a synthetic CoAP capture and stop
+	offlineCoAP bool   // -offline-coap: the probe's CoAP path against tshark on one capture
+	messages    int
+	rounds      int
 
 	soak         time.Duration // -soak: the soak run instead of the benchmark
 	soakInterval time.Duration
@@ -123,7 +130,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (logs, per-step CSVs)")
 	fs.DurationVar(&cfg.soak, "soak", 0, "soak run of this duration instead of the benchmark: the plant captured live, the collector and its FerretDB killed and restarted at random (e.g. 10m; 60s for a quick look)")
 	fs.DurationVar(&cfg.soakInterval, "soak-interval", 200*time.Millisecond, "soak: every plant sensor reads once per interval (5 sensors; 6 QoS 2 PUBLISH flows per reading)")
-	fs.Int64Var(&cfg.seed, "seed", 1, "soak: seed of the kill schedule")
+	fs.Int64Var(&cfg.seed, "seed", 1, "seed of the soak's kill schedule and of -coap-capture")
+	fs.StringVar(&cfg.coapCapture, "coap-capture", "", "write a synthetic CoAP capture (pcap) to this file and stop")
+	fs.BoolVar(&cfg.offlineCoAP, "offline-coap", false, "measure `mission probe --protocol coap` alone on a CoAP capture against `tshark -Y coap` on the same file (default capture: a synthetic one of -messages)")
+	fs.IntVar(&cfg.messages, "messages", 4_000_000, "CoAP messages of -coap-capture (and of -offline-coap's synthetic capture)")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "-offline-coap: rounds, each running the probe and tshark once (alternating)")
 	fs.IntVar(&cfg.refine, "refine", -1, "extra steps per QoS halving the interval between the highest rate stored end to end and the lowest that was not (default 3, quick 0)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -174,7 +185,21 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		cfg.probeRates[i] = v
 	}
-	if err := preflight(cfg.offline && cfg.pcap != ""); err != nil {
+	if cfg.coapCapture != "" {
+		gc := coapGenConfig{Messages: cfg.messages, Seed: uint64(cfg.seed)}
+		st, err := writeCoAPCaptureFile(cfg.coapCapture, gc)
+		if err != nil {
+			return err
+		}
+		gc.defaults()
+		fmt.Fprintf(stdout, "bench: wrote %s: %s\n", cfg.coapCapture, st.describe(gc))
+		return nil
+	}
+	if cfg.offlineCoAP {
+		if _, err := exec.LookPath("tshark"); err != nil {
+			return errors.New("tshark not found: apt-get install tshark")
+		}
+	} else if err := preflight(cfg.offline && cfg.pcap != ""); err != nil {
 		return err
 	}
 	if cfg.repo == "" {
@@ -211,6 +236,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if cfg.soak > 0 {
 		return runSoak(ctx, cfg, tmp, stdout)
+	}
+	if cfg.offlineCoAP {
+		return runOfflineCoAP(ctx, cfg, tmp, stdout)
 	}
 	if cfg.offline {
 		return runOffline(ctx, cfg, tmp, stdout)
