@@ -142,18 +142,53 @@ type Stats struct {
 	Observations        int       // observations known now
 }
 
-type pair struct{ client, server netip.AddrPort }
+// endpoint is an address and port as plain bytes: the map keys below
+// hold no pointer (a netip.Addr does), so they are hashed and compared as
+// one block of memory and the tables are not scanned by the GC. Every
+// field is 2-byte aligned, so the keys have no padding.
+type endpoint struct {
+	addr [16]byte // IPv4 as IPv4-mapped IPv6
+	port uint16
+	v4   uint16 // 1: an IPv4 address
+}
+
+func endpointOf(a netip.AddrPort) endpoint {
+	ip := a.Addr()
+	e := endpoint{addr: ip.As16(), port: a.Port()}
+	if ip.Is4() {
+		e.v4 = 1
+	}
+	return e
+}
+
+func (e endpoint) addrPort() (netip.Addr, uint16) {
+	a := netip.AddrFrom16(e.addr)
+	if e.v4 != 0 {
+		a = a.Unmap()
+	}
+	return a, e.port
+}
+
+type pair struct{ client, server endpoint }
 
 type tokKey struct {
 	pair
 	tok [8]byte
-	n   uint8
+	n   uint16
 }
 
 // midKey names a CON or NON message: sender, receiver, message id.
 type midKey struct {
-	from, to netip.AddrPort
+	from, to endpoint
 	mid      uint16
+}
+
+// midRef is one of an exchange's message ids in Tracker.mid: its sender
+// is the exchange's server or its client (every message of an exchange
+// is between those two).
+type midRef struct {
+	mid        uint16
+	fromServer bool
 }
 
 type state uint8
@@ -164,22 +199,29 @@ const (
 	stDone                 // ended and emitted: lingering
 )
 
-// exch is one exchange.
+// exch is one exchange. What only its flow needs is apart (live), so a
+// lingering exchange (up to MaxExchanges of them in a busy capture) is
+// about 100 bytes.
 type exch struct {
-	node    lru.Node[exch]
-	kind    uint8
-	st      state
-	key     tokKey // pair and token (the client is the request's sender)
-	hasTok  bool   // in Tracker.tok
-	mids    [2]midKey
-	nmids   uint8 // entries of mids in Tracker.mid
+	node   lru.Node[exch]
+	*live         // nil once the flow is emitted
+	last   int64  // capture time of the latest message
+	key    tokKey // pair and token (the client is the request's sender)
+	mids   [2]midRef
+	kind   uint8
+	st     state
+	hasTok bool  // in Tracker.tok
+	nmids  uint8 // entries of mids in Tracker.mid
+}
+
+// live is the part of an open exchange that its flow record is made of.
+type live struct {
+	first   int64
+	packets uint64
+	octets  uint64
 	hasResp bool
 	observe bool   // the request registers an observation (Observe 0)
 	caseKey []byte // value of Config.CaseOption in the request (a notification: the registration's)
-	first   int64
-	last    int64
-	packets uint64
-	octets  uint64
 	c       flow.CoAP
 }
 
@@ -198,14 +240,18 @@ type Tracker struct {
 	cfg     Config
 	out     app.FlowHandler
 	msg     coapparse.Message
+	src     endpoint // the current datagram's
+	dst     endpoint
 	rec     flow.Record
-	tok     map[tokKey]*exch
-	mid     map[midKey]*exch
-	obs     map[tokKey]*observation
-	open    lru.List[exch] // least recently active first
-	done    lru.List[exch] // lingering, oldest first
+	tok     index[tokKey, *exch]        // open requests
+	mid     index[midKey, *exch]        // CON and NON messages of open and lingering exchanges
+	obs     index[tokKey, *observation] // registrations
+	seed    uint64                      // of the indexes' fingerprints
+	open    lru.List[exch]              // least recently active first
+	done    lru.List[exch]              // lingering, oldest first
 	obsLRU  lru.List[observation]
 	free    []*exch
+	lives   []*live // free
 	names   interner
 	slab    []flow.CoAP // emitted flows' CoAP parts, cut from shared chunks
 	tokens  []byte      // emitted flows' tokens, cut from shared chunks
@@ -216,14 +262,19 @@ type Tracker struct {
 // New returns a tracker that hands finished flows to out.
 func New(cfg Config, out app.FlowHandler) *Tracker {
 	cfg.defaults()
-	return &Tracker{cfg: cfg, out: out, tok: make(map[tokKey]*exch), mid: make(map[midKey]*exch),
-		obs: make(map[tokKey]*observation), names: interner{m: make(map[string]string)}}
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	return &Tracker{cfg: cfg, out: out,
+		tok:  newIndex(func(x *exch, k tokKey) bool { return x.key == k }),
+		mid:  newIndex((*exch).holdsMID),
+		obs:  newIndex(func(o *observation, k tokKey) bool { return o.key == k }),
+		seed: binary.LittleEndian.Uint64(seed[:]), names: interner{m: make(map[string]string)}}
 }
 
 // Stats returns the counters.
 func (t *Tracker) Stats() Stats {
 	s := t.stats
-	s.Open, s.Lingering, s.Observations = t.open.Len(), t.done.Len(), len(t.obs)
+	s.Open, s.Lingering, s.Observations = t.open.Len(), t.done.Len(), t.obs.len()
 	return s
 }
 
@@ -250,12 +301,13 @@ func (t *Tracker) FlushAll() {
 	for x := t.open.Front(); x != nil; x = t.open.Front() {
 		t.end(x, flow.EndForced)
 	}
-	for x := t.done.Front(); x != nil; x = t.done.Front() {
-		t.release(x)
-	}
-	for o := t.obsLRU.Front(); o != nil; o = t.obsLRU.Front() {
-		t.forget(o)
-	}
+	// The rest lingers or observes: forgotten all at once, not entry by
+	// entry (a large capture ends with up to MaxExchanges of them). Their
+	// structs are left to the GC, not to the free list.
+	t.mid.clear()
+	t.done = lru.List[exch]{}
+	t.obs.clear()
+	t.obsLRU = lru.List[observation]{}
 }
 
 // Datagram takes one UDP datagram on a CoAP port.
@@ -271,6 +323,7 @@ func (t *Tracker) Datagram(d *app.Datagram) {
 		t.stats.Violations++
 	}
 	t.stats.Messages[m.Type&3]++
+	t.src, t.dst = endpointOf(d.Src), endpointOf(d.Dst)
 	n := uint64(len(d.Payload))
 	switch m.Type {
 	case coapparse.Confirmable, coapparse.NonConfirmable:
@@ -283,8 +336,8 @@ func (t *Tracker) Datagram(d *app.Datagram) {
 // message handles a CON or NON: a request, a ping, a separate response
 // or a notification, or a copy of one already seen.
 func (t *Tracker) message(d *app.Datagram, m *coapparse.Message, n uint64) {
-	mk := midKey{d.Src, d.Dst, m.MessageID}
-	if x := t.mid[mk]; x != nil {
+	mk := midKey{t.src, t.dst, m.MessageID}
+	if x := t.mid.get(mk.fingerprint(t.seed), mk); x != nil {
 		if x.st != stDone {
 			x.c.Retransmissions++
 			t.stats.Retransmissions++
@@ -304,7 +357,7 @@ func (t *Tracker) message(d *app.Datagram, m *coapparse.Message, n uint64) {
 			t.stats.Ignored++
 			return
 		}
-		x := t.begin(KindPing, pair{d.Src, d.Dst}, m, d.Time, n)
+		x := t.begin(KindPing, pair{t.src, t.dst}, m, d.Time, n)
 		t.addMID(x, mk)
 	case m.Code.IsRequest():
 		t.request(d, m, mk, n)
@@ -316,21 +369,22 @@ func (t *Tracker) message(d *app.Datagram, m *coapparse.Message, n uint64) {
 }
 
 func (t *Tracker) request(d *app.Datagram, m *coapparse.Message, mk midKey, n uint64) {
-	key := newTokKey(pair{d.Src, d.Dst}, m.Token)
-	if old := t.tok[key]; old != nil {
+	key := newTokKey(pair{t.src, t.dst}, m.Token)
+	kf := key.fingerprint(t.seed)
+	if old := t.tok.get(kf, key); old != nil {
 		t.stats.Superseded++
 		t.end(old, flow.EndForced)
 	}
 	obs, hasObs := m.Observe()
 	if hasObs && obs == 1 {
-		if o := t.obs[key]; o != nil {
+		if o := t.obs.get(kf, key); o != nil {
 			t.forget(o) // deregistration
 		}
 	}
 	x := t.begin(KindRequest, key.pair, m, d.Time, n)
 	x.key = key
 	x.hasTok = true
-	t.tok[key] = x
+	t.tok.put(kf, key, x)
 	t.addMID(x, mk)
 	if t.cfg.CaseOption != 0 {
 		switch v, ok := m.Get(t.cfg.CaseOption); {
@@ -361,8 +415,9 @@ func (t *Tracker) request(d *app.Datagram, m *coapparse.Message, mk midKey, n ui
 }
 
 func (t *Tracker) response(d *app.Datagram, m *coapparse.Message, mk midKey, n uint64) {
-	key := newTokKey(pair{d.Dst, d.Src}, m.Token)
-	if x := t.tok[key]; x != nil && !x.hasResp {
+	key := newTokKey(pair{t.dst, t.src}, m.Token)
+	kf := key.fingerprint(t.seed)
+	if x := t.tok.get(kf, key); x != nil && !x.hasResp {
 		// A separate response.
 		t.touch(x, d.Time, n)
 		t.answer(x, m)
@@ -375,7 +430,7 @@ func (t *Tracker) response(d *app.Datagram, m *coapparse.Message, mk midKey, n u
 		t.end(x, flow.EndOfFlow)
 		return
 	}
-	o := t.obs[key]
+	o := t.obs.get(kf, key)
 	if o == nil {
 		t.stats.Unmatched++
 		return
@@ -383,7 +438,7 @@ func (t *Tracker) response(d *app.Datagram, m *coapparse.Message, mk midKey, n u
 	// A notification: the server initiates it.
 	o.last = d.Time
 	t.obsLRU.MoveToBack(&o.node)
-	x := t.begin(KindNotification, pair{d.Src, d.Dst}, m, d.Time, n)
+	x := t.begin(KindNotification, pair{t.src, t.dst}, m, d.Time, n)
 	x.key = key
 	c := &x.c
 	c.Method, c.URIHost, c.URIPath, c.URIQuery = o.method, o.host, o.path, o.query
@@ -428,14 +483,15 @@ func (t *Tracker) answer(x *exch, m *coapparse.Message) {
 
 // register keeps the observation x's response started.
 func (t *Tracker) register(x *exch) {
-	o := t.obs[x.key]
+	kf := x.key.fingerprint(t.seed)
+	o := t.obs.get(kf, x.key)
 	if o == nil {
-		if len(t.obs) >= t.cfg.MaxObservations {
+		if t.obs.len() >= t.cfg.MaxObservations {
 			t.stats.ObservationsEvicted++
 			t.forget(t.obsLRU.Front())
 		}
 		o = &observation{key: x.key}
-		t.obs[x.key] = o
+		t.obs.put(kf, x.key, o)
 		t.obsLRU.PushBack(&o.node, o)
 	} else {
 		t.obsLRU.MoveToBack(&o.node)
@@ -449,14 +505,14 @@ func (t *Tracker) forget(o *observation) {
 		return
 	}
 	t.obsLRU.Remove(&o.node)
-	delete(t.obs, o.key)
+	t.obs.del(o.key.fingerprint(t.seed), o.key, o)
 }
 
 // reply handles an ACK or RST: it answers the CON (or NON) with its
 // message id sent the other way.
 func (t *Tracker) reply(d *app.Datagram, m *coapparse.Message, n uint64) {
-	k := midKey{d.Dst, d.Src, m.MessageID}
-	x := t.mid[k]
+	k := midKey{t.dst, t.src, m.MessageID}
+	x := t.mid.get(k.fingerprint(t.seed), k)
 	if x == nil {
 		t.stats.Unmatched++
 		return
@@ -468,7 +524,7 @@ func (t *Tracker) reply(d *app.Datagram, m *coapparse.Message, n uint64) {
 	t.touch(x, d.Time, n)
 	if m.Type == coapparse.Reset {
 		if x.kind == KindNotification {
-			if o := t.obs[x.key]; o != nil {
+			if o := t.obs.get(x.key.fingerprint(t.seed), x.key); o != nil {
 				t.forget(o) // the client cancels the observation
 			}
 		}
@@ -511,7 +567,14 @@ func (t *Tracker) begin(kind uint8, p pair, m *coapparse.Message, ts int64, n ui
 	} else {
 		x = new(exch)
 	}
-	*x = exch{kind: kind, first: ts, last: ts, packets: 1, octets: n}
+	*x = exch{kind: kind, last: ts}
+	if k := len(t.lives); k > 0 {
+		x.live = t.lives[k-1]
+		t.lives = t.lives[:k-1]
+	} else {
+		x.live = new(live)
+	}
+	*x.live = live{first: ts, packets: 1, octets: n}
 	x.key = newTokKey(p, m.Token)
 	x.c = flow.CoAP{Type: uint8(m.Type), Code: uint8(m.Code), MessageID: m.MessageID, PayloadLength: uint32(len(m.Payload))}
 	if v, ok := m.Uint(coapparse.ContentFormat); ok {
@@ -521,16 +584,33 @@ func (t *Tracker) begin(kind uint8, p pair, m *coapparse.Message, ts int64, n ui
 	return x
 }
 
+// addMID enters k as one of x's message ids. k is not in t.mid: every
+// caller looked it up first (message) and released what it found.
 func (t *Tracker) addMID(x *exch, k midKey) {
 	if int(x.nmids) == len(x.mids) {
 		return
 	}
-	if old := t.mid[k]; old != nil && old != x {
-		t.release(old)
-	}
-	x.mids[x.nmids] = k
+	x.mids[x.nmids] = midRef{mid: k.mid, fromServer: k.from != x.key.client || k.to != x.key.server}
 	x.nmids++
-	t.mid[k] = x
+	t.mid.put(k.fingerprint(t.seed), k, x)
+}
+
+// midKey is the key of x.mids[i].
+func (x *exch) midKey(i uint8) midKey {
+	r := x.mids[i]
+	if r.fromServer {
+		return midKey{x.key.server, x.key.client, r.mid}
+	}
+	return midKey{x.key.client, x.key.server, r.mid}
+}
+
+func (x *exch) holdsMID(k midKey) bool {
+	for i := range x.nmids {
+		if x.midKey(i) == k {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Tracker) touch(x *exch, ts int64, n uint64) {
@@ -549,11 +629,11 @@ func (t *Tracker) end(x *exch, reason flow.EndReason) {
 		return
 	}
 	t.emit(x, reason)
+	t.lives = append(t.lives, x.live)
+	x.live = nil
 	t.open.Remove(&x.node)
 	if x.hasTok {
-		if t.tok[x.key] == x {
-			delete(t.tok, x.key)
-		}
+		t.tok.del(x.key.fingerprint(t.seed), x.key, x)
 		x.hasTok = false
 	}
 	x.st = stDone
@@ -575,9 +655,8 @@ func (t *Tracker) release(x *exch) {
 		t.done.Remove(&x.node)
 	}
 	for i := range x.nmids {
-		if t.mid[x.mids[i]] == x {
-			delete(t.mid, x.mids[i])
-		}
+		k := x.midKey(i)
+		t.mid.del(k.fingerprint(t.seed), k, x)
 	}
 	x.nmids = 0
 	*x = exch{}
@@ -594,8 +673,8 @@ func (t *Tracker) emit(x *exch, reason flow.EndReason) {
 	if x.kind == KindNotification {
 		src, dst = dst, src
 	}
-	r.SrcAddr, r.SrcPort = src.Addr(), src.Port()
-	r.DstAddr, r.DstPort = dst.Addr(), dst.Port()
+	r.SrcAddr, r.SrcPort = src.addrPort()
+	r.DstAddr, r.DstPort = dst.addrPort()
 	if len(t.slab) == 0 {
 		t.slab = make([]flow.CoAP, 256)
 	}
@@ -629,7 +708,7 @@ func (t *Tracker) token(b []byte) []byte {
 }
 
 func newTokKey(p pair, tok []byte) tokKey {
-	k := tokKey{pair: p, n: uint8(min(len(tok), 8))}
+	k := tokKey{pair: p, n: uint16(min(len(tok), 8))}
 	copy(k.tok[:], tok)
 	return k
 }
