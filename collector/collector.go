@@ -407,9 +407,9 @@ type handler struct {
 	emit    func(r *flow.Record, mqtt bool) error
 	emitErr error
 	// counters accumulated per message, merged into the exporter's
-	mqtt, coap, other, options, invalid uint64 // mqtt, coap: flows of our templates by protocol
-	invalidReason                 flow.InvalidReason // of the last invalid record
-	invalidTemplate               uint16
+	mqtt, coap, other, options, invalid uint64             // mqtt, coap: flows of our templates by protocol
+	invalidReason                       flow.InvalidReason // of the last invalid record
+	invalidTemplate                     uint16
 	// sysInit holds exporters' systemInitTimeMilliseconds by session and
 	// observation domain, for flows timed in system uptime.
 	sysInit map[initKey]time.Time
