@@ -21,10 +21,11 @@ type rateKey struct {
 	act    int32
 }
 
-// rateCounter counts a client's flows of one type in the current window.
+// rateCounter counts a client's flows of one type in the current window
+// (n) and the one before (prev; slidingCount).
 type rateCounter struct {
 	window  int64
-	n       int
+	n, prev int
 	alerted bool
 	flows   [8]uint64 // ring of the last flows
 }
@@ -71,7 +72,11 @@ func (d *Detector) counter(k rateKey, w int64) *rateCounter {
 		d.rates[k] = rc
 	}
 	if rc.window != w {
-		*rc = rateCounter{window: w}
+		prev := 0
+		if rc.window == w-1 {
+			prev = rc.n
+		}
+		*rc = rateCounter{window: w, prev: prev}
 	}
 	return rc
 }
@@ -91,7 +96,7 @@ func (d *Detector) rateOf(out []Alert, who [2]string, kind rateKind, r *flow.Rec
 		}
 		rc.flows[rc.n%len(rc.flows)] = r.FlowID
 		rc.n++
-		if b := d.bound(c, kind); rc.n > b && !rc.alerted {
+		if b := d.bound(c, kind); slidingCount(rc.n, rc.prev, r.Start.UnixNano(), d.window) > b && !rc.alerted {
 			rc.alerted = true
 			who := fmt.Sprintf("client %q", c)
 			if c == TotalClient {
@@ -127,7 +132,7 @@ func (d *Detector) activityRate(out []Alert, client string, act int32, kind rate
 	}
 	rc.flows[rc.n%len(rc.flows)] = r.FlowID
 	rc.n++
-	if b := d.scaled(a.Rate); rc.n > b && !rc.alerted {
+	if b := d.scaled(a.Rate); slidingCount(rc.n, rc.prev, r.Start.UnixNano(), d.window) > b && !rc.alerted {
 		rc.alerted = true
 		out = d.emit(out, Alert{
 			Check: CheckRate, Severity: SeverityHigh, Time: r.Start, Client: client, Topic: a.Topic,

@@ -248,11 +248,19 @@ func TestLearnCoAPModel(t *testing.T) {
 	// 10 rounds per 10 s window: 30 controller requests (31 in the first,
 	// with the Observe registration), 10 notifications; the dashboard
 	// every fifth round: 2 × (GET /led/state, GET /log, 2 later blocks, a ping).
-	require.Equal(t, 31, profiles["10.1.0.2"].CoAPRequests)
-	require.Equal(t, 10, profiles["10.1.0.12"].CoAPNotifications)
-	require.Equal(t, 4, profiles["10.1.0.3"].CoAPRequests)
-	require.Equal(t, 4, profiles["10.1.0.3"].CoAPBlocks)
-	require.Equal(t, 2, profiles["10.1.0.3"].CoAPEmpty)
+	// Rates are sliding counts (slidingCount): at least the busiest fixed
+	// window's 31, at most one round's 3 requests more (the window before
+	// weighted by the share still covered).
+	require.GreaterOrEqual(t, profiles["10.1.0.2"].CoAPRequests, 31)
+	require.LessOrEqual(t, profiles["10.1.0.2"].CoAPRequests, 31+3)
+	within := func(got, fixed, round int, what string) {
+		require.GreaterOrEqual(t, got, fixed, what)
+		require.LessOrEqual(t, got, fixed+round, what)
+	}
+	within(profiles["10.1.0.12"].CoAPNotifications, 10, 1, "notifications")
+	within(profiles["10.1.0.3"].CoAPRequests, 4, 2, "dashboard requests")
+	within(profiles["10.1.0.3"].CoAPBlocks, 4, 2, "dashboard later blocks")
+	within(profiles["10.1.0.3"].CoAPEmpty, 2, 1, "dashboard pings")
 	require.Empty(t, m.Names)
 
 	// Deterministic, and read back the same.

@@ -520,6 +520,15 @@ func (p *ClientProfile) setRate(k rateKind, n int) {
 	}
 }
 
+// slidingCount is the number of flows in the rate window ending at t (ns),
+// estimated from the count of t's fixed window (cur) and of the one before
+// (prev), weighted by the share of it the sliding window still covers. A
+// burst that straddles a window boundary then counts in full wherever the
+// fixed windows fall; learning and detection count the same way.
+func slidingCount(cur, prev int, t, window int64) int {
+	return cur + int(int64(prev)*(window-t%window)/window)
+}
+
 // TotalClient is the name of the all-clients profile.
 const TotalClient = "*"
 
@@ -553,17 +562,18 @@ func learnRates(l *EventLog, opts LearnOptions) ([]ClientProfile, ClientProfile)
 				p.Filters = append(p.Filters, f)
 			}
 		}
-		w := e.Time.UnixNano() / int64(opts.RateWindow)
+		t := e.Time.UnixNano()
+		w := t / int64(opts.RateWindow)
 		for _, kind := range [2]rateKind{e.rateKind(), e.errorRate()} {
 			if kind == rateNone {
 				continue
 			}
-			k := key{e.Client, kind, w}
+			k, before := key{e.Client, kind, w}, key{e.Client, kind, w - 1}
 			counts[k]++
-			p.setRate(kind, counts[k])
-			k.client = TotalClient
+			p.setRate(kind, slidingCount(counts[k], counts[before], t, int64(opts.RateWindow)))
+			k.client, before.client = TotalClient, TotalClient
 			counts[k]++
-			total.setRate(kind, counts[k])
+			total.setRate(kind, slidingCount(counts[k], counts[before], t, int64(opts.RateWindow)))
 		}
 	}
 	out := make([]ClientProfile, 0, len(profiles))
@@ -576,7 +586,7 @@ func learnRates(l *EventLog, opts LearnOptions) ([]ClientProfile, ClientProfile)
 }
 
 // learnActivityRates sets the rate of each CoAP activity: its highest
-// number of flows in one rate window.
+// number of flows in one rate window (slidingCount).
 func learnActivityRates(l *EventLog, acts []ActivityInfo, window time.Duration) {
 	type key struct {
 		act    string
@@ -589,9 +599,11 @@ func learnActivityRates(l *EventLog, acts []ActivityInfo, window time.Duration) 
 		if e.CoAP == 0 || !e.HasActivity() {
 			continue
 		}
-		k := key{e.Activity(), e.Time.UnixNano() / int64(window)}
+		t := e.Time.UnixNano()
+		k := key{e.Activity(), t / int64(window)}
 		counts[k]++
-		peak[k.act] = max(peak[k.act], counts[k])
+		n := slidingCount(counts[k], counts[key{k.act, k.window - 1}], t, int64(window))
+		peak[k.act] = max(peak[k.act], n)
 	}
 	for i := range acts {
 		acts[i].Rate = peak[acts[i].Activity]
