@@ -44,6 +44,7 @@ type midResult struct {
 	unnamed                int // matched flows whose client is named neither in the store nor by inference
 	noVersion              int // matched flows without protocol version (no CONNECT seen: unknown)
 	maxDelta               time.Duration
+	stampedApart           int // matched with a start or end more than 1 ms apart (two sockets' timestamps)
 	alerts, incidents      int
 	sources                map[string]int
 }
@@ -80,13 +81,16 @@ func TestMidstreamResearchPlant(t *testing.T) {
 			r.record(t, sc.run)
 			res := r.compare(t, m, sc.name)
 			rows = append(rows, res)
-			t.Logf("%s: %d flows compared, %d matched (times within %s, %d without protocol version), %d ids right (%d unnamed), sources %v, %d alerts, %d incidents",
-				sc.name, res.compared, res.matched, res.maxDelta, res.noVersion, res.ids, res.unnamed, res.sources, res.alerts, res.incidents)
+			t.Logf("%s: %d flows compared, %d matched (times within %s, %d more than 1 ms apart, %d without protocol version), %d ids right (%d unnamed), sources %v, %d alerts, %d incidents",
+				sc.name, res.compared, res.matched, res.maxDelta, res.stampedApart, res.noVersion, res.ids, res.unnamed, res.sources, res.alerts, res.incidents)
 			if res.compared < 1000 {
 				t.Errorf("only %d flows to compare", res.compared)
 			}
 			if float64(res.matched) < 0.999*float64(res.compared) {
 				t.Errorf("%d of %d flows after the restart match the uninterrupted capture, want ≥ 99.9 %%", res.matched, res.compared)
+			}
+			if float64(res.stampedApart) > 0.002*float64(res.compared) {
+				t.Errorf("%d of %d flows stamped more than 1 ms apart from the reference capture, want ≤ 0.2 %%", res.stampedApart, res.compared)
 			}
 			if res.ids != res.matched {
 				t.Errorf("%d of %d matched flows name the right client", res.ids, res.matched)
@@ -313,7 +317,10 @@ func listenPort(t *testing.T, logs string) int {
 // midKey finds a flow (with its start time: the nearest start within
 // midTimeTolerance). Times are compared within that tolerance: the
 // reference capture is another socket (dumpcap, pcap with microsecond
-// times), whose kernel timestamps differ from the probe's by microseconds.
+// times), whose kernel timestamps differ from the probe's by microseconds
+// — or by milliseconds, now and then, on a loaded machine (each packet
+// socket is stamped as the softirq reaches it; see
+// mqtttest.MatchRecording), hence mqtttest.WideTolerance.
 type midKey struct {
 	typ      string
 	src, dst string
@@ -322,7 +329,7 @@ type midKey struct {
 	corr     string
 }
 
-const midTimeTolerance = time.Millisecond
+const midTimeTolerance = mqtttest.WideTolerance
 
 func midKeyOf(d *flow.Document) midKey {
 	return midKey{d.MQTTControlTypeName,
@@ -418,6 +425,9 @@ func (r *midRun) compare(t *testing.T, m *mining.Model, name string) midResult {
 		}
 		res.matched++
 		res.maxDelta = max(res.maxDelta, dt)
+		if dt > time.Millisecond {
+			res.stampedApart++
+		}
 		if g.MQTTProtocolVersion == 0 {
 			res.noVersion++
 		}
