@@ -27,6 +27,10 @@ type coapGenConfig struct {
 	Clients  int    // client endpoints (address and port); default 4096
 	Servers  int    // server addresses, half IPv4 and half IPv6; default 16
 	InFlight int    // exchanges interleaved at once; default 512
+	// Gap is the mean capture time between frames (uniform within ±90 %);
+	// default 10.5 µs (1–20 µs). It sets how many exchanges linger: a
+	// 45 s linger holds 45 s / Gap messages' exchanges.
+	Gap time.Duration
 }
 
 // Exchange shapes of the capture.
@@ -186,7 +190,11 @@ func writeCoAPCapture(w io.Writer, cfg coapGenConfig) (coapGenStats, error) {
 			active = active[:len(active)-1]
 			g.recycle(s)
 		}
-		ts += int64(1000 + g.rng.IntN(19000)) // 1–20 µs between frames
+		if cfg.Gap > 0 {
+			ts += int64(cfg.Gap)/10 + g.rng.Int64N(int64(cfg.Gap)*18/10+1)
+		} else {
+			ts += int64(1000 + g.rng.IntN(19000)) // 1–20 µs between frames
+		}
 		frame = appendUDPFrame(frame[:0], f.from, f.to, f.data)
 		if f.from.addr.Is6() {
 			g.stats.IPv6++

@@ -57,6 +57,7 @@ type config struct {
 	coapCapture string // -coap-capture: write a synthetic CoAP capture and stop
 	offlineCoAP bool   // -offline-coap: the probe's CoAP path against tshark on one capture
 	messages    int
+	coapGap     time.Duration
 	rounds      int
 
 	soak         time.Duration // -soak: the soak run instead of the benchmark
@@ -133,6 +134,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Int64Var(&cfg.seed, "seed", 1, "seed of the soak's kill schedule and of -coap-capture")
 	fs.StringVar(&cfg.coapCapture, "coap-capture", "", "write a synthetic CoAP capture (pcap) to this file and stop")
 	fs.BoolVar(&cfg.offlineCoAP, "offline-coap", false, "measure `mission probe --protocol coap` alone on a CoAP capture against `tshark -Y coap` on the same file (default capture: a synthetic one of -messages)")
+	fs.DurationVar(&cfg.coapGap, "coap-gap", 0, "mean capture time between the synthetic CoAP capture's frames (default 10.5 µs: about a million exchanges lingering)")
 	fs.IntVar(&cfg.messages, "messages", 4_000_000, "CoAP messages of -coap-capture (and of -offline-coap's synthetic capture)")
 	fs.IntVar(&cfg.rounds, "rounds", 3, "-offline-coap: rounds, each running the probe and tshark once (alternating)")
 	fs.IntVar(&cfg.refine, "refine", -1, "extra steps per QoS halving the interval between the highest rate stored end to end and the lowest that was not (default 3, quick 0)")
@@ -186,7 +188,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		cfg.probeRates[i] = v
 	}
 	if cfg.coapCapture != "" {
-		gc := coapGenConfig{Messages: cfg.messages, Seed: uint64(cfg.seed)}
+		gc := coapGenConfig{Messages: cfg.messages, Seed: uint64(cfg.seed), Gap: cfg.coapGap}
 		st, err := writeCoAPCaptureFile(cfg.coapCapture, gc)
 		if err != nil {
 			return err

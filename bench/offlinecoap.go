@@ -25,7 +25,7 @@ func runOfflineCoAP(ctx context.Context, cfg *config, tmp string, stdout io.Writ
 	file, desc := cfg.pcap, ""
 	if file == "" {
 		file = filepath.Join(tmp, "coap.pcap")
-		gc := coapGenConfig{Messages: cfg.messages, Seed: uint64(cfg.seed)}
+		gc := coapGenConfig{Messages: cfg.messages, Seed: uint64(cfg.seed), Gap: cfg.coapGap}
 		fmt.Fprintf(stdout, "bench: writing a synthetic CoAP capture of %d messages…\n", cfg.messages)
 		st, err := writeCoAPCaptureFile(file, gc)
 		if err != nil {

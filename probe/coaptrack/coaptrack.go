@@ -196,22 +196,18 @@ type state uint8
 const (
 	stOpen    state = iota // waiting for a response or an ACK
 	stWaitAck              // separate CON response seen, waiting for the client's ACK
-	stDone                 // ended and emitted: lingering
 )
 
-// exch is one exchange. What only its flow needs is apart (live), so a
-// lingering exchange (up to MaxExchanges of them in a busy capture) is
-// about 100 bytes.
+// exch is one open exchange (an ended one lingers as a lingered entry).
 type exch struct {
-	node   lru.Node[exch]
-	*live         // nil once the flow is emitted
+	node lru.Node[exch]
+	*live
 	last   int64  // capture time of the latest message
 	key    tokKey // pair and token (the client is the request's sender)
-	mids   [2]midRef
+	mids   midSet // its messages in Tracker.openMid
 	kind   uint8
 	st     state
-	hasTok bool  // in Tracker.tok
-	nmids  uint8 // entries of mids in Tracker.mid
+	hasTok bool // in Tracker.tok
 }
 
 // live is the part of an open exchange that its flow record is made of.
@@ -244,11 +240,12 @@ type Tracker struct {
 	dst     endpoint
 	rec     flow.Record
 	tok     index[tokKey, *exch]        // open requests
-	mid     index[midKey, *exch]        // CON and NON messages of open and lingering exchanges
+	openMid index[midKey, *exch]        // CON and NON messages of open exchanges
+	linMid  index[midKey, uint64]       // CON and NON messages of lingering exchanges: ring sequence numbers
+	ring    lingerRing                  // lingering exchanges, oldest first
 	obs     index[tokKey, *observation] // registrations
 	seed    uint64                      // of the indexes' fingerprints
 	open    lru.List[exch]              // least recently active first
-	done    lru.List[exch]              // lingering, oldest first
 	obsLRU  lru.List[observation]
 	free    []*exch
 	lives   []*live // free
@@ -264,17 +261,23 @@ func New(cfg Config, out app.FlowHandler) *Tracker {
 	cfg.defaults()
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
-	return &Tracker{cfg: cfg, out: out,
-		tok:  newIndex(func(x *exch, k tokKey) bool { return x.key == k }),
-		mid:  newIndex((*exch).holdsMID),
-		obs:  newIndex(func(o *observation, k tokKey) bool { return o.key == k }),
-		seed: binary.LittleEndian.Uint64(seed[:]), names: interner{m: make(map[string]string)}}
+	t := &Tracker{cfg: cfg, out: out,
+		tok:     newIndex(func(x *exch, k tokKey) bool { return x.key == k }),
+		openMid: newIndex(func(x *exch, k midKey) bool { return x.mids.holds(&x.key.pair, k) }),
+		obs:     newIndex(func(o *observation, k tokKey) bool { return o.key == k }),
+		ring:    newLingerRing(cfg.MaxExchanges),
+		seed:    binary.LittleEndian.Uint64(seed[:]), names: interner{m: make(map[string]string)}}
+	t.linMid = newIndex(func(s uint64, k midKey) bool {
+		e := t.ring.at(s)
+		return e != nil && e.mids.holds(&e.key.pair, k)
+	})
+	return t
 }
 
 // Stats returns the counters.
 func (t *Tracker) Stats() Stats {
 	s := t.stats
-	s.Open, s.Lingering, s.Observations = t.open.Len(), t.done.Len(), t.obs.len()
+	s.Open, s.Lingering, s.Observations = t.open.Len(), t.ring.live, t.obs.len()
 	return s
 }
 
@@ -287,8 +290,8 @@ func (t *Tracker) AdvanceAt(now int64) {
 		t.end(x, flow.EndIdleTimeout)
 	}
 	limit = now - int64(t.cfg.Linger)
-	for x := t.done.Front(); x != nil && x.last < limit; x = t.done.Front() {
-		t.release(x)
+	for e := t.ring.front(); e != nil && (e.dead || e.last < limit); e = t.ring.front() {
+		t.dropOldest()
 	}
 	limit = now - int64(t.cfg.ObserveTimeout)
 	for o := t.obsLRU.Front(); o != nil && o.last < limit; o = t.obsLRU.Front() {
@@ -302,10 +305,9 @@ func (t *Tracker) FlushAll() {
 		t.end(x, flow.EndForced)
 	}
 	// The rest lingers or observes: forgotten all at once, not entry by
-	// entry (a large capture ends with up to MaxExchanges of them). Their
-	// structs are left to the GC, not to the free list.
-	t.mid.clear()
-	t.done = lru.List[exch]{}
+	// entry (a large capture ends with up to MaxExchanges of them).
+	t.linMid.clear()
+	t.ring.reset()
 	t.obs.clear()
 	t.obsLRU = lru.List[observation]{}
 }
@@ -337,19 +339,20 @@ func (t *Tracker) Datagram(d *app.Datagram) {
 // or a notification, or a copy of one already seen.
 func (t *Tracker) message(d *app.Datagram, m *coapparse.Message, n uint64) {
 	mk := midKey{t.src, t.dst, m.MessageID}
-	if x := t.mid.get(mk.fingerprint(t.seed), mk); x != nil {
-		if x.st != stDone {
-			x.c.Retransmissions++
-			t.stats.Retransmissions++
-			t.touch(x, d.Time, n)
-			return
-		}
-		if sameToken(&x.key, m.Token) || x.kind == KindPing && m.Code.IsEmpty() {
+	mf := mk.fingerprint(t.seed)
+	if x := t.openMid.get(mf, mk); x != nil {
+		x.c.Retransmissions++
+		t.stats.Retransmissions++
+		t.touch(x, d.Time, n)
+		return
+	}
+	if e := t.lingering(mf, mk); e != nil {
+		if sameToken(&e.key, m.Token) || e.kind == KindPing && m.Code.IsEmpty() {
 			t.stats.Duplicates++
 			return
 		}
 		// A new message reusing the id: the old exchange is over.
-		t.release(x)
+		t.unlinger(e)
 	}
 	switch {
 	case m.Code.IsEmpty():
@@ -358,17 +361,17 @@ func (t *Tracker) message(d *app.Datagram, m *coapparse.Message, n uint64) {
 			return
 		}
 		x := t.begin(KindPing, pair{t.src, t.dst}, m, d.Time, n)
-		t.addMID(x, mk)
+		t.addMID(x, mk, mf)
 	case m.Code.IsRequest():
-		t.request(d, m, mk, n)
+		t.request(d, m, mk, mf, n)
 	case m.Code.IsResponse():
-		t.response(d, m, mk, n)
+		t.response(d, m, mk, mf, n)
 	default:
 		t.stats.Ignored++
 	}
 }
 
-func (t *Tracker) request(d *app.Datagram, m *coapparse.Message, mk midKey, n uint64) {
+func (t *Tracker) request(d *app.Datagram, m *coapparse.Message, mk midKey, mf, n uint64) {
 	key := newTokKey(pair{t.src, t.dst}, m.Token)
 	kf := key.fingerprint(t.seed)
 	if old := t.tok.get(kf, key); old != nil {
@@ -385,7 +388,7 @@ func (t *Tracker) request(d *app.Datagram, m *coapparse.Message, mk midKey, n ui
 	x.key = key
 	x.hasTok = true
 	t.tok.put(kf, key, x)
-	t.addMID(x, mk)
+	t.addMID(x, mk, mf)
 	if t.cfg.CaseOption != 0 {
 		switch v, ok := m.Get(t.cfg.CaseOption); {
 		case !ok || len(v) == 0:
@@ -414,7 +417,7 @@ func (t *Tracker) request(d *app.Datagram, m *coapparse.Message, mk midKey, n ui
 	}
 }
 
-func (t *Tracker) response(d *app.Datagram, m *coapparse.Message, mk midKey, n uint64) {
+func (t *Tracker) response(d *app.Datagram, m *coapparse.Message, mk midKey, mf, n uint64) {
 	key := newTokKey(pair{t.dst, t.src}, m.Token)
 	kf := key.fingerprint(t.seed)
 	if x := t.tok.get(kf, key); x != nil && !x.hasResp {
@@ -423,10 +426,10 @@ func (t *Tracker) response(d *app.Datagram, m *coapparse.Message, mk midKey, n u
 		t.answer(x, m)
 		if m.Type == coapparse.Confirmable {
 			x.st = stWaitAck
-			t.addMID(x, mk)
+			t.addMID(x, mk, mf)
 			return
 		}
-		t.addMID(x, mk) // a repeated NON response is a duplicate
+		t.addMID(x, mk, mf) // a repeated NON response is a duplicate
 		t.end(x, flow.EndOfFlow)
 		return
 	}
@@ -445,7 +448,7 @@ func (t *Tracker) response(d *app.Datagram, m *coapparse.Message, mk midKey, n u
 	x.caseKey = o.caseKey
 	c.PayloadLength, c.HasContentFormat, c.ContentFormat = 0, false, 0 // answer sets them
 	t.answer(x, m)
-	t.addMID(x, mk)
+	t.addMID(x, mk, mf)
 	if m.Type == coapparse.NonConfirmable {
 		t.end(x, flow.EndOfFlow)
 	}
@@ -512,13 +515,14 @@ func (t *Tracker) forget(o *observation) {
 // message id sent the other way.
 func (t *Tracker) reply(d *app.Datagram, m *coapparse.Message, n uint64) {
 	k := midKey{t.dst, t.src, m.MessageID}
-	x := t.mid.get(k.fingerprint(t.seed), k)
+	kf := k.fingerprint(t.seed)
+	x := t.openMid.get(kf, k)
 	if x == nil {
-		t.stats.Unmatched++
-		return
-	}
-	if x.st == stDone {
-		t.stats.Duplicates++
+		if t.lingering(kf, k) != nil {
+			t.stats.Duplicates++
+		} else {
+			t.stats.Unmatched++
+		}
 		return
 	}
 	t.touch(x, d.Time, n)
@@ -551,10 +555,10 @@ func (t *Tracker) reply(d *app.Datagram, m *coapparse.Message, n uint64) {
 
 // begin opens an exchange initiated by m from p.client to p.server.
 func (t *Tracker) begin(kind uint8, p pair, m *coapparse.Message, ts int64, n uint64) *exch {
-	if t.open.Len()+t.done.Len() >= t.cfg.MaxExchanges {
-		if x := t.done.Front(); x != nil {
+	if t.open.Len()+t.ring.live >= t.cfg.MaxExchanges {
+		if t.ring.live > 0 {
 			t.stats.LingerEvicted++
-			t.release(x)
+			t.dropOldestLive()
 		} else if x := t.open.Front(); x != nil {
 			t.stats.Evicted++
 			t.end(x, flow.EndLackOfResources)
@@ -584,33 +588,13 @@ func (t *Tracker) begin(kind uint8, p pair, m *coapparse.Message, ts int64, n ui
 	return x
 }
 
-// addMID enters k as one of x's message ids. k is not in t.mid: every
-// caller looked it up first (message) and released what it found.
-func (t *Tracker) addMID(x *exch, k midKey) {
-	if int(x.nmids) == len(x.mids) {
-		return
+// addMID enters k (fingerprint f) as one of x's message ids. k is not
+// in t.openMid nor in t.linMid: every caller looked it up first
+// (message) and released what it found.
+func (t *Tracker) addMID(x *exch, k midKey, f uint64) {
+	if x.mids.add(&x.key.pair, k) {
+		t.openMid.put(f, k, x)
 	}
-	x.mids[x.nmids] = midRef{mid: k.mid, fromServer: k.from != x.key.client || k.to != x.key.server}
-	x.nmids++
-	t.mid.put(k.fingerprint(t.seed), k, x)
-}
-
-// midKey is the key of x.mids[i].
-func (x *exch) midKey(i uint8) midKey {
-	r := x.mids[i]
-	if r.fromServer {
-		return midKey{x.key.server, x.key.client, r.mid}
-	}
-	return midKey{x.key.client, x.key.server, r.mid}
-}
-
-func (x *exch) holdsMID(k midKey) bool {
-	for i := range x.nmids {
-		if x.midKey(i) == k {
-			return true
-		}
-	}
-	return false
 }
 
 func (t *Tracker) touch(x *exch, ts int64, n uint64) {
@@ -622,45 +606,83 @@ func (t *Tracker) touch(x *exch, ts int64, n uint64) {
 	t.open.MoveToBack(&x.node)
 }
 
-// end emits x's flow; an exchange that completed lingers, any other is
-// released.
+// end emits x's flow and forgets x; an exchange that completed lingers.
 func (t *Tracker) end(x *exch, reason flow.EndReason) {
-	if x.st == stDone {
-		return
-	}
 	t.emit(x, reason)
 	t.lives = append(t.lives, x.live)
 	x.live = nil
 	t.open.Remove(&x.node)
 	if x.hasTok {
 		t.tok.del(x.key.fingerprint(t.seed), x.key, x)
-		x.hasTok = false
 	}
-	x.st = stDone
+	var e *lingered
 	if reason == flow.EndOfFlow {
-		t.done.PushBack(&x.node, x)
-		return
+		e = t.linger(x)
 	}
-	t.release(x)
-}
-
-// release forgets x entirely (after its flow was emitted, or silently
-// when it lingered).
-func (t *Tracker) release(x *exch) {
-	if x.st != stDone {
-		t.end(x, flow.EndForced)
-		return
+	for i := range x.mids.n {
+		k := x.mids.key(i, &x.key.pair)
+		f := k.fingerprint(t.seed)
+		t.openMid.del(f, k, x)
+		if e != nil {
+			t.linMid.put(f, k, e.seq)
+		}
 	}
-	if x.node.Linked() {
-		t.done.Remove(&x.node)
-	}
-	for i := range x.nmids {
-		k := x.midKey(i)
-		t.mid.del(k.fingerprint(t.seed), k, x)
-	}
-	x.nmids = 0
 	*x = exch{}
 	t.free = append(t.free, x)
+}
+
+// linger keeps what recognises copies of x's messages.
+func (t *Tracker) linger(x *exch) *lingered {
+	for t.ring.full() {
+		if !t.ring.front().dead {
+			t.stats.LingerEvicted++
+		}
+		t.dropOldest()
+	}
+	e := t.ring.push()
+	e.last, e.key, e.mids, e.kind = x.last, x.key, x.mids, x.kind
+	return e
+}
+
+// lingering returns the lingering exchange that sent k (fingerprint f),
+// or nil.
+func (t *Tracker) lingering(f uint64, k midKey) *lingered {
+	s := t.linMid.get(f, k)
+	if s == 0 {
+		return nil
+	}
+	return t.ring.at(s)
+}
+
+// unlinger forgets e before its time.
+func (t *Tracker) unlinger(e *lingered) {
+	t.unindex(e)
+	e.dead = true
+	t.ring.live--
+}
+
+func (t *Tracker) unindex(e *lingered) {
+	for i := range e.mids.n {
+		k := e.mids.key(i, &e.key.pair)
+		t.linMid.del(k.fingerprint(t.seed), k, e.seq)
+	}
+}
+
+// dropOldest forgets the oldest lingering entry, live or dead.
+func (t *Tracker) dropOldest() {
+	if e := t.ring.front(); !e.dead {
+		t.unindex(e)
+	}
+	t.ring.pop()
+}
+
+// dropOldestLive forgets the oldest live lingering exchange (and the
+// dead entries before it); there must be one.
+func (t *Tracker) dropOldestLive() {
+	for t.ring.front().dead {
+		t.ring.pop()
+	}
+	t.dropOldest()
 }
 
 func (t *Tracker) emit(x *exch, reason flow.EndReason) {
