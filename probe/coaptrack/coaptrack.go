@@ -241,8 +241,7 @@ type Tracker struct {
 	rec     flow.Record
 	tok     index[tokKey, *exch]        // open requests
 	openMid index[midKey, *exch]        // CON and NON messages of open exchanges
-	linMid  index[midKey, uint64]       // CON and NON messages of lingering exchanges: ring sequence numbers
-	ring    lingerRing                  // lingering exchanges, oldest first
+	ring    lingerRing                  // lingering exchanges, oldest first, and their CON and NON messages
 	obs     index[tokKey, *observation] // registrations
 	seed    uint64                      // of the indexes' fingerprints
 	open    lru.List[exch]              // least recently active first
@@ -265,12 +264,8 @@ func New(cfg Config, out app.FlowHandler) *Tracker {
 		tok:     newIndex(func(x *exch, k tokKey) bool { return x.key == k }),
 		openMid: newIndex(func(x *exch, k midKey) bool { return x.mids.holds(&x.key.pair, k) }),
 		obs:     newIndex(func(o *observation, k tokKey) bool { return o.key == k }),
-		ring:    newLingerRing(cfg.MaxExchanges),
 		seed:    binary.LittleEndian.Uint64(seed[:]), names: interner{m: make(map[string]string)}}
-	t.linMid = newIndex(func(s uint64, k midKey) bool {
-		e := t.ring.at(s)
-		return e != nil && e.mids.holds(&e.key.pair, k)
-	})
+	t.ring = newLingerRing(cfg.MaxExchanges, t.seed)
 	return t
 }
 
@@ -306,7 +301,6 @@ func (t *Tracker) FlushAll() {
 	}
 	// The rest lingers or observes: forgotten all at once, not entry by
 	// entry (a large capture ends with up to MaxExchanges of them).
-	t.linMid.clear()
 	t.ring.reset()
 	t.obs.clear()
 	t.obsLRU = lru.List[observation]{}
@@ -589,7 +583,7 @@ func (t *Tracker) begin(kind uint8, p pair, m *coapparse.Message, ts int64, n ui
 }
 
 // addMID enters k (fingerprint f) as one of x's message ids. k is not
-// in t.openMid nor in t.linMid: every caller looked it up first
+// in t.openMid nor lingering: every caller looked it up first
 // (message) and released what it found.
 func (t *Tracker) addMID(x *exch, k midKey, f uint64) {
 	if x.mids.add(&x.key.pair, k) {
@@ -623,8 +617,8 @@ func (t *Tracker) end(x *exch, reason flow.EndReason) {
 		k := x.mids.key(i, &x.key.pair)
 		f := k.fingerprint(t.seed)
 		t.openMid.del(f, k, x)
-		if e != nil {
-			t.linMid.put(f, k, e.seq)
+		if e != nil && !t.ring.enter(f, e.seq) {
+			t.stats.LingerEvicted++
 		}
 	}
 	*x = exch{}
@@ -646,35 +640,16 @@ func (t *Tracker) linger(x *exch) *lingered {
 
 // lingering returns the lingering exchange that sent k (fingerprint f),
 // or nil.
-func (t *Tracker) lingering(f uint64, k midKey) *lingered {
-	s := t.linMid.get(f, k)
-	if s == 0 {
-		return nil
-	}
-	return t.ring.at(s)
-}
+func (t *Tracker) lingering(f uint64, k midKey) *lingered { return t.ring.find(f, k) }
 
 // unlinger forgets e before its time.
 func (t *Tracker) unlinger(e *lingered) {
-	t.unindex(e)
 	e.dead = true
 	t.ring.live--
 }
 
-func (t *Tracker) unindex(e *lingered) {
-	for i := range e.mids.n {
-		k := e.mids.key(i, &e.key.pair)
-		t.linMid.del(k.fingerprint(t.seed), k, e.seq)
-	}
-}
-
 // dropOldest forgets the oldest lingering entry, live or dead.
-func (t *Tracker) dropOldest() {
-	if e := t.ring.front(); !e.dead {
-		t.unindex(e)
-	}
-	t.ring.pop()
-}
+func (t *Tracker) dropOldest() { t.ring.pop() }
 
 // dropOldestLive forgets the oldest live lingering exchange (and the
 // dead entries before it); there must be one.

@@ -1,14 +1,20 @@
 package coaptrack
 
+import "math/bits"
+
 // Lingering exchanges. An exchange that completed is kept for Linger so
 // that late copies of its messages are counted as duplicates. In a busy
 // capture nearly every exchange of the last 45 s lingers (up to
-// MaxExchanges of them), so they are kept apart from the few open ones:
-// in a ring of pointer-free entries, oldest first, and an index from
-// their message ids (fingerprints) to ring positions. Neither holds a
-// pointer, so the garbage collector does not scan them; an ACK or a
-// response looks up the small table of open exchanges first and reaches
-// this large one only for a copy of a message of an ended exchange.
+// MaxExchanges of them), so they are kept apart from the few open ones,
+// in a ring of pointer-free entries, oldest first, with an index from
+// their message ids to ring positions. Neither holds a pointer, so the
+// garbage collector does not scan them, and each costs about one cache
+// miss per exchange: an ACK or a response looks up the small table of
+// open exchanges first and reaches the index only for a copy of a
+// message of an ended exchange; a new request looks its id up in one
+// 64-byte bucket; the index is never deleted from (an entry whose
+// exchange has left the ring is free for reuse), so forgetting the oldest
+// exchanges is a sequential walk of the ring.
 
 // lingered is an exchange that ended: what recognises copies of its
 // messages.
@@ -27,17 +33,84 @@ type lingered struct {
 // grows.
 type lingerRing struct {
 	slots      []lingered
-	head, tail uint64 // sequence numbers: oldest kept (live or dead), next to use
-	live       int    // entries not dead
-	max        int    // slots at most (a power of two)
+	index      []bucket // len(slots)/2 buckets: four index slots per ring slot
+	shift      uint     // 64 − log2(len(index))
+	head, tail uint64   // sequence numbers: oldest kept (live or dead), next to use
+	live       int      // entries not dead
+	max        int      // slots at most (a power of two)
+	seed       uint64   // of the message ids' fingerprints
 }
 
-func newLingerRing(maxEntries int) lingerRing {
+// bucket is one cache line of the index: the message ids whose
+// fingerprint selects it.
+type bucket [8]indexSlot
+
+// indexSlot names a message id of a lingering exchange: a 32-bit tag of
+// its fingerprint (never 0; 0 is an empty slot) and the low 32 bits of
+// its exchange's sequence number (the ring never spans 2^32 of them).
+type indexSlot struct{ tag, seq uint32 }
+
+func newLingerRing(maxEntries int, seed uint64) lingerRing {
 	m := 1
 	for m < maxEntries {
 		m <<= 1
 	}
-	return lingerRing{head: 1, tail: 1, max: m}
+	return lingerRing{head: 1, tail: 1, max: m, seed: seed}
+}
+
+// kept reports whether the sequence number whose low bits are s is still
+// in the ring (live or dead).
+func (r *lingerRing) kept(s uint32) bool {
+	return uint64(s-uint32(r.head)) < r.tail-r.head
+}
+
+// find returns the live entry that sent k (fingerprint f), nil if none:
+// the newest, should an id be in the index twice.
+func (r *lingerRing) find(f uint64, k midKey) *lingered {
+	if len(r.index) == 0 {
+		return nil
+	}
+	b := r.bucket(f)
+	tag := uint32(f>>32) | 1
+	var found *lingered
+	for i := range b {
+		if b[i].tag != tag || !r.kept(b[i].seq) {
+			continue
+		}
+		e := r.at(r.head + uint64(b[i].seq-uint32(r.head)))
+		if e != nil && e.mids.holds(&e.key.pair, k) && (found == nil || e.seq > found.seq) {
+			found = e
+		}
+	}
+	return found
+}
+
+// bucket returns f's bucket. The fingerprint's low bits follow a message
+// id's low bits too closely to select it (ids are sequential), so f is
+// mixed first: the top bits of a multiplication by the golden ratio.
+func (r *lingerRing) bucket(f uint64) *bucket {
+	return &r.index[(f*0x9e3779b97f4a7c15)>>r.shift]
+}
+
+// enter indexes a message id (fingerprint f) of the entry with sequence
+// number s. False when its bucket held eight ids of exchanges still kept:
+// the oldest of them is forgotten (a copy of that message will not be
+// recognised).
+func (r *lingerRing) enter(f, s uint64) bool {
+	b := r.bucket(f)
+	slot := indexSlot{tag: uint32(f>>32) | 1, seq: uint32(s)}
+	victim, oldest := 0, uint32(0)
+	for i := range b {
+		if b[i].tag == 0 || !r.kept(b[i].seq) {
+			b[i] = slot
+			return true
+		}
+		if age := uint32(r.tail) - b[i].seq; age > oldest {
+			victim, oldest = i, age
+		}
+	}
+	b[victim] = slot
+	return false
 }
 
 // at returns the entry with sequence number s, nil when it is gone.
@@ -71,6 +144,8 @@ func (r *lingerRing) push() *lingered {
 	return e
 }
 
+// grow doubles the ring and its index; the index is rebuilt from the
+// live entries.
 func (r *lingerRing) grow() {
 	n := max(2*len(r.slots), 1024)
 	if n > r.max {
@@ -81,6 +156,18 @@ func (r *lingerRing) grow() {
 		slots[s&uint64(n-1)] = r.slots[s&uint64(len(r.slots)-1)]
 	}
 	r.slots = slots
+	r.index = make([]bucket, n/2)
+	r.shift = uint(64 - bits.TrailingZeros(uint(n/2)))
+	for s := r.head; s < r.tail; s++ {
+		e := &slots[s&uint64(n-1)]
+		if e.dead {
+			continue
+		}
+		for i := range e.mids.n {
+			k := e.mids.key(i, &e.key.pair)
+			r.enter(k.fingerprint(r.seed), s)
+		}
+	}
 }
 
 // front returns the oldest entry (live or dead), nil if empty.
@@ -103,7 +190,7 @@ func (r *lingerRing) pop() {
 
 // reset forgets every entry and frees the slots.
 func (r *lingerRing) reset() {
-	*r = lingerRing{head: r.tail, tail: r.tail, max: r.max}
+	*r = lingerRing{head: r.tail, tail: r.tail, max: r.max, seed: r.seed}
 }
 
 // midSet is the message ids of one exchange: at most two (the request's,

@@ -14,7 +14,7 @@ import (
 // TestLingerRing: entries keep their sequence numbers when the ring
 // grows, dead ones are skipped by at, and a ring at its maximum is full.
 func TestLingerRing(t *testing.T) {
-	r := newLingerRing(3000) // at most 4,096 slots
+	r := newLingerRing(3000, 1) // at most 4,096 slots
 	require.Equal(t, 4096, r.max)
 	var seqs []uint64
 	for i := range 4096 {
@@ -118,4 +118,71 @@ func TestLingering(t *testing.T) {
 			requireEveryDatagramCounted(t, st, out.flows)
 		})
 	}
+}
+
+// TestLingerIndex: message ids are found while their exchange is kept,
+// across growth of the ring, and not once it left; a bucket of eight ids
+// of kept exchanges forgets its oldest for a ninth.
+func TestLingerIndex(t *testing.T) {
+	r := newLingerRing(1<<16, 42)
+	p := pair{endpointOf(client), endpointOf(server)}
+	key := func(mid uint16) midKey { return midKey{p.client, p.server, mid} }
+	push := func(mid uint16) uint64 {
+		e := r.push()
+		e.key = tokKey{pair: p}
+		require.True(t, e.mids.add(&p, key(mid)))
+		k := key(mid)
+		r.enter(k.fingerprint(r.seed), e.seq)
+		return e.seq
+	}
+	for mid := range uint16(3000) { // grows 1,024 → 2,048 → 4,096
+		push(mid)
+	}
+	for mid := range uint16(3000) {
+		k := key(mid)
+		e := r.find(k.fingerprint(r.seed), k)
+		require.NotNil(t, e, "mid %d", mid)
+		require.Equal(t, uint64(mid)+1, e.seq)
+	}
+	k := key(3000)
+	require.Nil(t, r.find(k.fingerprint(r.seed), k), "never entered")
+	for range 100 {
+		r.pop()
+	}
+	k = key(99)
+	require.Nil(t, r.find(k.fingerprint(r.seed), k), "left the ring")
+	k = key(100)
+	require.NotNil(t, r.find(k.fingerprint(r.seed), k))
+	r.at(101 + 1).dead = true // mid 101
+	k = key(101)
+	require.Nil(t, r.find(k.fingerprint(r.seed), k), "dead")
+
+	// Nine ids in one bucket: fingerprints differing only above the
+	// bucket bits (the entries' mids do not match them, so find is asked
+	// through the slots directly).
+	r = newLingerRing(1<<16, 42)
+	var seqs []uint64
+	for range 9 {
+		e := r.push()
+		seqs = append(seqs, e.seq)
+	}
+	// Fingerprints of one bucket: the bucket is the top bits of f·φ, so
+	// f = (5<<shift + small)·φ⁻¹ (mod 2^64) for φ⁻¹ the inverse of φ.
+	const phiInv = 0xf1de83e19937733d
+	fp := func(i int) uint64 { return (uint64(5)<<r.shift + uint64(i)<<20) * phiInv }
+	for i, s := range seqs {
+		require.Equal(t, i < 8, r.enter(fp(i), s), "id %d", i)
+	}
+	b := &r.index[5]
+	var held []uint32
+	for _, sl := range b {
+		held = append(held, sl.seq)
+	}
+	require.NotContains(t, held, uint32(seqs[0]), "the oldest was forgotten")
+	require.Contains(t, held, uint32(seqs[8]))
+	// Once the exchanges left the ring their slots are free again.
+	for range 9 {
+		r.pop()
+	}
+	require.True(t, r.enter(fp(99), r.push().seq))
 }
