@@ -63,8 +63,12 @@ type coapGenStats struct {
 
 // describe is a one-paragraph description of the capture for reports.
 func (s coapGenStats) describe(cfg coapGenConfig) string {
-	b := fmt.Sprintf("synthetic (`go run ./bench -coap-capture FILE -messages %d -seed %d`): %d CoAP messages (CON %d, NON %d, ACK %d, RST %d), %d over IPv6, %d clients, %d servers, %d exchanges interleaved; %.1f MB, %s of capture time; exchanges:",
-		cfg.Messages, cfg.Seed, s.Messages, s.ByType[0], s.ByType[1], s.ByType[2], s.ByType[3], s.IPv6, cfg.Clients, cfg.Servers, cfg.InFlight,
+	gap := ""
+	if cfg.Gap > 0 {
+		gap = " -coap-gap " + cfg.Gap.String()
+	}
+	b := fmt.Sprintf("synthetic (`go run ./bench -coap-capture FILE -messages %d -seed %d%s`): %d CoAP messages (CON %d, NON %d, ACK %d, RST %d), %d over IPv6, %d clients, %d servers, %d exchanges interleaved; %.1f MB, %s of capture time; exchanges:",
+		cfg.Messages, cfg.Seed, gap, s.Messages, s.ByType[0], s.ByType[1], s.ByType[2], s.ByType[3], s.IPv6, cfg.Clients, cfg.Servers, cfg.InFlight,
 		float64(s.Bytes)/1e6, s.Duration.Round(time.Millisecond))
 	for i, n := range s.Exchanges {
 		b += fmt.Sprintf(" %s %d", shapeNames[i], n)

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestCoAPCaptureTshark writes a small synthetic CoAP capture and checks
@@ -75,5 +76,30 @@ func TestCoAPCaptureTshark(t *testing.T) {
 	}
 	if b, _ = os.ReadFile(again); bytes.Equal(a, b) {
 		t.Error("another seed, same bytes")
+	}
+}
+
+// TestCoAPCaptureGap: Gap sets the mean spacing of frames, so the
+// capture's duration, and a different gap writes different timestamps
+// but the same messages.
+func TestCoAPCaptureGap(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		gap      time.Duration
+		min, max time.Duration // of the whole capture
+	}{
+		{0, 5000 * 9 * time.Microsecond, 5000 * 12 * time.Microsecond}, // 1–20 µs
+		{time.Millisecond, 5000 * 900 * time.Microsecond, 5000 * 1100 * time.Microsecond},
+	} {
+		st, err := writeCoAPCaptureFile(filepath.Join(dir, tt.gap.String()+".pcap"), coapGenConfig{Messages: 5000, Seed: 3, Gap: tt.gap})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Duration < tt.min || st.Duration > tt.max {
+			t.Errorf("gap %v: capture of %v, want %v–%v", tt.gap, st.Duration, tt.min, tt.max)
+		}
+		if st.Messages != 5000 {
+			t.Errorf("gap %v: %d messages", tt.gap, st.Messages)
+		}
 	}
 }

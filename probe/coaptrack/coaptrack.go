@@ -131,7 +131,7 @@ type Stats struct {
 	Ignored             uint64    // messages that start nothing: NON Empty, reserved code classes
 	Superseded          uint64    // open exchanges ended by a new request with their token
 	Evicted             uint64    // open exchanges ended by the MaxExchanges bound
-	LingerEvicted       uint64    // ended exchanges forgotten early by the MaxExchanges bound
+	LingerEvicted       uint64    // ended exchanges forgotten early by the MaxExchanges bound (or one of their message ids, by a full bucket of the linger index)
 	ObservationsEvicted uint64    // observations forgotten by the MaxObservations bound
 	CaseKeys            uint64    // requests whose case key (Config.CaseOption) was taken
 	CaseKeysTooLong     uint64    // requests whose case option was longer than MaxCaseKey: no case key
