@@ -5,11 +5,13 @@
 // transaction through an Exporter (IPFIX over UDP/TCP/TLS, IPFIX file,
 // JSON lines).
 //
-// Finished flows are gathered in batches of up to 64 (handed over when
-// full, after 10 ms of capture time, or when the capture is idle for a poll
-// timeout), which go through a bounded queue to a single export goroutine
-// that batches them and flushes at least every FlushInterval. Emptied
-// batches go back to the capture. When the queue is full, a live capture
+// Finished flows are gathered in batches of up to 256 (handed over when
+// full, after 10 ms of capture time (and of wall time, reading a file), or
+// when the capture is idle for a poll timeout), which go through a queue bounded in flows (QueueSize) to a
+// single export goroutine that batches them and flushes at least every
+// FlushInterval. Emptied batches go back to the capture; a batch handed
+// over nearly empty is copied to its own size first, so the queue's memory
+// follows the flows it holds, not the batches. When the queue is full, a live capture
 // (which cannot wait: the kernel would drop packets instead) drops flows
 // and counts them; a capture file waits for the exporter (backpressure):
 // capture time drives every timeout, so waiting changes no flow.
@@ -29,6 +31,7 @@ import (
 	"io"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,9 +173,11 @@ type Probe struct {
 	udpOn    bool          // a UDP protocol is on: decode UDP too
 	dgram    app.Datagram
 	queue    chan []flow.Record    // batches of flows
+	room     chan struct{}         // poked by the export goroutine when it took a batch
 	free     chan []flow.Record    // emptied batches, back to the capture
 	pending  []flow.Record         // the batch being filled by the capture
 	due      int64                 // capture time (Unix ns) by which pending is handed over
+	started  time.Time             // wall time pending got its first flow (file reads)
 	now      int64                 // capture time (Unix ns) of the current packet
 	depth    atomic.Int64          // flows in the queue
 	asm      *reassembly.Assembler // nil without a TCP protocol
@@ -220,9 +225,11 @@ func New(cfg Config, exp Exporter) (*Probe, error) {
 	case cfg.Interface != "" && cfg.ReadFile != "":
 		return nil, fmt.Errorf("%w (interface %q, file %q)", ErrTwoSources, cfg.Interface, cfg.ReadFile)
 	}
+	// The queue is bounded in flows (depth); the channel only has to hold
+	// that many batches of one flow, up to a limit on its own size.
 	nbatch := max(1, cfg.QueueSize/captureBatch)
-	p := &Probe{cfg: cfg, exp: exp, log: cfg.Logger, queue: make(chan []flow.Record, nbatch),
-		free:    make(chan []flow.Record, nbatch+2),
+	p := &Probe{cfg: cfg, exp: exp, log: cfg.Logger, queue: make(chan []flow.Record, min(cfg.QueueSize, 1<<16)),
+		room: make(chan struct{}, 1), free: make(chan []flow.Record, nbatch+2),
 		filters: make(map[capture.LinkType]*bpf.Program), wait: cfg.ReadFile != "", stopping: make(chan struct{})}
 	p.dropLog = p.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second})
 	if err := p.setupProtocols(); err != nil {
@@ -269,13 +276,13 @@ func (p *Probe) filterFor(lt capture.LinkType) (*bpf.Program, error) {
 }
 
 // captureBatch is the number of flows the capture hands to the export
-// goroutine at once; captureLinger bounds how long (capture time) a flow
-// waits in a batch that is not full. The export queue is counted in
-// batches, so at low rates (batches closed by the linger, nearly empty)
-// a bigger batch holds fewer flows while a collector is away: 256 cut the
-// flows a 5 s outage could hold by about four and dropped some.
+// goroutine at once (each hand-over may wake it: bigger batches cost the
+// capture fewer wake-ups); captureLinger bounds how long (capture time) a
+// flow waits in a batch that is not full. The export queue is bounded in
+// flows, not batches, so a low rate (batches closed by the linger, nearly
+// empty) holds as many flows during a collector outage as a high one.
 const (
-	captureBatch  = 64
+	captureBatch  = 256
 	captureLinger = int64(10 * time.Millisecond)
 )
 
@@ -286,11 +293,27 @@ func (p *Probe) enqueue(r *flow.Record) {
 	}
 	if len(p.pending) == 0 {
 		p.due = p.now + captureLinger
+		if p.wait {
+			p.started = time.Now()
+		}
 	}
 	p.pending = append(p.pending, *r)
 	if len(p.pending) == cap(p.pending) {
 		p.handOver()
 	}
+}
+
+// lingerDue hands the pending batch over once its first flow has waited
+// captureLinger of capture time; a file read faster than real time waits
+// for captureLinger of wall time too (or a full batch), so that a fast
+// read hands over full batches instead of one per 10 ms of the capture,
+// while a capture piped in as it is recorded keeps the same latency.
+func (p *Probe) lingerDue() {
+	if p.wait && time.Since(p.started) < time.Duration(captureLinger) {
+		p.due = p.now + captureLinger
+		return
+	}
+	p.handOver()
 }
 
 // freeBatch returns an emptied batch, or a new one. When none is free but
@@ -323,32 +346,61 @@ func (p *Probe) handOver() {
 	if n == 0 {
 		return
 	}
-	p.depth.Add(int64(n))
-	select {
-	case p.queue <- p.pending:
-		p.cap.FlowsQueued += uint64(n)
+	b := p.pending
+	if n < captureBatch/4 {
+		// Nearly empty (closed by the linger): queued as a copy of its own
+		// size, so that waiting flows, not batch buffers, fill memory.
+		b = slices.Clone(p.pending)
+		clear(p.pending)
+		p.pending = p.pending[:0]
+	} else {
 		p.pending = nil
+	}
+	if p.admit(b) {
+		p.cap.FlowsQueued += uint64(n)
 		return
-	default:
 	}
-	if p.wait {
-		start := time.Now()
-		select {
-		case p.queue <- p.pending:
-			p.waited.Add(int64(time.Since(start)))
-			p.cap.FlowsQueued += uint64(n)
-			p.pending = nil
-			return
-		case <-p.done:
-			p.waited.Add(int64(time.Since(start)))
-		}
+	clear(b)
+	if p.pending == nil {
+		p.pending = b[:0]
 	}
-	p.depth.Add(-int64(n))
-	clear(p.pending)
-	p.pending = p.pending[:0]
 	p.dropped.Add(uint64(n))
 	p.dropLog.Warn().Uint64("dropped", p.dropped.Load()).
 		Msg("export queue full: dropping flows (collector too slow or unreachable; raise --queue-size)")
+}
+
+// admit queues b if the queue has room for its flows; a file capture
+// waits for room until the run is cancelled.
+func (p *Probe) admit(b []flow.Record) bool {
+	n := int64(len(b))
+	var start time.Time
+	for {
+		// Only the capture adds to depth, so room seen here stays.
+		if p.depth.Load()+n <= int64(p.cfg.QueueSize) {
+			p.depth.Add(n)
+			select {
+			case p.queue <- b:
+				if !start.IsZero() {
+					p.waited.Add(int64(time.Since(start)))
+				}
+				return true
+			default: // the channel's own bound: as full
+				p.depth.Add(-n)
+			}
+		}
+		if !p.wait {
+			return false
+		}
+		if start.IsZero() {
+			start = time.Now()
+		}
+		select {
+		case <-p.room:
+		case <-p.done:
+			p.waited.Add(int64(time.Since(start)))
+			return false
+		}
+	}
 }
 
 // Stats returns the latest snapshot (refreshed about every second and at
@@ -554,7 +606,7 @@ func (p *Probe) capture(ctx context.Context, src capture.Source) (int64, error) 
 			p.segment(&seg, &rseg, ts)
 		}
 		if len(p.pending) > 0 && p.now >= p.due {
-			p.handOver()
+			p.lingerDue()
 		}
 		if p.now-advanced >= int64(time.Second) || p.now < advanced {
 			p.advance()
@@ -704,6 +756,10 @@ func (p *Probe) exportLoop() error {
 				return err
 			}
 			p.depth.Add(-int64(len(b)))
+			select {
+			case p.room <- struct{}{}:
+			default:
+			}
 			for rest := b; len(rest) > 0; {
 				n := copy(batch[len(batch):cap(batch)], rest)
 				batch, rest = batch[:len(batch)+n], rest[n:]
@@ -713,9 +769,11 @@ func (p *Probe) exportLoop() error {
 				}
 			}
 			clear(b) // the records' strings and slices may be collected
-			select {
-			case p.free <- b[:0]:
-			default:
+			if cap(b) == captureBatch {
+				select {
+				case p.free <- b[:0]:
+				default:
+				}
 			}
 		case <-tick.C:
 			send(true)
