@@ -52,7 +52,7 @@ type indexSlot struct{ tag, seq uint32 }
 
 func newLingerRing(maxEntries int, seed uint64) lingerRing {
 	m := 1
-	for m < maxEntries {
+	for m < maxEntries && m < 1<<30 { // the index keeps 32 bits of sequence numbers
 		m <<= 1
 	}
 	return lingerRing{head: 1, tail: 1, max: m, seed: seed}
