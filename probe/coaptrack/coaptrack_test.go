@@ -30,6 +30,37 @@ func msg(t *testing.T, typ coapparse.Type, code coapparse.Code, mid uint16, toke
 	return b
 }
 
+// dgram is a datagram of a test exchange between client and server.
+type dgram struct {
+	fromClient bool
+	b          []byte
+}
+
+// feed gives tr the datagrams, step apart in capture time from a fixed
+// start, and returns that start.
+func feed(tr *Tracker, ds []dgram, step time.Duration) int64 {
+	ts := int64(1_800_000_000_000_000_000)
+	for i, d := range ds {
+		src, dst := client, server
+		if !d.fromClient {
+			src, dst = server, client
+		}
+		tr.Datagram(&app.Datagram{Src: src, Dst: dst, Payload: d.b, Time: ts + int64(i)*int64(step)})
+	}
+	return ts
+}
+
+// replay runs the datagrams, 1 ms apart, through a tracker with a 1 s
+// idle timeout, then lets 5 s of capture time pass and shuts it down.
+func replay(ds []dgram) (*collect, *Tracker) {
+	out := &collect{}
+	tr := New(Config{IdleTimeout: time.Second}, out)
+	ts := feed(tr, ds, time.Millisecond)
+	tr.AdvanceAt(ts + int64(5*time.Second))
+	tr.FlushAll()
+	return out, tr
+}
+
 type collect struct{ flows []flow.Record }
 
 func (c *collect) Flow(r *flow.Record) {
@@ -44,10 +75,6 @@ func (c *collect) Flow(r *flow.Record) {
 // TestExchanges: the request/response shapes of RFC 7252 each make one
 // flow with the right end reason, response code and retransmission count.
 func TestExchanges(t *testing.T) {
-	type dgram struct {
-		fromClient bool
-		b          []byte
-	}
 	tests := []struct {
 		name     string
 		dgrams   func(t *testing.T) []dgram
@@ -80,18 +107,7 @@ func TestExchanges(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := &collect{}
-			tr := New(Config{IdleTimeout: time.Second}, out)
-			ts := int64(1_800_000_000_000_000_000)
-			for i, d := range tt.dgrams(t) {
-				src, dst := client, server
-				if !d.fromClient {
-					src, dst = server, client
-				}
-				tr.Datagram(&app.Datagram{Src: src, Dst: dst, Payload: d.b, Time: ts + int64(i)*int64(time.Millisecond)})
-			}
-			tr.AdvanceAt(ts + int64(5*time.Second))
-			tr.FlushAll()
+			out, tr := replay(tt.dgrams(t))
 			require.Len(t, out.flows, 1)
 			f := out.flows[0]
 			require.Equal(t, flow.AppCoAP, f.ApplicationProtocol)

@@ -2,28 +2,20 @@ package coaptrack
 
 import (
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/mission-ids/mission/coapparse"
 	"github.com/mission-ids/mission/flow"
-	"github.com/mission-ids/mission/probe/app"
 )
 
-// obsMsg is a message with an Observe option.
+// obsMsg is a message with an Observe option (and a path when given).
 func obsMsg(t *testing.T, typ coapparse.Type, code coapparse.Code, mid uint16, token string, observe uint32, path string) []byte {
 	t.Helper()
-	var m coapparse.Message
-	m.Reset()
-	m.Type, m.Code, m.MessageID, m.Token = typ, code, mid, []byte(token)
-	require.NoError(t, m.AddUint(coapparse.Observe, observe))
-	if path != "" {
-		require.NoError(t, m.AddURIPath(path))
+	if path == "" {
+		return optMsg(t, typ, code, mid, token, coapparse.Observe, observe)
 	}
-	b, err := coapparse.AppendMessage(nil, &m)
-	require.NoError(t, err)
-	return b
+	return optMsg(t, typ, code, mid, token, coapparse.Observe, observe, coapparse.URIPath, path)
 }
 
 // TestObservation: every notification of a registration is a flow of its
@@ -31,13 +23,9 @@ func obsMsg(t *testing.T, typ coapparse.Type, code coapparse.Code, mid uint16, t
 // and its Observe sequence; the client's RST or a deregistration ends the
 // observation, and later notifications join nothing (counted unmatched).
 func TestObservation(t *testing.T) {
-	type dgram struct {
-		fromClient bool
-		b          []byte
-	}
 	register := func(t *testing.T) []dgram {
 		return []dgram{
-			{true, obsMsg(t, coapparse.Confirmable, coapparse.GET, 1, "ob", 0, "/temp")},
+			{true, obsMsg(t, coapparse.Confirmable, coapparse.GET, 1, "ob", 0, "temp")},
 			{false, obsMsg(t, coapparse.Acknowledgement, coapparse.Content, 1, "ob", 1, "")},
 		}
 	}
@@ -66,7 +54,7 @@ func TestObservation(t *testing.T) {
 		{"deregistration (GET with Observe 1) ends it", func(t *testing.T) []dgram {
 			return append(register(t),
 				notify(t, coapparse.NonConfirmable, 100, 2),
-				dgram{true, obsMsg(t, coapparse.Confirmable, coapparse.GET, 2, "ob", 1, "/temp")},
+				dgram{true, obsMsg(t, coapparse.Confirmable, coapparse.GET, 2, "ob", 1, "temp")},
 				dgram{false, msg(t, coapparse.Acknowledgement, coapparse.Content, 2, "ob", "")},
 				notify(t, coapparse.NonConfirmable, 101, 3))
 		}, []uint32{2}, []flow.EndReason{flow.EndOfFlow}, 1},
@@ -76,18 +64,7 @@ func TestObservation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := &collect{}
-			tr := New(Config{IdleTimeout: time.Second}, out)
-			ts := int64(1_800_000_000_000_000_000)
-			for i, d := range tt.dgrams(t) {
-				src, dst := client, server
-				if !d.fromClient {
-					src, dst = server, client
-				}
-				tr.Datagram(&app.Datagram{Src: src, Dst: dst, Payload: d.b, Time: ts + int64(i)*int64(time.Millisecond)})
-			}
-			tr.AdvanceAt(ts + int64(5*time.Second))
-			tr.FlushAll()
+			out, tr := replay(tt.dgrams(t))
 			st := tr.Stats()
 			var observes []uint32
 			var ends []flow.EndReason
