@@ -182,7 +182,7 @@ type Probe struct {
 	depth    atomic.Int64          // flows in the queue
 	asm      *reassembly.Assembler // nil without a TCP protocol
 	tr       *tracker.Tracker      // MQTT; nil when off
-	coap     *coaptrack.Tracker    // nil when off
+	coap     coapTracker           // nil when off
 	filters  map[capture.LinkType]*bpf.Program
 	live     *capture.Live
 	src      capture.Source // opened by Open, or by Run

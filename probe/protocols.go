@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -52,7 +53,15 @@ var protocolDefs = []protocolDef{
 		ports:   func(c *Config) []uint16 { return c.CoAPPorts },
 		counted: func(c *Config) []uint16 { return c.CoAPSPorts },
 		start: func(p *Probe, out app.FlowHandler) app.Tracker {
-			p.coap = coaptrack.New(p.cfg.CoAP, out)
+			// Reading a file on several cores, the exchanges are spread
+			// over a tracker per core (same flows, capture order kept per
+			// endpoint pair); live, one tracker hands every flow over at
+			// once.
+			if n := runtime.GOMAXPROCS(0); p.cfg.ReadFile != "" && n > 1 {
+				p.coap = coaptrack.NewSharded(p.cfg.CoAP, n, out)
+			} else {
+				p.coap = coaptrack.New(p.cfg.CoAP, out)
+			}
 			return p.coap
 		},
 	},
@@ -168,6 +177,13 @@ func (p *Probe) reassemblyConfig() reassembly.Config {
 	rcfg := p.cfg.Reassembly
 	rcfg.ServerPort = func(port uint16) bool { return p.ports.tcp[port] >= portFirst }
 	return rcfg
+}
+
+// coapTracker is a coaptrack.Tracker, or a coaptrack.Sharded reading a
+// file on several cores.
+type coapTracker interface {
+	app.DatagramTracker
+	Stats() coaptrack.Stats
 }
 
 // flowHandler is every tracker's app.FlowHandler.

@@ -33,7 +33,7 @@ type lingered struct {
 // grows.
 type lingerRing struct {
 	slots      []lingered
-	index      []bucket // len(slots)/2 buckets: four index slots per ring slot
+	index      []bucket // len(slots) buckets: eight index slots per ring slot
 	shift      uint     // 64 − log2(len(index))
 	head, tail uint64   // sequence numbers: oldest kept (live or dead), next to use
 	live       int      // entries not dead
@@ -93,8 +93,8 @@ func (r *lingerRing) bucket(f uint64) *bucket {
 }
 
 // enter indexes a message id (fingerprint f) of the entry with sequence
-// number s. False when its bucket held eight ids of exchanges still kept:
-// the oldest of them is forgotten (a copy of that message will not be
+// number s. False when its bucket held eight ids of live exchanges: the
+// oldest of them is forgotten (a copy of that message will not be
 // recognised).
 func (r *lingerRing) enter(f, s uint64) bool {
 	b := r.bucket(f)
@@ -107,6 +107,14 @@ func (r *lingerRing) enter(f, s uint64) bool {
 		}
 		if age := uint32(r.tail) - b[i].seq; age > oldest {
 			victim, oldest = i, age
+		}
+	}
+	// Full of kept ids: one of a dead entry (released early, its id
+	// reused) is free too; only then is a live one forgotten.
+	for i := range b {
+		if r.at(r.head+uint64(b[i].seq-uint32(r.head))) == nil {
+			b[i] = slot
+			return true
 		}
 	}
 	b[victim] = slot
@@ -156,8 +164,8 @@ func (r *lingerRing) grow() {
 		slots[s&uint64(n-1)] = r.slots[s&uint64(len(r.slots)-1)]
 	}
 	r.slots = slots
-	r.index = make([]bucket, n/2)
-	r.shift = uint(64 - bits.TrailingZeros(uint(n/2)))
+	r.index = make([]bucket, n)
+	r.shift = uint(64 - bits.TrailingZeros(uint(n)))
 	for s := r.head; s < r.tail; s++ {
 		e := &slots[s&uint64(n-1)]
 		if e.dead {
