@@ -7,11 +7,12 @@
 //
 // Finished flows are gathered in batches of up to 256 (handed over when
 // full, after 10 ms of capture time (and of wall time, reading a file), or
-// when the capture is idle for a poll timeout), which go through a queue bounded in flows (QueueSize) to a
-// single export goroutine that batches them and flushes at least every
-// FlushInterval. Emptied batches go back to the capture; a batch handed
-// over nearly empty is copied to its own size first, so the queue's memory
-// follows the flows it holds, not the batches. When the queue is full, a live capture
+// when the capture is idle for a poll timeout), which go through a queue
+// bounded in flows (QueueSize) to a single export goroutine that batches
+// them and flushes at least every FlushInterval. Emptied batches go back
+// to the capture; a batch handed over nearly empty is copied to its own
+// size first, so the queue's memory follows the flows it holds, not the
+// batches. When the queue is full, a live capture
 // (which cannot wait: the kernel would drop packets instead) drops flows
 // and counts them; a capture file waits for the exporter (backpressure):
 // capture time drives every timeout, so waiting changes no flow.

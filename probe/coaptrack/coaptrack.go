@@ -286,7 +286,7 @@ func (t *Tracker) AdvanceAt(now int64) {
 	}
 	limit = now - int64(t.cfg.Linger)
 	for e := t.ring.front(); e != nil && (e.dead || e.last < limit); e = t.ring.front() {
-		t.dropOldest()
+		t.ring.pop()
 	}
 	limit = now - int64(t.cfg.ObserveTimeout)
 	for o := t.obsLRU.Front(); o != nil && o.last < limit; o = t.obsLRU.Front() {
@@ -340,13 +340,13 @@ func (t *Tracker) message(d *app.Datagram, m *coapparse.Message, n uint64) {
 		t.touch(x, d.Time, n)
 		return
 	}
-	if e := t.lingering(mf, mk); e != nil {
+	if e := t.ring.find(mf, mk); e != nil {
 		if sameToken(&e.key, m.Token) || e.kind == KindPing && m.Code.IsEmpty() {
 			t.stats.Duplicates++
 			return
 		}
 		// A new message reusing the id: the old exchange is over.
-		t.unlinger(e)
+		t.ring.kill(e)
 	}
 	switch {
 	case m.Code.IsEmpty():
@@ -512,7 +512,7 @@ func (t *Tracker) reply(d *app.Datagram, m *coapparse.Message, n uint64) {
 	kf := k.fingerprint(t.seed)
 	x := t.openMid.get(kf, k)
 	if x == nil {
-		if t.lingering(kf, k) != nil {
+		if t.ring.find(kf, k) != nil {
 			t.stats.Duplicates++
 		} else {
 			t.stats.Unmatched++
@@ -552,7 +552,7 @@ func (t *Tracker) begin(kind uint8, p pair, m *coapparse.Message, ts int64, n ui
 	if t.open.Len()+t.ring.live >= t.cfg.MaxExchanges {
 		if t.ring.live > 0 {
 			t.stats.LingerEvicted++
-			t.dropOldestLive()
+			t.ring.popLive()
 		} else if x := t.open.Front(); x != nil {
 			t.stats.Evicted++
 			t.end(x, flow.EndLackOfResources)
@@ -631,33 +631,11 @@ func (t *Tracker) linger(x *exch) *lingered {
 		if !t.ring.front().dead {
 			t.stats.LingerEvicted++
 		}
-		t.dropOldest()
+		t.ring.pop()
 	}
 	e := t.ring.push()
 	e.last, e.key, e.mids, e.kind = x.last, x.key, x.mids, x.kind
 	return e
-}
-
-// lingering returns the lingering exchange that sent k (fingerprint f),
-// or nil.
-func (t *Tracker) lingering(f uint64, k midKey) *lingered { return t.ring.find(f, k) }
-
-// unlinger forgets e before its time.
-func (t *Tracker) unlinger(e *lingered) {
-	e.dead = true
-	t.ring.live--
-}
-
-// dropOldest forgets the oldest lingering entry, live or dead.
-func (t *Tracker) dropOldest() { t.ring.pop() }
-
-// dropOldestLive forgets the oldest live lingering exchange (and the
-// dead entries before it); there must be one.
-func (t *Tracker) dropOldestLive() {
-	for t.ring.front().dead {
-		t.ring.pop()
-	}
-	t.dropOldest()
 }
 
 func (t *Tracker) emit(x *exch, reason flow.EndReason) {

@@ -64,6 +64,12 @@ func (r *lingerRing) kept(s uint32) bool {
 	return uint64(s-uint32(r.head)) < r.tail-r.head
 }
 
+// entry returns the live entry whose sequence number has the low bits s,
+// nil if it is gone or dead.
+func (r *lingerRing) entry(s uint32) *lingered {
+	return r.at(r.head + uint64(s-uint32(r.head)))
+}
+
 // find returns the live entry that sent k (fingerprint f), nil if none:
 // the newest, should an id be in the index twice.
 func (r *lingerRing) find(f uint64, k midKey) *lingered {
@@ -77,7 +83,7 @@ func (r *lingerRing) find(f uint64, k midKey) *lingered {
 		if b[i].tag != tag || !r.kept(b[i].seq) {
 			continue
 		}
-		e := r.at(r.head + uint64(b[i].seq-uint32(r.head)))
+		e := r.entry(b[i].seq)
 		if e != nil && e.mids.holds(&e.key.pair, k) && (found == nil || e.seq > found.seq) {
 			found = e
 		}
@@ -112,7 +118,7 @@ func (r *lingerRing) enter(f, s uint64) bool {
 	// Full of kept ids: one of a dead entry (released early, its id
 	// reused) is free too; only then is a live one forgotten.
 	for i := range b {
-		if r.at(r.head+uint64(b[i].seq-uint32(r.head))) == nil {
+		if r.entry(b[i].seq) == nil {
 			b[i] = slot
 			return true
 		}
@@ -184,6 +190,22 @@ func (r *lingerRing) front() *lingered {
 		return nil
 	}
 	return &r.slots[r.head&uint64(len(r.slots)-1)]
+}
+
+// kill forgets e before its time (its slot is skipped until it is the
+// oldest).
+func (r *lingerRing) kill(e *lingered) {
+	e.dead = true
+	r.live--
+}
+
+// popLive drops the oldest live entry and the dead ones before it; there
+// must be one.
+func (r *lingerRing) popLive() {
+	for r.front().dead {
+		r.pop()
+	}
+	r.pop()
 }
 
 // pop drops the oldest entry.

@@ -30,8 +30,7 @@ func TestLingerRing(t *testing.T) {
 		require.NotNil(t, e, "entry %d", i)
 		require.Equal(t, int64(i), e.last)
 	}
-	r.at(seqs[10]).dead = true
-	r.live--
+	r.kill(r.at(seqs[10]))
 	require.Nil(t, r.at(seqs[10]))
 	require.Nil(t, r.at(seqs[len(seqs)-1]+1), "not pushed yet")
 	for i := range 11 {
@@ -153,7 +152,7 @@ func TestLingerIndex(t *testing.T) {
 	require.Nil(t, r.find(k.fingerprint(r.seed), k), "left the ring")
 	k = key(100)
 	require.NotNil(t, r.find(k.fingerprint(r.seed), k))
-	r.at(101 + 1).dead = true // mid 101
+	r.kill(r.at(101 + 1)) // mid 101
 	k = key(101)
 	require.Nil(t, r.find(k.fingerprint(r.seed), k), "dead")
 

@@ -32,7 +32,6 @@ type Sharded struct {
 	running bool
 	wg      sync.WaitGroup
 	seed    uint64
-	rec     flow.Record
 }
 
 // shard is one Tracker and the batch of work being filled for it.
@@ -86,11 +85,9 @@ func NewSharded(cfg Config, n int, out app.FlowHandler) *Sharded {
 		sh.t = New(tcfg, app.FlowFunc(sh.keep))
 		s.shards = append(s.shards, sh)
 	}
-	s.seed = s.shards[0].seed()
+	s.seed = s.shards[0].t.seed
 	return s
 }
-
-func (sh *shard) seed() uint64 { return sh.t.seed }
 
 // keep is the shard's Tracker's FlowHandler: it keeps a copy (the
 // record's CoAP part and token are already the record's own).
@@ -167,7 +164,6 @@ func (s *Sharded) Datagram(d *app.Datagram) {
 	if len(w.items) >= shardBatch || len(w.buf) >= shardBufSize {
 		s.send(sh)
 	}
-	s.deliver()
 }
 
 // batch returns sh's batch being filled.
@@ -182,23 +178,25 @@ func (s *Sharded) batch(sh *shard) *work {
 	return sh.cur
 }
 
-// send hands sh's batch over; while the shard is busy, finished flows
-// are delivered (a shard waiting to hand over its results must not hold
-// up the caller, nor the caller it).
+// send hands sh's batch over, then the finished flows that are ready;
+// while the shard is busy, finished flows are delivered (a shard waiting
+// to hand over its results must not hold up the caller, nor the caller
+// it).
 func (s *Sharded) send(sh *shard) {
 	w := sh.cur
 	if w == nil || len(w.items) == 0 {
 		return
 	}
 	sh.cur = nil
-	for {
+	for sent := false; !sent; {
 		select {
 		case sh.in <- w:
-			return
+			sent = true
 		case b := <-s.results:
 			s.emit(b)
 		}
 	}
+	s.deliver()
 }
 
 // deliver hands the finished flows that are ready to out.
@@ -215,9 +213,8 @@ func (s *Sharded) deliver() {
 
 func (s *Sharded) emit(b []flow.Record) {
 	for i := range b {
-		s.rec = b[i]
-		s.rec.FlowID = s.cfg.FlowIDs()
-		s.out.Flow(&s.rec)
+		b[i].FlowID = s.cfg.FlowIDs()
+		s.out.Flow(&b[i]) // cleared below: out keeps a copy if anything
 	}
 	clear(b)
 	select {
@@ -237,7 +234,6 @@ func (s *Sharded) AdvanceAt(now int64) {
 		w.items = append(w.items, workItem{kind: itemAdvance, time: now})
 		s.send(sh)
 	}
-	s.deliver()
 }
 
 // FlushAll ends everything open in every shard, hands every flow to out
