@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -244,9 +245,13 @@ func New(cfg Config, exp Exporter) (*Probe, error) {
 		}
 		p.state = newStateKeeper(cfg.StateFile, cfg.StateInterval, maxConns)
 		states, err := readStateFile(cfg.StateFile, maxConns)
-		if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// The first run: the file is written while running and at shutdown.
+			p.log.Debug().Str("file", cfg.StateFile).Msg("no state file yet")
+		case err != nil:
 			p.log.Warn().Err(err).Msg("state file not used: connections picked up midstream start without their MQTT session")
-		} else {
+		default:
 			age := rcfg.IdleTimeout
 			if age <= 0 {
 				age = 10 * time.Minute
