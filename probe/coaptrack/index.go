@@ -6,28 +6,62 @@ import (
 )
 
 // index maps keys to values (pointers) through a 64-bit fingerprint of
-// the key: the table's slots are 16 bytes whatever the key, so a large
-// capture's million exchanges take a third of the memory of a map keyed
-// by the 42- or 50-byte keys, with fewer cache and TLB misses per lookup.
-// The value holds its key (holds checks it), so a lookup is exact: keys
-// whose fingerprint an entry already has go to an exact map beside it
-// (with a random seed per tracker, practically never; adversarial
-// collisions cost time, never a wrong answer).
+// the key: an open-addressing table of 16-byte slots (fingerprint,
+// value), linear probing from the slot the fingerprint picks, removal by
+// shifting the entries behind back (no tombstones), at most half full.
+// Whatever the key's size, a lookup usually reads one cache line of
+// slots, and deleting leaves nothing behind to probe past. The value holds its key (holds checks it), so
+// a lookup is exact: keys whose fingerprint an entry already has go to an
+// exact map beside it (with a random seed per tracker, practically never;
+// adversarial collisions cost time, never a wrong answer).
 type index[K comparable, V comparable] struct {
-	fast  map[uint64]V
+	slots []indexEntry[V] // len a power of two, or 0
+	shift uint8           // 64 − log2(len(slots))
+	n     int             // values in slots
 	slow  map[K]V
 	holds func(v V, k K) bool // v is the entry of k
 }
 
+// indexEntry is a slot: empty when v is the zero V.
+type indexEntry[V comparable] struct {
+	f uint64
+	v V
+}
+
+const minIndexSlots = 64
+
 func newIndex[K comparable, V comparable](holds func(V, K) bool) index[K, V] {
-	return index[K, V]{fast: make(map[uint64]V), holds: holds}
+	return index[K, V]{holds: holds}
+}
+
+// home is f's first slot: the top bits of f times the golden ratio (the
+// fingerprint's low bits follow sequential message ids too closely).
+func (ix *index[K, V]) home(f uint64) int {
+	return int((f * 0x9e3779b97f4a7c15) >> ix.shift)
+}
+
+// slot returns the slot holding f, or -1.
+func (ix *index[K, V]) slot(f uint64) int {
+	if ix.n == 0 {
+		return -1
+	}
+	var zero V
+	mask := len(ix.slots) - 1
+	for i := ix.home(f); ; i = (i + 1) & mask {
+		s := &ix.slots[i]
+		if s.v == zero {
+			return -1
+		}
+		if s.f == f {
+			return i
+		}
+	}
 }
 
 // get returns k's value (f is k's fingerprint), or the zero V.
 func (ix *index[K, V]) get(f uint64, k K) V {
-	v, ok := ix.fast[f]
-	if ok && ix.holds(v, k) {
-		return v
+	if i := ix.slot(f); i >= 0 && ix.holds(ix.slots[i].v, k) {
+		return ix.slots[i].v
 	}
 	var zero V
 	if len(ix.slow) == 0 {
@@ -38,15 +72,47 @@ func (ix *index[K, V]) get(f uint64, k K) V {
 
 // put enters k → v.
 func (ix *index[K, V]) put(f uint64, k K, v V) {
-	cur, ok := ix.fast[f]
-	if !ok || cur != v && ix.holds(cur, k) {
-		ix.fast[f] = v
+	if i := ix.slot(f); i >= 0 {
+		if cur := ix.slots[i].v; cur != v && ix.holds(cur, k) {
+			ix.slots[i].v = v
+			return
+		}
+		if ix.slow == nil {
+			ix.slow = make(map[K]V)
+		}
+		ix.slow[k] = v
 		return
 	}
-	if ix.slow == nil {
-		ix.slow = make(map[K]V)
+	if 2*(ix.n+1) > len(ix.slots) {
+		ix.grow()
 	}
-	ix.slow[k] = v
+	ix.insert(f, v)
+}
+
+// insert puts f → v in the first free slot from f's home.
+func (ix *index[K, V]) insert(f uint64, v V) {
+	var zero V
+	mask := len(ix.slots) - 1
+	i := ix.home(f)
+	for ix.slots[i].v != zero {
+		i = (i + 1) & mask
+	}
+	ix.slots[i] = indexEntry[V]{f, v}
+	ix.n++
+}
+
+func (ix *index[K, V]) grow() {
+	old := ix.slots
+	n := max(2*len(old), minIndexSlots)
+	ix.slots = make([]indexEntry[V], n)
+	ix.shift = uint8(64 - bits.TrailingZeros(uint(n)))
+	ix.n = 0
+	var zero V
+	for _, s := range old {
+		if s.v != zero {
+			ix.insert(s.f, s.v)
+		}
+	}
 }
 
 // del removes k when its value is v.
@@ -57,15 +123,30 @@ func (ix *index[K, V]) del(f uint64, k K, v V) {
 			return
 		}
 	}
-	if cur, ok := ix.fast[f]; ok && cur == v {
-		delete(ix.fast, f)
+	i := ix.slot(f)
+	if i < 0 || ix.slots[i].v != v {
+		return
 	}
+	// Shift back the entries after i whose home does not lie cyclically
+	// in (i, j]: they were placed past i and must stay findable.
+	var zero V
+	mask := len(ix.slots) - 1
+	for j := (i + 1) & mask; ix.slots[j].v != zero; j = (j + 1) & mask {
+		h := ix.home(ix.slots[j].f)
+		if (j-h)&mask >= (j-i)&mask {
+			ix.slots[i] = ix.slots[j]
+			i = j
+		}
+	}
+	ix.slots[i] = indexEntry[V]{}
+	ix.n--
 }
 
-func (ix *index[K, V]) len() int { return len(ix.fast) + len(ix.slow) }
+func (ix *index[K, V]) len() int { return ix.n + len(ix.slow) }
 
 func (ix *index[K, V]) clear() {
-	clear(ix.fast)
+	clear(ix.slots)
+	ix.n = 0
 	clear(ix.slow)
 }
 

@@ -50,3 +50,52 @@ func TestIndexCollisions(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexAgainstMap: random puts and deletions, with fingerprints drawn
+// from a small set so that probe runs wrap around the table, cross each
+// other and share fingerprints, agree with a Go map at every step.
+func TestIndexAgainstMap(t *testing.T) {
+	type val struct{ key int }
+	holds := func(v *val, k int) bool { return v.key == k }
+	for _, tc := range []struct {
+		name    string
+		keys    int
+		fprints uint64 // distinct fingerprints
+	}{
+		{"few fingerprints", 200, 37},
+		{"one fingerprint per key", 500, 1 << 62},
+		{"many keys", 5000, 3000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fp := func(k int) uint64 { return uint64(k*2654435761) % tc.fprints }
+			ix := newIndex(holds)
+			ref := map[int]*val{}
+			rng := uint64(12345)
+			next := func(n int) int { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return int(rng % uint64(n)) }
+			for step := range 20 * tc.keys {
+				k := next(tc.keys)
+				if v, ok := ref[k]; ok && next(3) > 0 {
+					ix.del(fp(k), k, v)
+					delete(ref, k)
+				} else if !ok {
+					v := &val{key: k}
+					ix.put(fp(k), k, v)
+					ref[k] = v
+				}
+				if step%97 == 0 || step == 20*tc.keys-1 {
+					for q := range tc.keys {
+						if got := ix.get(fp(q), q); got != ref[q] {
+							t.Fatalf("step %d: get(%d) = %v, want %v", step, q, got, ref[q])
+						}
+					}
+					if ix.len() != len(ref) {
+						t.Fatalf("step %d: len %d, want %d", step, ix.len(), len(ref))
+					}
+				}
+			}
+			if 2*ix.n > len(ix.slots) {
+				t.Errorf("%d of %d slots used: more than half", ix.n, len(ix.slots))
+			}
+		})
+	}
+}
