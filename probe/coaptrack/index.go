@@ -58,6 +58,15 @@ func (ix *index[K, V]) slot(f uint64) int {
 	}
 }
 
+// line appends to lines the word of the slot a lookup of f reads first
+// (Tracker.plan).
+func (ix *index[K, V]) line(lines []*uint64, f uint64) []*uint64 {
+	if len(ix.slots) == 0 {
+		return lines
+	}
+	return append(lines, &ix.slots[ix.home(f)].f)
+}
+
 // get returns k's value (f is k's fingerprint), or the zero V.
 func (ix *index[K, V]) get(f uint64, k K) V {
 	if i := ix.slot(f); i >= 0 && ix.holds(ix.slots[i].v, k) {

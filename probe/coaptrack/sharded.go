@@ -105,8 +105,17 @@ func (s *Sharded) start() {
 func (s *Sharded) run(sh *shard) {
 	defer s.wg.Done()
 	var d app.Datagram
+	var la lookahead
 	for w := range sh.in {
 		for i := range w.items {
+			if i%lookaheadBatch == 0 {
+				for j := i; j < min(i+lookaheadBatch, len(w.items)); j++ {
+					if it := &w.items[j]; it.kind == itemDatagram {
+						sh.t.plan(&la, it.src, it.dst, w.buf[it.off:it.off+it.n])
+					}
+				}
+				la.load()
+			}
 			it := &w.items[i]
 			switch it.kind {
 			case itemDatagram:
@@ -140,6 +149,11 @@ func (s *Sharded) run(sh *shard) {
 		}
 	}
 }
+
+// lookaheadBatch is how many datagrams a shard loads the first table
+// lines of together (Tracker.plan) before tracking them; 32 and 64 did
+// equally well, 16 less (docs/benchmarks.md, "CoAP offline").
+const lookaheadBatch = 32
 
 // shardOf picks the shard of the endpoint pair a–b (either order).
 func (s *Sharded) shardOf(a, b netip.AddrPort) *shard {
