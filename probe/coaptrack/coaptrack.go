@@ -239,6 +239,7 @@ type Tracker struct {
 	msg     coapparse.Message
 	src     endpoint // the current datagram's
 	dst     endpoint
+	pre     *planned // the current datagram's plan, if any
 	rec     flow.Record
 	tok     index[tokKey, *exch]        // open requests
 	openMid index[midKey, *exch]        // CON and NON messages of open exchanges
@@ -309,6 +310,26 @@ func (t *Tracker) FlushAll() {
 
 // Datagram takes one UDP datagram on a CoAP port.
 func (t *Tracker) Datagram(d *app.Datagram) {
+	t.track(d, endpointOf(d.Src), endpointOf(d.Dst), nil)
+}
+
+// planned is what plan worked out for a datagram ahead of tracking it:
+// its message id's fingerprint (the key as message or reply build it)
+// and, when hasTok, its token's (as request or response build it).
+type planned struct {
+	mid, tok uint64
+	hasTok   bool
+}
+
+// track is Datagram with the endpoints converted and, when pre is not
+// nil, the fingerprints computed (by plan, from the same bytes).
+func (t *Tracker) track(d *app.Datagram, src, dst endpoint, pre *planned) {
+	t.pre, t.src, t.dst = pre, src, dst
+	t.datagram(d)
+	t.pre = nil
+}
+
+func (t *Tracker) datagram(d *app.Datagram) {
 	t.stats.Datagrams++
 	t.stats.Bytes += uint64(len(d.Payload))
 	m := &t.msg
@@ -320,7 +341,6 @@ func (t *Tracker) Datagram(d *app.Datagram) {
 		t.stats.Violations++
 	}
 	t.stats.Messages[m.Type&3]++
-	t.src, t.dst = endpointOf(d.Src), endpointOf(d.Dst)
 	n := uint64(len(d.Payload))
 	switch m.Type {
 	case coapparse.Confirmable, coapparse.NonConfirmable:
@@ -345,20 +365,22 @@ type lookahead struct {
 
 // plan adds the lines the datagram src→dst with payload p will read
 // first: its message id's slot in the open and the lingering exchanges'
-// indexes and, with a token, its token's slot. Only the fixed header is
-// decoded: a malformed message costs a few useless loads.
-func (t *Tracker) plan(la *lookahead, src, dst netip.AddrPort, p []byte) {
+// indexes and, with a token, its token's slot; it keeps the fingerprints
+// in pre for track. Only the fixed header is decoded: a malformed
+// message costs a few useless loads.
+func (t *Tracker) plan(la *lookahead, s, d *endpoint, p []byte, pre *planned) {
+	*pre = planned{}
 	if len(p) < 4 {
 		return
 	}
 	typ, tkl, code := coapparse.Type(p[0]>>4&3), int(p[0]&15), coapparse.Code(p[1])
-	s, d := endpointOf(src), endpointOf(dst)
-	mk := midKey{s, d, uint16(p[2])<<8 | uint16(p[3])}
+	mk := midKey{*s, *d, uint16(p[2])<<8 | uint16(p[3])}
 	incoming := typ == coapparse.Acknowledgement || typ == coapparse.Reset
 	if incoming {
-		mk.from, mk.to = d, s
+		mk.from, mk.to = *d, *s
 	}
 	f := mk.fingerprint(t.seed)
+	pre.mid = f
 	la.slots = t.openMid.line(la.slots, f)
 	if len(t.ring.index) > 0 {
 		la.bkts = append(la.bkts, &t.ring.bucket(f)[0].tag)
@@ -369,16 +391,34 @@ func (t *Tracker) plan(la *lookahead, src, dst netip.AddrPort, p []byte) {
 	tok := p[4 : 4+tkl]
 	switch {
 	case code.IsRequest() && !incoming:
-		k := newTokKey(pair{s, d}, tok)
-		la.slots = t.tok.line(la.slots, k.fingerprint(t.seed))
+		k := newTokKey(pair{*s, *d}, tok)
+		pre.tok, pre.hasTok = k.fingerprint(t.seed), true
+		la.slots = t.tok.line(la.slots, pre.tok)
 	case code.IsResponse():
-		k := newTokKey(pair{d, s}, tok)
-		kf := k.fingerprint(t.seed)
-		la.slots = t.tok.line(la.slots, kf)
+		k := newTokKey(pair{*d, *s}, tok)
+		pre.tok, pre.hasTok = k.fingerprint(t.seed), true
+		la.slots = t.tok.line(la.slots, pre.tok)
 		if !incoming {
-			la.slots = t.obs.line(la.slots, kf)
+			la.slots = t.obs.line(la.slots, pre.tok)
 		}
 	}
+}
+
+// midFingerprint is k's fingerprint: the planned one when the current
+// datagram was planned (the same key, from the same bytes).
+func (t *Tracker) midFingerprint(k *midKey) uint64 {
+	if t.pre != nil {
+		return t.pre.mid
+	}
+	return k.fingerprint(t.seed)
+}
+
+// tokFingerprint is k's fingerprint, the planned one if there is one.
+func (t *Tracker) tokFingerprint(k *tokKey) uint64 {
+	if t.pre != nil && t.pre.hasTok {
+		return t.pre.tok
+	}
+	return k.fingerprint(t.seed)
 }
 
 // load reads every planned line, then forgets the plan.
@@ -400,7 +440,7 @@ func (la *lookahead) load() {
 // or a notification, or a copy of one already seen.
 func (t *Tracker) message(d *app.Datagram, m *coapparse.Message, n uint64) {
 	mk := midKey{t.src, t.dst, m.MessageID}
-	mf := mk.fingerprint(t.seed)
+	mf := t.midFingerprint(&mk)
 	if x := t.openMid.get(mf, mk); x != nil {
 		x.c.Retransmissions++
 		t.stats.Retransmissions++
@@ -434,7 +474,7 @@ func (t *Tracker) message(d *app.Datagram, m *coapparse.Message, n uint64) {
 
 func (t *Tracker) request(d *app.Datagram, m *coapparse.Message, mk midKey, mf, n uint64) {
 	key := newTokKey(pair{t.src, t.dst}, m.Token)
-	kf := key.fingerprint(t.seed)
+	kf := t.tokFingerprint(&key)
 	if old := t.tok.get(kf, key); old != nil {
 		t.stats.Superseded++
 		t.end(old, flow.EndForced)
@@ -480,7 +520,7 @@ func (t *Tracker) request(d *app.Datagram, m *coapparse.Message, mk midKey, mf, 
 
 func (t *Tracker) response(d *app.Datagram, m *coapparse.Message, mk midKey, mf, n uint64) {
 	key := newTokKey(pair{t.dst, t.src}, m.Token)
-	kf := key.fingerprint(t.seed)
+	kf := t.tokFingerprint(&key)
 	if x := t.tok.get(kf, key); x != nil && !x.hasResp {
 		// A separate response.
 		t.touch(x, d.Time, n)
@@ -576,7 +616,7 @@ func (t *Tracker) forget(o *observation) {
 // message id sent the other way.
 func (t *Tracker) reply(d *app.Datagram, m *coapparse.Message, n uint64) {
 	k := midKey{t.dst, t.src, m.MessageID}
-	kf := k.fingerprint(t.seed)
+	kf := t.midFingerprint(&k)
 	x := t.openMid.get(kf, k)
 	if x == nil {
 		if t.ring.find(kf, k) != nil {

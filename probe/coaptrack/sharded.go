@@ -1,7 +1,6 @@
 package coaptrack
 
 import (
-	"net/netip"
 	"sync"
 
 	"github.com/mission-ids/mission/flow"
@@ -53,7 +52,7 @@ type work struct {
 }
 
 type workItem struct {
-	src, dst  netip.AddrPort
+	src, dst  endpoint
 	off, n    uint32
 	time      int64
 	kind      uint8 // itemDatagram, itemAdvance, itemFlush
@@ -106,12 +105,13 @@ func (s *Sharded) run(sh *shard) {
 	defer s.wg.Done()
 	var d app.Datagram
 	var la lookahead
+	var pre [lookaheadBatch]planned
 	for w := range sh.in {
 		for i := range w.items {
 			if i%lookaheadBatch == 0 {
 				for j := i; j < min(i+lookaheadBatch, len(w.items)); j++ {
 					if it := &w.items[j]; it.kind == itemDatagram {
-						sh.t.plan(&la, it.src, it.dst, w.buf[it.off:it.off+it.n])
+						sh.t.plan(&la, &it.src, &it.dst, w.buf[it.off:it.off+it.n], &pre[j-i])
 					}
 				}
 				la.load()
@@ -119,9 +119,9 @@ func (s *Sharded) run(sh *shard) {
 			it := &w.items[i]
 			switch it.kind {
 			case itemDatagram:
-				d.Src, d.Dst, d.Time, d.Truncated = it.src, it.dst, it.time, it.truncated
+				d.Time, d.Truncated = it.time, it.truncated
 				d.Payload = w.buf[it.off : it.off+it.n : it.off+it.n]
-				sh.t.Datagram(&d)
+				sh.t.track(&d, it.src, it.dst, &pre[i%lookaheadBatch])
 			case itemAdvance:
 				sh.t.AdvanceAt(it.time)
 			case itemFlush:
@@ -155,12 +155,11 @@ func (s *Sharded) run(sh *shard) {
 // equally well, 16 less (docs/benchmarks.md, "CoAP offline").
 const lookaheadBatch = 32
 
-// shardOf picks the shard of the endpoint pair a–b (either order).
-func (s *Sharded) shardOf(a, b netip.AddrPort) *shard {
+// shardOf picks the shard of the endpoint pair x–y (either order).
+func (s *Sharded) shardOf(x, y *endpoint) *shard {
 	if len(s.shards) == 1 {
 		return s.shards[0]
 	}
-	x, y := endpointOf(a), endpointOf(b)
 	h := x.fold(s.seed) ^ y.fold(s.seed) // symmetric
 	return s.shards[mum(h, 0x9e3779b97f4a7c15)%uint64(len(s.shards))]
 }
@@ -170,11 +169,12 @@ func (s *Sharded) Datagram(d *app.Datagram) {
 	if !s.running {
 		s.start()
 	}
-	sh := s.shardOf(d.Src, d.Dst)
+	x, y := endpointOf(d.Src), endpointOf(d.Dst)
+	sh := s.shardOf(&x, &y)
 	w := s.batch(sh)
 	off := len(w.buf)
 	w.buf = append(w.buf, d.Payload...)
-	w.items = append(w.items, workItem{src: d.Src, dst: d.Dst, off: uint32(off), n: uint32(len(d.Payload)), time: d.Time, truncated: d.Truncated})
+	w.items = append(w.items, workItem{src: x, dst: y, off: uint32(off), n: uint32(len(d.Payload)), time: d.Time, truncated: d.Truncated})
 	if len(w.items) >= shardBatch || len(w.buf) >= shardBufSize {
 		s.send(sh)
 	}
