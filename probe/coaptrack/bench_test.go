@@ -3,6 +3,7 @@ package coaptrack
 import (
 	"encoding/binary"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -188,6 +189,43 @@ func BenchmarkTracker(b *testing.B) {
 			b.ReportMetric(float64(s.Open+s.Lingering), "exchanges")
 			if s.Duplicates != 0 || s.Malformed != 0 {
 				b.Fatalf("duplicates %d, malformed %d: the mix is not fresh on every pass", s.Duplicates, s.Malformed)
+			}
+		})
+	}
+}
+
+// BenchmarkMemoryLatency measures what one dependent random access costs
+// on this machine in a table of each size: a walk along a random cyclic
+// permutation, so every load waits for the one before (the tracker's
+// lookups are like that unless they are loaded ahead together). It is
+// the machine's figure, not the tracker's: docs/benchmarks.md, "CoAP
+// offline", uses it to explain where the time goes.
+func BenchmarkMemoryLatency(b *testing.B) {
+	for _, mib := range []int{1, 4, 64} {
+		n := mib << 20 / 4 // uint32 entries
+		next := make([]uint32, n)
+		perm := make([]uint32, n)
+		for i := range perm {
+			perm[i] = uint32(i)
+		}
+		x := uint64(0x9e3779b97f4a7c15)
+		for i := n - 1; i > 0; i-- {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			j := int(x % uint64(i))
+			perm[i], perm[j] = perm[j], perm[i]
+		}
+		for i := range n {
+			next[perm[i]] = perm[(i+1)%n]
+		}
+		b.Run(strconv.Itoa(mib)+"MiB", func(b *testing.B) {
+			var at uint32
+			for range b.N {
+				at = next[at]
+			}
+			if at >= uint32(n) {
+				b.Fatal("walk left the table")
 			}
 		})
 	}

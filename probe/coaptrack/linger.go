@@ -39,6 +39,7 @@ type lingerRing struct {
 	live       int      // entries not dead
 	max        int      // slots at most (a power of two)
 	seed       uint64   // of the message ids' fingerprints
+	sink       uint32   // keeps grow's loads from being optimised away
 }
 
 // bucket is one cache line of the index: the message ids whose
@@ -172,16 +173,37 @@ func (r *lingerRing) grow() {
 	r.slots = slots
 	r.index = make([]bucket, n)
 	r.shift = uint(64 - bits.TrailingZeros(uint(n)))
+	// Rebuilt in batches: the buckets of a batch are loaded in one loop
+	// first, so that those memory accesses overlap (every entry's bucket
+	// is a random one of a table far larger than the caches).
+	type ref struct{ f, s uint64 }
+	var batch [64]ref
+	k := 0
+	flush := func() {
+		var sum uint32
+		for _, b := range batch[:k] {
+			sum += r.bucket(b.f)[0].tag
+		}
+		r.sink += sum
+		for _, b := range batch[:k] {
+			r.enter(b.f, b.s)
+		}
+		k = 0
+	}
 	for s := r.head; s < r.tail; s++ {
 		e := &slots[s&uint64(n-1)]
 		if e.dead {
 			continue
 		}
 		for i := range e.mids.n {
-			k := e.mids.key(i, &e.key.pair)
-			r.enter(k.fingerprint(r.seed), s)
+			key := e.mids.key(i, &e.key.pair)
+			batch[k] = ref{key.fingerprint(r.seed), s}
+			if k++; k == len(batch) {
+				flush()
+			}
 		}
 	}
+	flush()
 }
 
 // front returns the oldest entry (live or dead), nil if empty.
@@ -220,7 +242,7 @@ func (r *lingerRing) pop() {
 
 // reset forgets every entry and frees the slots.
 func (r *lingerRing) reset() {
-	*r = lingerRing{head: r.tail, tail: r.tail, max: r.max, seed: r.seed}
+	*r = lingerRing{head: r.tail, tail: r.tail, max: r.max, seed: r.seed, sink: r.sink}
 }
 
 // midSet is the message ids of one exchange: at most two (the request's,
