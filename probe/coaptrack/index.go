@@ -10,10 +10,11 @@ import (
 // value), linear probing from the slot the fingerprint picks, removal by
 // shifting the entries behind back (no tombstones), at most half full.
 // Whatever the key's size, a lookup usually reads one cache line of
-// slots, and deleting leaves nothing behind to probe past. The value holds its key (holds checks it), so
-// a lookup is exact: keys whose fingerprint an entry already has go to an
-// exact map beside it (with a random seed per tracker, practically never;
-// adversarial collisions cost time, never a wrong answer).
+// slots, and deleting leaves nothing behind to probe past. The value
+// holds its key (holds checks it), so a lookup is exact: keys whose
+// fingerprint an entry already has go to an exact map beside it (with a
+// random seed per tracker, practically never; adversarial collisions
+// cost time, never a wrong answer).
 type index[K comparable, V comparable] struct {
 	slots []indexEntry[V] // len a power of two, or 0
 	shift uint8           // 64 − log2(len(slots))
@@ -34,11 +35,16 @@ func newIndex[K comparable, V comparable](holds func(V, K) bool) index[K, V] {
 	return index[K, V]{holds: holds}
 }
 
-// home is f's first slot: the top bits of f times the golden ratio (the
-// fingerprint's low bits follow sequential message ids too closely).
-func (ix *index[K, V]) home(f uint64) int {
-	return int((f * 0x9e3779b97f4a7c15) >> ix.shift)
+// spread picks one of 2^(64−shift) places for fingerprint f: the top
+// bits of f times the golden ratio (the fingerprint's low bits follow
+// sequential message ids too closely to select by). The open tables'
+// slots and the linger index's buckets are both chosen by it.
+func spread(f uint64, shift uint8) int {
+	return int((f * 0x9e3779b97f4a7c15) >> shift)
 }
+
+// home is f's first slot.
+func (ix *index[K, V]) home(f uint64) int { return spread(f, ix.shift) }
 
 // slot returns the slot holding f, or -1.
 func (ix *index[K, V]) slot(f uint64) int {

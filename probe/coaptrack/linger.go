@@ -34,7 +34,7 @@ type lingered struct {
 type lingerRing struct {
 	slots      []lingered
 	index      []bucket // len(slots) buckets: eight index slots per ring slot
-	shift      uint     // 64 − log2(len(index))
+	shift      uint8    // 64 − log2(len(index))
 	head, tail uint64   // sequence numbers: oldest kept (live or dead), next to use
 	live       int      // entries not dead
 	max        int      // slots at most (a power of two)
@@ -92,11 +92,9 @@ func (r *lingerRing) find(f uint64, k midKey) *lingered {
 	return found
 }
 
-// bucket returns f's bucket. The fingerprint's low bits follow a message
-// id's low bits too closely to select it (ids are sequential), so f is
-// mixed first: the top bits of a multiplication by the golden ratio.
+// bucket returns f's bucket (chosen by spread, like an open table's slot).
 func (r *lingerRing) bucket(f uint64) *bucket {
-	return &r.index[(f*0x9e3779b97f4a7c15)>>r.shift]
+	return &r.index[spread(f, r.shift)]
 }
 
 // enter indexes a message id (fingerprint f) of the entry with sequence
@@ -172,7 +170,7 @@ func (r *lingerRing) grow() {
 	}
 	r.slots = slots
 	r.index = make([]bucket, n)
-	r.shift = uint(64 - bits.TrailingZeros(uint(n)))
+	r.shift = uint8(64 - bits.TrailingZeros(uint(n)))
 	// Rebuilt in batches: the buckets of a batch are loaded in one loop
 	// first, so that those memory accesses overlap (every entry's bucket
 	// is a random one of a table far larger than the caches).
